@@ -1,0 +1,89 @@
+"""`herald.publish(url, body)`: send a message to any queue Herald can watch.
+
+Tasks are plain functions, so `publish` is synchronous; it runs the broker's
+async publisher on one background event loop per process, which keeps one
+connection per broker alive across calls (a worker publishing an alert per
+run does not reconnect each time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from sqlalchemy import Engine
+
+from herald.config import Settings
+from herald.triggers.registry import publisher, scheme_of
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def to_bytes(body: bytes | str | dict[str, Any] | list[Any] | int | float | bool | None) -> bytes:
+    """A body as bytes: bytes as they are, text as UTF-8, anything else as JSON."""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    return json.dumps(body).encode("utf-8")
+
+
+async def apublish(url: str, body: Any, headers: dict[str, str] | None = None) -> None:
+    """Publish from async code: `await apublish("local://alerts", {"x": 1})`."""
+    send = publisher(scheme_of(url))
+    await send(url, to_bytes(body), dict(headers or {}))
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="herald-publish", daemon=True)
+            thread.start()
+            _loop = loop
+        return _loop
+
+
+def publish(url: str, body: Any, headers: dict[str, str] | None = None, *, timeout: float = 30.0) -> None:
+    """Send `body` to the queue at `url` (any scheme Herald watches) and wait until sent.
+
+    Args:
+        url: the queue URL, for example `local://alerts` or `redis://127.0.0.1:6379/0?stream=s`.
+        body: bytes, text, or anything JSON-serialisable (sent as JSON).
+        headers: message headers or attributes, where the broker has them.
+    """
+    future: Future[None] = asyncio.run_coroutine_threadsafe(
+        apublish(url, body, headers), _background_loop()
+    )
+    future.result(timeout)
+
+
+def _engine(url: str) -> Engine:
+    from herald.store.db import make_engine
+
+    with _engines_lock:
+        if url not in _engines:
+            _engines[url] = make_engine(url, pool_size=1)
+        return _engines[url]
+
+
+def local_publish(
+    queue: str, bodies: Sequence[bytes], headers: dict[str, str] | None = None,
+    settings: Settings | None = None,
+) -> list[int]:
+    """Append messages to `local://queue` and wake the triggerer; returns their ids."""
+    from herald import notify
+    from herald.store import local_queue
+
+    url = (settings or Settings()).db_url
+    ids = local_queue.put(_engine(url), queue, bodies, headers)
+    notify.notify(url, notify.local_channel(queue))
+    return ids

@@ -1,0 +1,1 @@
+"""What users write: assets, watchers, DAGs and tasks. No I/O happens here."""

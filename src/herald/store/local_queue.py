@@ -1,0 +1,58 @@
+"""The embedded `local://` queue: messages kept in the metadata database."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select
+
+from herald.store.tables import local_queue_message
+from herald.store.types import utcnow
+
+
+def put(engine: Engine, queue: str, bodies: Sequence[bytes], headers: dict[str, str] | None = None) -> list[int]:
+    """Append messages to `queue`; returns their ids."""
+    now = utcnow()
+    with engine.begin() as conn:
+        ids = []
+        for body in bodies:
+            row = conn.execute(
+                insert(local_queue_message)
+                .values(queue=queue, body=body, headers=headers or {}, created_at=now)
+                .returning(local_queue_message.c.id)
+            )
+            ids.append(int(row.scalar_one()))
+    return ids
+
+
+def fetch(engine: Engine, queue: str, after_id: int, limit: int) -> list[Any]:
+    """Up to `limit` messages of `queue` with an id above `after_id`, oldest first."""
+    t = local_queue_message
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(t.c.id, t.c.body, t.c.headers, t.c.created_at)
+                .where(t.c.queue == queue, t.c.id > after_id)
+                .order_by(t.c.id)
+                .limit(limit)
+            )
+        )
+
+
+def remove(conn: Connection, ids: Sequence[int]) -> None:
+    """Delete acknowledged messages, inside the caller's transaction."""
+    if ids:
+        conn.execute(delete(local_queue_message).where(local_queue_message.c.id.in_(list(ids))))
+
+
+def depth(engine: Engine, queue: str) -> int:
+    """How many messages wait in `queue`."""
+    from sqlalchemy import func
+
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count()).select_from(local_queue_message).where(local_queue_message.c.queue == queue)
+            ).scalar_one()
+        )

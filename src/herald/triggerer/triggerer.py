@@ -1,0 +1,199 @@
+"""The triggerer: one consumer per (queue, options), the delivery contract, watcher health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, update
+
+from herald import notify
+from herald.store import local_queue
+from herald.store import tables as t
+from herald.store.db import Database
+from herald.store.sync import WatcherSpec
+from herald.store.types import utcnow
+from herald.triggerer.backoff import Backoff
+from herald.triggerer.ingest import Outcome, ingest
+from herald.triggers.base import BaseEventTrigger, Message
+
+log = logging.getLogger("herald.triggerer")
+
+#: messages taken from a broker per receive (each broker may cap it lower, SQS at 10)
+BATCH_SIZE = 500
+LAG_INTERVAL = 5.0
+
+
+@dataclass
+class Consumer:
+    """One connection to one queue, shared by every watcher whose trigger has its key."""
+
+    key: str
+    trigger: BaseEventTrigger
+    watchers: list[WatcherSpec] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class _Runtime:
+    """The services a local:// trigger borrows from the triggerer."""
+
+    def __init__(self, db: Database, listener: notify.Listener) -> None:
+        self._db = db
+        self._listener = listener
+
+    async def local_fetch(self, queue: str, after_id: int, limit: int) -> list[Any]:
+        return await self._db.run(local_queue.fetch, self._db.engine, queue, after_id, limit)
+
+    def local_event(self, queue: str) -> asyncio.Event:
+        return self._listener.event(notify.local_channel(queue))
+
+    def local_remove(self, connection: Any, ids: list[int]) -> None:
+        local_queue.remove(connection, ids)
+
+
+class Triggerer:
+    """Runs the consumers of every active watcher and turns messages into events.
+
+    Args:
+        db: the metadata database.
+        listener: wake-ups from publishers of local:// messages.
+        on_events: called after each commit that created events (wakes the scheduler).
+    """
+
+    def __init__(self, db: Database, listener: notify.Listener, on_events: Callable[[], None]) -> None:
+        self.db = db
+        self.runtime = _Runtime(db, listener)
+        self.on_events = on_events
+        self.consumers: dict[str, Consumer] = {}
+        self.consumers_of_asset: dict[int, list[str]] = {}
+        self._lag_task: asyncio.Task[None] | None = None
+
+    def update(self, watchers: list[WatcherSpec], consumers_of_asset: dict[int, list[str]]) -> None:
+        """Start, keep or stop consumers to match the watchers of the latest DAG load."""
+        self.consumers_of_asset = consumers_of_asset
+        grouped: dict[str, list[WatcherSpec]] = {}
+        for spec in watchers:
+            grouped.setdefault(spec.consumer_key, []).append(spec)
+        for key in list(self.consumers):
+            if key not in grouped:
+                consumer = self.consumers.pop(key)
+                if consumer.task is not None:
+                    consumer.task.cancel()
+        for key, specs in grouped.items():
+            if key in self.consumers:
+                self.consumers[key].watchers = specs
+                continue
+            consumer = Consumer(key=key, trigger=specs[0].watcher.trigger, watchers=specs)
+            consumer.task = asyncio.create_task(self._consume(consumer), name=f"consumer {key[:80]}")
+            self.consumers[key] = consumer
+        if self._lag_task is None:
+            self._lag_task = asyncio.create_task(self._measure_lag())
+
+    async def stop(self) -> None:
+        """Cancel every consumer and wait for them to close their connections."""
+        tasks = [c.task for c in self.consumers.values() if c.task is not None]
+        if self._lag_task is not None:
+            tasks.append(self._lag_task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        ids = [w.id for c in self.consumers.values() for w in c.watchers]
+        self.consumers.clear()
+        if ids:
+            with contextlib.suppress(Exception):
+                await self.db.run(_set_state, self.db.engine, ids, "stopped", None)
+
+    async def _consume(self, consumer: Consumer) -> None:
+        backoff = Backoff()
+        trigger = consumer.trigger
+        while True:
+            ids = [w.id for w in consumer.watchers]
+            try:
+                trigger.bind(self.runtime)
+                await trigger.open()
+                await self.db.run(_set_state, self.db.engine, ids, "running", None)
+                backoff.reset()
+                while True:
+                    messages = await trigger.receive(BATCH_SIZE)
+                    if messages:
+                        await self._deliver(consumer, messages)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await trigger.close()
+                raise
+            except Exception as exc:
+                delay = backoff.next()
+                state = "failed" if isinstance(exc, ImportError) else "reconnecting"
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("watcher(s) %s: %s; retrying in %.1fs", ids, error, delay)
+                log.debug("%s", traceback.format_exc())
+                with contextlib.suppress(Exception):
+                    await trigger.close()
+                with contextlib.suppress(Exception):
+                    await self.db.run(_set_state, self.db.engine, ids, state, error)
+                await asyncio.sleep(delay)
+
+    def _outcomes(self, consumer: Consumer, messages: list[Message]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for message in messages:
+            for spec in consumer.watchers:
+                try:
+                    keep, payload, encoding = spec.watcher.trigger.to_payload(message)
+                except Exception as exc:
+                    outcomes.append(Outcome(spec.id, spec.asset_id, message, "dead",
+                                            error=f"{type(exc).__name__}: {exc}"))
+                    continue
+                kind = "event" if keep else "skip"
+                outcomes.append(Outcome(spec.id, spec.asset_id, message, kind, payload, encoding))
+        return outcomes
+
+    async def _deliver(self, consumer: Consumer, messages: list[Message]) -> None:
+        """The delivery contract: transform, store in one transaction, commit, then ack."""
+        outcomes = self._outcomes(consumer, messages)
+        sources = {s.id: str(s.watcher.trigger.describe().get("url", "")) for s in consumer.watchers}
+        trigger = consumer.trigger
+        consumers_of_asset = self.consumers_of_asset
+
+        def store() -> int:
+            with self.db.engine.begin() as conn:
+                result = ingest(conn, outcomes, consumers_of_asset, sources)
+                if trigger.transactional_ack:
+                    trigger.ack_in_transaction(conn, messages)
+            return result.events
+
+        created = await self.db.run(store)
+        if not trigger.transactional_ack:
+            await trigger.ack(messages)
+        if created:
+            self.on_events()
+
+    async def _measure_lag(self) -> None:
+        while True:
+            await asyncio.sleep(LAG_INTERVAL)
+            for consumer in list(self.consumers.values()):
+                try:
+                    lag = await consumer.trigger.lag()
+                except Exception:
+                    continue
+                if lag is not None:
+                    ids = [w.id for w in consumer.watchers]
+                    with contextlib.suppress(Exception):
+                        await self.db.run(_set_lag, self.db.engine, ids, lag)
+
+
+def _set_state(engine: Engine, ids: list[int], state: str, error: str | None) -> None:
+    values: dict[str, Any] = {"state": state, "updated_at": utcnow()}
+    if error is not None:
+        values["last_error"] = error
+    with engine.begin() as conn:
+        conn.execute(update(t.watcher).where(t.watcher.c.id.in_(ids)).values(**values))
+
+
+def _set_lag(engine: Engine, ids: list[int], lag: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(t.watcher).where(t.watcher.c.id.in_(ids)).values(lag=lag))

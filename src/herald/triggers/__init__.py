@@ -1,0 +1,1 @@
+"""Message sources: one module per broker, each holding its trigger and its publisher."""
