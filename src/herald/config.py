@@ -81,7 +81,7 @@ def normalise_database_url(url: str) -> str:
     """Pick the driver for a plain `postgresql://` or `postgres://` URL."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

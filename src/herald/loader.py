@@ -51,6 +51,9 @@ def load_file(path: str) -> list[DAG]:
     except BaseException:
         sys.modules.pop(module_name, None)
         raise
+    # Airflow DAGs name their apply_function as "dag_file_stem.function": let that
+    # name find this module instead of importing the file a second time.
+    sys.modules.setdefault(Path(path).stem, module)
     found: dict[int, DAG] = {id(d): d for d in built}
     for value in vars(module).values():
         if isinstance(value, DAG):

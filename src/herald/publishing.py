@@ -60,9 +60,7 @@ def publish(url: str, body: Any, headers: dict[str, str] | None = None, *, timeo
         body: bytes, text, or anything JSON-serialisable (sent as JSON).
         headers: message headers or attributes, where the broker has them.
     """
-    future: Future[None] = asyncio.run_coroutine_threadsafe(
-        apublish(url, body, headers), _background_loop()
-    )
+    future: Future[None] = asyncio.run_coroutine_threadsafe(apublish(url, body, headers), _background_loop())
     future.result(timeout)
 
 
@@ -76,7 +74,9 @@ def _engine(url: str) -> Engine:
 
 
 def local_publish(
-    queue: str, bodies: Sequence[bytes], headers: dict[str, str] | None = None,
+    queue: str,
+    bodies: Sequence[bytes],
+    headers: dict[str, str] | None = None,
     settings: Settings | None = None,
 ) -> list[int]:
     """Append messages to `local://queue` and wake the triggerer; returns their ids."""

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from herald import notify
 from herald.config import Settings
@@ -87,8 +88,9 @@ class Standalone:
             last = error.strip().splitlines()[-1] if error.strip() else "error"
             log.error("DAG file %s failed to import: %s (see: herald dags errors)", path, last)
 
-    async def _watch(self, db: Database, bag: DagBag, scheduler: Scheduler, triggerer: Triggerer,
-                     executor: LocalExecutor) -> None:
+    async def _watch(
+        self, db: Database, bag: DagBag, scheduler: Scheduler, triggerer: Triggerer, executor: LocalExecutor
+    ) -> None:
         while True:
             await asyncio.sleep(self.settings.dag_reload_interval)
             try:
@@ -101,17 +103,18 @@ class Standalone:
             except Exception:
                 log.exception("reloading the DAGs folder failed")
 
-    async def _serve_api(self, db: Database) -> tuple[object | None, asyncio.Task[None]]:
+    async def _serve_api(self, db: Database) -> tuple[Any, asyncio.Task[None]]:
         import uvicorn
 
         from herald.api.app import create_app
 
-        config = uvicorn.Config(create_app(db.engine), host=self.settings.api_host, port=self.port,
-                                log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            create_app(db.engine), host=self.settings.api_host, port=self.port, log_level="warning", lifespan="off"
+        )
         server = uvicorn.Server(config)
-        # uvicorn installs its own signal handlers in serve(); Herald owns them.
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        task = asyncio.create_task(server.serve(), name="api")
+        # Server.serve() would take over SIGINT/SIGTERM; Herald owns them and stops
+        # the API itself, so run the inner coroutine that does not touch signals.
+        task = asyncio.create_task(server._serve(), name="api")
         for _ in range(100):
             if server.started or task.done():
                 break

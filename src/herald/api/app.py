@@ -29,7 +29,6 @@ def create_app(engine: Engine) -> FastAPI:
             database = "ok"
         except Exception as exc:  # the health answer must not raise
             database = f"error: {type(exc).__name__}"
-        return {"status": "ok" if database == "ok" else "degraded", "database": database,
-                "version": __version__}
+        return {"status": "ok" if database == "ok" else "degraded", "database": database, "version": __version__}
 
     return app

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -27,9 +28,16 @@ events_app = typer.Typer(help="Asset events: list them, emit one by hand.", no_a
 watchers_app = typer.Typer(help="Watchers and their health.", no_args_is_help=True)
 dead_app = typer.Typer(help="Messages that could not become events.", no_args_is_help=True)
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
-for sub, name in [(dags_app, "dags"), (runs_app, "runs"), (tasks_app, "tasks"), (assets_app, "assets"),
-                  (events_app, "events"), (watchers_app, "watchers"), (dead_app, "dead-letters"),
-                  (db_app, "db")]:
+for sub, name in [
+    (dags_app, "dags"),
+    (runs_app, "runs"),
+    (tasks_app, "tasks"),
+    (assets_app, "assets"),
+    (events_app, "events"),
+    (watchers_app, "watchers"),
+    (dead_app, "dead-letters"),
+    (db_app, "db"),
+]:
     app.add_typer(sub, name=name)
 
 Limit = Annotated[int, typer.Option("--limit", min=1, max=100000, help="At most N rows, newest first.")]
@@ -62,8 +70,7 @@ def _engine() -> Any:
         if not is_current(engine):
             upgrade(engine)
     except OperationalError as exc:
-        fail(f"cannot open the metadata database: {exc.orig}",
-             "check HERALD_DATABASE_URL / HERALD_HOME", code=1)
+        fail(f"cannot open the metadata database: {exc.orig}", "check HERALD_DATABASE_URL / HERALD_HOME", code=1)
     return engine
 
 
@@ -94,14 +101,14 @@ def standalone(
 
     from herald.standalone import Standalone
 
-    logging.basicConfig(level=os.environ.get("HERALD_LOG_LEVEL", "WARNING").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("HERALD_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     settings = _settings()
     runner = Standalone(settings, port, say=lambda m: console.print(m, highlight=False))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(runner.run())
-    except KeyboardInterrupt:
-        pass
 
 
 @db_app.command("migrate")
@@ -152,10 +159,11 @@ def dags_show(dag_id: str, output: OutputOpt = Output.table) -> None:
         data = queries.get_dag(conn, dag_id)
     if data is None:
         _unknown_dag(dag_id)
+        return
     show_one(data, output)
 
 
-def _unknown_dag(dag_id: str) -> None:
+def _unknown_dag(dag_id: str) -> NoReturn:
     from herald.store import queries
 
     with _engine().connect() as conn:
@@ -262,8 +270,10 @@ def tasks_logs(run_id: str, task_id: str, output: OutputOpt = Output.table) -> N
     if data is None:
         if run is None:
             fail(f"no run {run_id!r}", "list runs with: herald runs list")
-        fail(f"run {run_id} has no task {task_id!r}",
-             f"its tasks: {', '.join(x['task_id'] for x in run['tasks']) or 'none yet'}")
+        fail(
+            f"run {run_id} has no task {task_id!r}",
+            f"its tasks: {', '.join(x['task_id'] for x in run['tasks']) or 'none yet'}",
+        )
     if output == Output.json:
         show_one(data, output)
         return
@@ -326,7 +336,8 @@ def events_emit(
         new = insert_events(
             conn,
             [{"asset_id": asset_id, "source": "cli", "dedupe_key": None, "extra": data, "timestamp": now}],
-            consumers_from_db(conn, int(asset_id)), now,
+            consumers_from_db(conn, int(asset_id)),
+            now,
         )
     _wake(notify.SCHEDULER)
     event_id = new[0][0]
@@ -343,8 +354,24 @@ def watchers_list(limit: Limit = 100, output: OutputOpt = Output.table) -> None:
 
     with _engine().connect() as conn:
         rows = queries.list_watchers(conn, limit)
-    show(rows, output, ["asset", "name", "url", "state", "received", "events", "skipped", "dead_lettered",
-                        "lag", "last_message_at", "last_error"], "Watchers")
+    show(
+        rows,
+        output,
+        [
+            "asset",
+            "name",
+            "url",
+            "state",
+            "received",
+            "events",
+            "skipped",
+            "dead_lettered",
+            "lag",
+            "last_message_at",
+            "last_error",
+        ],
+        "Watchers",
+    )
 
 
 @dead_app.command("list")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import Any, NoReturn
 
 import typer
@@ -16,7 +16,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     """How a listing is printed."""
 
     table = "table"

@@ -80,8 +80,7 @@ class LocalExecutor:
     def _spawn(self) -> None:
         assert self._loop is not None
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=worker_main, args=(child, self.dags_folder), daemon=True,
-                                 name="herald-worker")
+        proc = self._ctx.Process(target=worker_main, args=(child, self.dags_folder), daemon=True, name="herald-worker")
         proc.start()
         child.close()
         worker = _Worker(proc=proc, conn=parent, generation=self._generation)
@@ -173,11 +172,15 @@ class LocalExecutor:
         worker.proc.join(timeout=2)
         request, worker.busy = worker.busy, None
         if request is not None:
-            self._on_result(TaskResult(
-                ti_id=request.ti_id, state="failed", ended_at=utcnow(),
-                error=f"the worker process running the task died ({describe_exit(worker.proc.exitcode)})",
-                hostname=f"local:{worker.proc.pid}",
-            ))
+            self._on_result(
+                TaskResult(
+                    ti_id=request.ti_id,
+                    state="failed",
+                    ended_at=utcnow(),
+                    error=f"the worker process running the task died ({describe_exit(worker.proc.exitcode)})",
+                    hostname=f"local:{worker.proc.pid}",
+                )
+            )
         elif not self._stopping and not worker.retired:
             log.warning("worker %s exited (%s)", worker.proc.pid, describe_exit(worker.proc.exitcode))
         self._fill()
@@ -191,11 +194,15 @@ class LocalExecutor:
         self._drop(worker)
         worker.proc.kill()
         worker.proc.join(timeout=2)
-        self._on_result(TaskResult(
-            ti_id=request.ti_id, state="failed", ended_at=utcnow(),
-            error=f"timed out after {request.timeout:g}s (timeout={request.timeout:g}); the worker was killed",
-            hostname=f"local:{worker.proc.pid}",
-        ))
+        self._on_result(
+            TaskResult(
+                ti_id=request.ti_id,
+                state="failed",
+                ended_at=utcnow(),
+                error=f"timed out after {request.timeout:g}s (timeout={request.timeout:g}); the worker was killed",
+                hostname=f"local:{worker.proc.pid}",
+            )
+        )
         self._fill()
         self._dispatch()
 
@@ -210,11 +217,11 @@ class LocalExecutor:
             with contextlib.suppress(OSError, BrokenPipeError):
                 worker.conn.send(None)
             self._drop(worker)
-        for worker in self._all_procs():
-            worker.join(timeout=1)
-            if worker.is_alive():
-                worker.kill()
-                worker.join(timeout=1)
+        for proc in self._all_procs():
+            proc.join(timeout=1)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=1)
 
     def _all_procs(self) -> list[BaseProcess]:
         return [p for p in multiprocessing.active_children() if p.name == "herald-worker"]

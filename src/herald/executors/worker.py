@@ -47,12 +47,22 @@ def _context(dag: DAG, request: dict[str, Any]) -> dict[str, Any]:
     for e in request["events"]:
         asset = Asset(e["asset"], uri=e["uri"])
         events.setdefault(asset, []).append(
-            AssetEvent(id=e["id"], asset=asset, timestamp=datetime.fromisoformat(e["timestamp"]),
-                       extra=e["extra"], source=e["source"])
+            AssetEvent(
+                id=e["id"],
+                asset=asset,
+                timestamp=datetime.fromisoformat(e["timestamp"]),
+                extra=e["extra"],
+                source=e["source"],
+            )
         )
     start = run.get("start_date")
-    dag_run = DagRun(run_id=run["run_id"], dag_id=run["dag_id"], run_type=run["run_type"],
-                     conf=run["conf"], start_date=datetime.fromisoformat(start) if start else None)
+    dag_run = DagRun(
+        run_id=run["run_id"],
+        dag_id=run["dag_id"],
+        run_type=run["run_type"],
+        conf=run["conf"],
+        start_date=datetime.fromisoformat(start) if start else None,
+    )
     task = dag.tasks[request["task_id"]]
     params = {**dag.params, **run["conf"]}
     return {
@@ -87,8 +97,13 @@ def run_task(dags: dict[str, DAG], request: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"ti_id": request["ti_id"], "started_at": started, "hostname": socket.gethostname()}
     dag = dags.get(request["dag_id"])
     if dag is None or request["task_id"] not in dag.tasks:
-        result.update(state="failed", error=f"task {request['dag_id']}.{request['task_id']} is not in the DAG files "
-                      f"this worker loaded (was the file changed or removed?)", log="", ended_at=datetime.now(UTC))
+        result.update(
+            state="failed",
+            error=f"task {request['dag_id']}.{request['task_id']} is not in the DAG files "
+            f"this worker loaded (was the file changed or removed?)",
+            log="",
+            ended_at=datetime.now(UTC),
+        )
         return result
     task = dag.tasks[request["task_id"]]
     context = _context(dag, request)
@@ -104,7 +119,7 @@ def run_task(dags: dict[str, DAG], request: dict[str, Any]) -> dict[str, Any]:
     token = set_current_context(context)
     tee = _Tee(out)
     try:
-        with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):  # type: ignore[type-var]
+        with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
             value = task.function(*args, **kwargs)
         try:
             json.dumps(value)

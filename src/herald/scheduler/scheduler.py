@@ -128,20 +128,25 @@ class Scheduler:
         now = utcnow()
         touched: set[int] = set()
         with self.db.engine.begin() as conn:
-            running = conn.execute(
-                select(t.task_instance.c.id).where(t.task_instance.c.state == "running")
-            ).scalars().all()
+            running = (
+                conn.execute(select(t.task_instance.c.id).where(t.task_instance.c.state == "running")).scalars().all()
+            )
             for ti_id in running:
                 self._apply_result(
                     conn,
-                    TaskResult(ti_id=int(ti_id), state="failed", ended_at=now,
-                               error="the task was running when Herald stopped; its worker is gone"),
-                    now, touched,
+                    TaskResult(
+                        ti_id=int(ti_id),
+                        state="failed",
+                        ended_at=now,
+                        error="the task was running when Herald stopped; its worker is gone",
+                    ),
+                    now,
+                    touched,
                 )
             self._finish_runs(conn, touched, now)
-            queued = conn.execute(
-                select(t.task_instance.c.id).where(t.task_instance.c.state == "queued")
-            ).scalars().all()
+            queued = (
+                conn.execute(select(t.task_instance.c.id).where(t.task_instance.c.state == "queued")).scalars().all()
+            )
             return self._requests(conn, [int(i) for i in queued], bump=False)
 
     def _pass(self, results: list[TaskResult], started: list[TaskStarted]) -> PassOutcome:
@@ -176,8 +181,9 @@ class Scheduler:
     def _apply_result(self, conn: Connection, r: TaskResult, now: datetime, touched: set[int]) -> int:
         ti = t.task_instance
         row = conn.execute(
-            select(ti.c.run_pk, ti.c.dag_id, ti.c.task_id, ti.c.try_number, ti.c.max_tries, ti.c.state)
-            .where(ti.c.id == r.ti_id)
+            select(ti.c.run_pk, ti.c.dag_id, ti.c.task_id, ti.c.try_number, ti.c.max_tries, ti.c.state).where(
+                ti.c.id == r.ti_id
+            )
         ).first()
         if row is None or row.state in TERMINAL:
             return 0
@@ -194,7 +200,8 @@ class Scheduler:
             task = self.dags.get(row.dag_id)
             delay = task.tasks[row.task_id].retry_delay if task and row.task_id in task.tasks else 0.0
             conn.execute(
-                update(ti).where(ti.c.id == r.ti_id)
+                update(ti)
+                .where(ti.c.id == r.ti_id)
                 .values(state="up_for_retry", next_try_at=now + timedelta(seconds=delay), **values)
             )
         else:
@@ -202,7 +209,9 @@ class Scheduler:
             self._fail_downstream(conn, row.dag_id, int(row.run_pk), row.task_id, now)
         return 0
 
-    def _emit_outlets(self, conn: Connection, dag_id: str, task_id: str, run_pk: int, r: TaskResult, now: datetime) -> int:
+    def _emit_outlets(
+        self, conn: Connection, dag_id: str, task_id: str, run_pk: int, r: TaskResult, now: datetime
+    ) -> int:
         dag = self.dags.get(dag_id)
         if dag is None or task_id not in dag.tasks or not dag.tasks[task_id].outlets:
             return 0
@@ -215,8 +224,15 @@ class Scheduler:
             extra = dict(r.outlet_extras.get(asset.name, {}))
             extra.setdefault("payload", None)
             extra["source_run"] = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id}
-            rows.append({"asset_id": asset_id, "source": f"task:{dag_id}.{task_id}",
-                         "dedupe_key": f"{run_id}", "extra": extra, "timestamp": now})
+            rows.append(
+                {
+                    "asset_id": asset_id,
+                    "source": f"task:{dag_id}.{task_id}",
+                    "dedupe_key": f"{run_id}",
+                    "extra": extra,
+                    "timestamp": now,
+                }
+            )
         return len(insert_events(conn, rows, self.consumers_of_asset, now))
 
     def _fail_downstream(self, conn: Connection, dag_id: str, run_pk: int, failed_task: str, now: datetime) -> None:
@@ -275,7 +291,8 @@ class Scheduler:
             if all(s in TERMINAL for s in run_states):
                 final = "success" if all(s == "success" for s in run_states) else "failed"
                 conn.execute(
-                    update(t.dag_run).where(t.dag_run.c.id == run_pk, t.dag_run.c.state == "running")
+                    update(t.dag_run)
+                    .where(t.dag_run.c.id == run_pk, t.dag_run.c.state == "running")
                     .values(state=final, ended_at=now)
                 )
 
@@ -283,7 +300,8 @@ class Scheduler:
         eq = t.event_queue
         rows = conn.execute(
             select(eq.c.id, eq.c.dag_id, eq.c.event_id, eq.c.asset_id, eq.c.queued_at)
-            .order_by(eq.c.id).limit(EVENT_SCAN)
+            .order_by(eq.c.id)
+            .limit(EVENT_SCAN)
         ).all()
         names = {v: k for k, v in self.asset_ids.items()}
         pending: dict[str, list[Pending]] = defaultdict(list)
@@ -308,10 +326,16 @@ class Scheduler:
     def _insert_run(self, conn: Connection, dag_id: str, run_type: str, conf: dict[str, Any], now: datetime) -> int:
         return int(
             conn.execute(
-                insert(t.dag_run).values(
-                    run_id=new_run_id(run_type, now), dag_id=dag_id, state="queued",
-                    run_type=run_type, conf=conf, queued_at=now,
-                ).returning(t.dag_run.c.id)
+                insert(t.dag_run)
+                .values(
+                    run_id=new_run_id(run_type, now),
+                    dag_id=dag_id,
+                    state="queued",
+                    run_type=run_type,
+                    conf=conf,
+                    queued_at=now,
+                )
+                .returning(t.dag_run.c.id)
             ).scalar_one()
         )
 
@@ -346,7 +370,8 @@ class Scheduler:
                 r.dag_id: int(r.n)
                 for r in conn.execute(
                     select(dr.c.dag_id, func.count().label("n"))
-                    .where(dr.c.state == "running", dr.c.dag_id.in_(limited)).group_by(dr.c.dag_id)
+                    .where(dr.c.state == "running", dr.c.dag_id.in_(limited))
+                    .group_by(dr.c.dag_id)
                 )
             }
         ready: list[int] = []
@@ -366,15 +391,18 @@ class Scheduler:
                 active[row.dag_id] = active.get(row.dag_id, 0) + 1
             started.append(int(row.id))
             for task in dag.tasks.values():
-                ti_rows.append({
-                    "run_pk": int(row.id), "dag_id": row.dag_id, "task_id": task.task_id,
-                    "state": "scheduled" if not task.upstream else "none",
-                    "try_number": 0, "max_tries": task.retries + 1,
-                })
+                ti_rows.append(
+                    {
+                        "run_pk": int(row.id),
+                        "dag_id": row.dag_id,
+                        "task_id": task.task_id,
+                        "state": "scheduled" if not task.upstream else "none",
+                        "try_number": 0,
+                        "max_tries": task.retries + 1,
+                    }
+                )
         if missing:
-            conn.execute(
-                update(dr).where(dr.c.id.in_(missing)).values(state="failed", ended_at=now)
-            )
+            conn.execute(update(dr).where(dr.c.id.in_(missing)).values(state="failed", ended_at=now))
         if started:
             conn.execute(update(dr).where(dr.c.id.in_(started)).values(state="running", started_at=now))
             empty = [pk for pk in started if not any(r["run_pk"] == pk for r in ti_rows)]
@@ -384,7 +412,8 @@ class Scheduler:
                 conn.execute(update(dr).where(dr.c.id.in_(empty)).values(state="success", ended_at=now))
             ti = t.task_instance
             ready = [
-                int(i) for i in conn.execute(
+                int(i)
+                for i in conn.execute(
                     select(ti.c.id).where(ti.c.run_pk.in_(started), ti.c.state == "scheduled").order_by(ti.c.id)
                 ).scalars()
             ]
@@ -393,7 +422,8 @@ class Scheduler:
     def _due_retries(self, conn: Connection, now: datetime) -> tuple[list[int], datetime | None]:
         ti = t.task_instance
         due = [
-            int(i) for i in conn.execute(
+            int(i)
+            for i in conn.execute(
                 select(ti.c.id).where(ti.c.state == "up_for_retry", ti.c.next_try_at <= now)
             ).scalars()
         ]
@@ -409,51 +439,86 @@ class Scheduler:
         ti, dr = t.task_instance, t.dag_run
         if bump:
             conn.execute(
-                update(ti).where(ti.c.id.in_(ti_ids))
+                update(ti)
+                .where(ti.c.id.in_(ti_ids))
                 .values(state="queued", try_number=ti.c.try_number + 1, next_try_at=None)
             )
         rows = conn.execute(
-            select(ti.c.id, ti.c.run_pk, ti.c.dag_id, ti.c.task_id, ti.c.try_number,
-                   dr.c.run_id, dr.c.run_type, dr.c.conf, dr.c.started_at)
-            .join(dr, dr.c.id == ti.c.run_pk).where(ti.c.id.in_(ti_ids)).order_by(ti.c.id)
+            select(
+                ti.c.id,
+                ti.c.run_pk,
+                ti.c.dag_id,
+                ti.c.task_id,
+                ti.c.try_number,
+                dr.c.run_id,
+                dr.c.run_type,
+                dr.c.conf,
+                dr.c.started_at,
+            )
+            .join(dr, dr.c.id == ti.c.run_pk)
+            .where(ti.c.id.in_(ti_ids))
+            .order_by(ti.c.id)
         ).all()
         run_pks = {int(r.run_pk) for r in rows}
         events: dict[int, list[dict[str, Any]]] = defaultdict(list)
         ae, a, dre = t.asset_event, t.asset, t.dag_run_event
         for e in conn.execute(
             select(dre.c.run_pk, ae.c.id, ae.c.timestamp, ae.c.extra, ae.c.source, a.c.name, a.c.uri)
-            .join(ae, ae.c.id == dre.c.event_id).join(a, a.c.id == ae.c.asset_id)
-            .where(dre.c.run_pk.in_(run_pks)).order_by(ae.c.id)
+            .join(ae, ae.c.id == dre.c.event_id)
+            .join(a, a.c.id == ae.c.asset_id)
+            .where(dre.c.run_pk.in_(run_pks))
+            .order_by(ae.c.id)
         ):
-            events[int(e.run_pk)].append({
-                "id": int(e.id), "asset": e.name, "uri": e.uri, "timestamp": e.timestamp.isoformat(),
-                "extra": e.extra, "source": e.source,
-            })
+            events[int(e.run_pk)].append(
+                {
+                    "id": int(e.id),
+                    "asset": e.name,
+                    "uri": e.uri,
+                    "timestamp": e.timestamp.isoformat(),
+                    "extra": e.extra,
+                    "source": e.source,
+                }
+            )
         results: dict[int, dict[str, Any]] = defaultdict(dict)
         needs_upstream = [
-            r for r in rows
+            r
+            for r in rows
             if (d := self.dags.get(r.dag_id)) is not None and r.task_id in d.tasks and d.tasks[r.task_id].upstream
         ]
         if needs_upstream:
             for x in conn.execute(
-                select(ti.c.run_pk, ti.c.task_id, ti.c.result)
-                .where(ti.c.run_pk.in_({int(r.run_pk) for r in needs_upstream}), ti.c.state == "success")
+                select(ti.c.run_pk, ti.c.task_id, ti.c.result).where(
+                    ti.c.run_pk.in_({int(r.run_pk) for r in needs_upstream}), ti.c.state == "success"
+                )
             ):
                 results[int(x.run_pk)][x.task_id] = x.result
         requests = []
         for r in rows:
             dag = self.dags.get(r.dag_id)
             task = dag.tasks.get(r.task_id) if dag else None
-            requests.append(TaskRequest(
-                ti_id=int(r.id), dag_id=r.dag_id, task_id=r.task_id, try_number=int(r.try_number),
-                run={"run_id": r.run_id, "dag_id": r.dag_id, "run_type": r.run_type, "conf": r.conf or {},
-                     "start_date": r.started_at.isoformat() if r.started_at else None},
-                events=events.get(int(r.run_pk), []),
-                upstream={k: v for k, v in results.get(int(r.run_pk), {}).items()
-                          if task is not None and k in task.upstream},
-                timeout=task.timeout if task else None,
-                queue=task.queue if task else None,
-            ))
+            requests.append(
+                TaskRequest(
+                    ti_id=int(r.id),
+                    dag_id=r.dag_id,
+                    task_id=r.task_id,
+                    try_number=int(r.try_number),
+                    run={
+                        "run_id": r.run_id,
+                        "dag_id": r.dag_id,
+                        "run_type": r.run_type,
+                        "conf": r.conf or {},
+                        "start_date": r.started_at.isoformat() if r.started_at else None,
+                    },
+                    events=events.get(int(r.run_pk), []),
+                    upstream={
+                        k: v
+                        for k, v in results.get(int(r.run_pk), {}).items()
+                        if task is not None and k in task.upstream
+                    },
+                    timeout=task.timeout if task else None,
+                    queue=task.queue if task else None,
+                )
+            )
         return requests
 
 
@@ -462,17 +527,22 @@ def trigger_run(conn: Connection, dag_id: str, conf: dict[str, Any], run_type: s
     now = utcnow()
     run_id = new_run_id(run_type, now)
     conn.execute(
-        insert(t.dag_run).values(run_id=run_id, dag_id=dag_id, state="queued", run_type=run_type,
-                                 conf=conf, queued_at=now)
+        insert(t.dag_run).values(
+            run_id=run_id, dag_id=dag_id, state="queued", run_type=run_type, conf=conf, queued_at=now
+        )
     )
     return run_id
 
 
 def consumers_from_db(conn: Connection, asset_id: int) -> dict[int, list[str]]:
     """The DAGs scheduled on an asset, read from the database (for processes without DAGs)."""
-    rows = conn.execute(
-        select(t.dag_schedule_asset.c.dag_id)
-        .join(t.dag, t.dag.c.dag_id == t.dag_schedule_asset.c.dag_id)
-        .where(and_(t.dag_schedule_asset.c.asset_id == asset_id, t.dag.c.is_active))
-    ).scalars().all()
+    rows = (
+        conn.execute(
+            select(t.dag_schedule_asset.c.dag_id)
+            .join(t.dag, t.dag.c.dag_id == t.dag_schedule_asset.c.dag_id)
+            .where(and_(t.dag_schedule_asset.c.asset_id == asset_id, t.dag.c.is_active))
+        )
+        .scalars()
+        .all()
+    )
     return {asset_id: list(rows)}

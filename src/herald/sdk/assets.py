@@ -53,9 +53,7 @@ class Asset(BaseAsset):
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise ValueError(
-                f"invalid asset name {self.name!r}: use 1-200 letters, digits or _ . : / -"
-            )
+            raise ValueError(f"invalid asset name {self.name!r}: use 1-200 letters, digits or _ . : / -")
         if self.uri is None:
             self.uri = self.name
         self.watchers = list(self.watchers)

@@ -66,9 +66,7 @@ class OutletEvents:
         try:
             return self._by_name[name]
         except KeyError:
-            raise KeyError(
-                f"{name!r} is not an outlet of this task; add it to @task(outlets=[...])"
-            ) from None
+            raise KeyError(f"{name!r} is not an outlet of this task; add it to @task(outlets=[...])") from None
 
     def __iter__(self) -> Iterator[OutletEventAccessor]:
         return iter(self._by_name.values())
@@ -91,9 +89,7 @@ class TriggeringAssetEvents(dict[Asset, list[AssetEvent]]):
 
 
 Context = dict[str, Any]
-_current: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
-    "herald_context", default=None
-)
+_current: contextvars.ContextVar[Context | None] = contextvars.ContextVar("herald_context", default=None)
 
 
 def get_current_context() -> Context:

@@ -16,8 +16,17 @@ from herald.sdk.assets import Asset, AssetAll, BaseAsset
 
 #: parameter names that a task receives from its run rather than from its caller
 CONTEXT_KEYS = frozenset(
-    {"triggering_asset_events", "dag_run", "run_id", "params", "outlet_events", "ti", "dag",
-     "task_instance", "logical_date"}
+    {
+        "triggering_asset_events",
+        "dag_run",
+        "run_id",
+        "params",
+        "outlet_events",
+        "ti",
+        "dag",
+        "task_instance",
+        "logical_date",
+    }
 )
 _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 
@@ -133,9 +142,7 @@ class DAG:
             raise ValueError(f"invalid dag_id {dag_id!r}: use letters, digits, _ . -")
         self.dag_id = dag_id
         self.schedule = normalise_schedule(schedule, dag_id)
-        if max_active_runs is not None and (
-            not isinstance(max_active_runs, int) or max_active_runs < 1
-        ):
+        if max_active_runs is not None and (not isinstance(max_active_runs, int) or max_active_runs < 1):
             raise ValueError(f"DAG {dag_id!r}: max_active_runs must be an integer >= 1")
         if batch is not None and not isinstance(batch, EventBatch):
             raise TypeError(f"DAG {dag_id!r}: batch must be an EventBatch(...)")
@@ -206,9 +213,7 @@ class DAG:
         return f"<DAG {self.dag_id}>"
 
 
-def normalise_schedule(
-    schedule: BaseAsset | Sequence[BaseAsset] | str | None, dag_id: str
-) -> BaseAsset | str | None:
+def normalise_schedule(schedule: BaseAsset | Sequence[BaseAsset] | str | None, dag_id: str) -> BaseAsset | str | None:
     """Turn the user's `schedule=` into an asset condition, a cron string or None."""
     if schedule is None or isinstance(schedule, BaseAsset):
         return schedule
@@ -237,9 +242,7 @@ def normalise_schedule(
 
 # The DAG being built by a running `@dag` function, and the DAGs a file load collects.
 _building: contextvars.ContextVar[DAG | None] = contextvars.ContextVar("herald_building", default=None)
-_collected: contextvars.ContextVar[list[DAG] | None] = contextvars.ContextVar(
-    "herald_collected", default=None
-)
+_collected: contextvars.ContextVar[list[DAG] | None] = contextvars.ContextVar("herald_collected", default=None)
 
 
 @contextmanager

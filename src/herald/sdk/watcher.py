@@ -38,8 +38,7 @@ class AssetWatcher:
         """Attach the watcher to the asset that lists it."""
         if self.asset is not None and self.asset.name != asset.name:
             raise ValueError(
-                f"watcher {self.name!r} already watches asset {self.asset.name!r}; "
-                f"create one AssetWatcher per asset"
+                f"watcher {self.name!r} already watches asset {self.asset.name!r}; create one AssetWatcher per asset"
             )
         self.asset = asset
 

@@ -18,16 +18,18 @@ def _iso(value: datetime | None) -> str | None:
 
 def list_dags(conn: Connection, limit: int) -> list[dict[str, Any]]:
     """DAGs with their schedule, policy and whether they are paused."""
-    rows = conn.execute(
-        select(t.dag).where(t.dag.c.is_active).order_by(t.dag.c.dag_id).limit(limit)
-    ).all()
+    rows = conn.execute(select(t.dag).where(t.dag.c.is_active).order_by(t.dag.c.dag_id).limit(limit)).all()
     return [
         {
-            "dag_id": r.dag_id, "fileloc": r.fileloc, "schedule": r.schedule,
-            "is_paused": bool(r.is_paused), "max_active_runs": r.max_active_runs,
-            "batch": ({"max_events": r.batch_max_events, "max_wait": r.batch_max_wait}
-                      if r.batch_max_events else None),
-            "tasks": r.task_ids, "next_cron_at": _iso(r.next_cron_at), "description": r.description,
+            "dag_id": r.dag_id,
+            "fileloc": r.fileloc,
+            "schedule": r.schedule,
+            "is_paused": bool(r.is_paused),
+            "max_active_runs": r.max_active_runs,
+            "batch": ({"max_events": r.batch_max_events, "max_wait": r.batch_max_wait} if r.batch_max_events else None),
+            "tasks": r.task_ids,
+            "next_cron_at": _iso(r.next_cron_at),
+            "description": r.description,
         }
         for r in rows
     ]
@@ -38,8 +40,15 @@ def get_dag(conn: Connection, dag_id: str) -> dict[str, Any] | None:
     r = conn.execute(select(t.dag).where(t.dag.c.dag_id == dag_id, t.dag.c.is_active)).first()
     if r is None:
         return None
-    return {"dag_id": r.dag_id, "fileloc": r.fileloc, "schedule": r.schedule, "is_paused": bool(r.is_paused),
-            "max_active_runs": r.max_active_runs, "tasks": r.tasks, "description": r.description}
+    return {
+        "dag_id": r.dag_id,
+        "fileloc": r.fileloc,
+        "schedule": r.schedule,
+        "is_paused": bool(r.is_paused),
+        "max_active_runs": r.max_active_runs,
+        "tasks": r.tasks,
+        "description": r.description,
+    }
 
 
 def list_import_errors(conn: Connection, limit: int) -> list[dict[str, Any]]:
@@ -53,7 +62,8 @@ def _events_of_runs(conn: Connection, run_pks: list[int]) -> dict[int, list[int]
     if run_pks:
         for row in conn.execute(
             select(t.dag_run_event.c.run_pk, t.dag_run_event.c.event_id)
-            .where(t.dag_run_event.c.run_pk.in_(run_pks)).order_by(t.dag_run_event.c.event_id)
+            .where(t.dag_run_event.c.run_pk.in_(run_pks))
+            .order_by(t.dag_run_event.c.event_id)
         ):
             found[int(row.run_pk)].append(int(row.event_id))
     return found
@@ -61,13 +71,21 @@ def _events_of_runs(conn: Connection, run_pks: list[int]) -> dict[int, list[int]
 
 def _run_dict(r: Any, events: list[int]) -> dict[str, Any]:
     return {
-        "run_id": r.run_id, "dag_id": r.dag_id, "state": r.state, "run_type": r.run_type,
-        "conf": r.conf, "queued_at": _iso(r.queued_at), "started_at": _iso(r.started_at),
-        "ended_at": _iso(r.ended_at), "event_ids": events,
+        "run_id": r.run_id,
+        "dag_id": r.dag_id,
+        "state": r.state,
+        "run_type": r.run_type,
+        "conf": r.conf,
+        "queued_at": _iso(r.queued_at),
+        "started_at": _iso(r.started_at),
+        "ended_at": _iso(r.ended_at),
+        "event_ids": events,
     }
 
 
-def list_runs(conn: Connection, limit: int, dag_id: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+def list_runs(
+    conn: Connection, limit: int, dag_id: str | None = None, state: str | None = None
+) -> list[dict[str, Any]]:
     """Runs, newest first, with the ids of the events each consumed."""
     q = select(t.dag_run)
     if dag_id:
@@ -87,9 +105,17 @@ def get_run(conn: Connection, run_id: str) -> dict[str, Any] | None:
     run = _run_dict(r, _events_of_runs(conn, [int(r.id)]).get(int(r.id), []))
     ti = t.task_instance
     run["tasks"] = [
-        {"task_id": x.task_id, "state": x.state, "try_number": x.try_number, "max_tries": x.max_tries,
-         "started_at": _iso(x.started_at), "ended_at": _iso(x.ended_at), "result": x.result,
-         "error": x.error, "hostname": x.hostname}
+        {
+            "task_id": x.task_id,
+            "state": x.state,
+            "try_number": x.try_number,
+            "max_tries": x.max_tries,
+            "started_at": _iso(x.started_at),
+            "ended_at": _iso(x.ended_at),
+            "result": x.result,
+            "error": x.error,
+            "hostname": x.hostname,
+        }
         for x in conn.execute(select(ti).where(ti.c.run_pk == r.id).order_by(ti.c.id))
     ]
     return run
@@ -100,12 +126,19 @@ def task_log(conn: Connection, run_id: str, task_id: str) -> dict[str, Any] | No
     ti, dr = t.task_instance, t.dag_run
     r = conn.execute(
         select(ti.c.log, ti.c.state, ti.c.error, ti.c.try_number)
-        .join(dr, dr.c.id == ti.c.run_pk).where(dr.c.run_id == run_id, ti.c.task_id == task_id)
+        .join(dr, dr.c.id == ti.c.run_pk)
+        .where(dr.c.run_id == run_id, ti.c.task_id == task_id)
     ).first()
     if r is None:
         return None
-    return {"run_id": run_id, "task_id": task_id, "state": r.state, "try_number": r.try_number,
-            "error": r.error, "log": r.log or ""}
+    return {
+        "run_id": run_id,
+        "task_id": task_id,
+        "state": r.state,
+        "try_number": r.try_number,
+        "error": r.error,
+        "log": r.log or "",
+    }
 
 
 def list_assets(conn: Connection, limit: int) -> list[dict[str, Any]]:
@@ -114,8 +147,9 @@ def list_assets(conn: Connection, limit: int) -> list[dict[str, Any]]:
     for row in conn.execute(select(t.dag_schedule_asset)):
         consumers[int(row.asset_id)].append(row.dag_id)
     rows = conn.execute(select(t.asset).order_by(t.asset.c.name).limit(limit)).all()
-    return [{"id": int(r.id), "name": r.name, "uri": r.uri, "consumers": sorted(consumers.get(int(r.id), []))}
-            for r in rows]
+    return [
+        {"id": int(r.id), "name": r.name, "uri": r.uri, "consumers": sorted(consumers.get(int(r.id), []))} for r in rows
+    ]
 
 
 def list_events(conn: Connection, limit: int, asset: str | None = None) -> list[dict[str, Any]]:
@@ -134,22 +168,45 @@ def list_events(conn: Connection, limit: int, asset: str | None = None) -> list[
             .where(t.dag_run_event.c.event_id.in_(ids))
         ):
             runs[int(x.event_id)].append(x.run_id)
-    return [{"id": int(r.id), "asset": r.name, "timestamp": _iso(r.timestamp), "source": r.source,
-             "extra": r.extra, "run_ids": runs.get(int(r.id), [])} for r in rows]
+    return [
+        {
+            "id": int(r.id),
+            "asset": r.name,
+            "timestamp": _iso(r.timestamp),
+            "source": r.source,
+            "extra": r.extra,
+            "run_ids": runs.get(int(r.id), []),
+        }
+        for r in rows
+    ]
 
 
 def list_watchers(conn: Connection, limit: int) -> list[dict[str, Any]]:
     """Watchers with their state, counters, lag and last error."""
     w, a = t.watcher, t.asset
     rows = conn.execute(
-        select(w, a.c.name.label("asset")).join(a, a.c.id == w.c.asset_id)
-        .where(w.c.is_active).order_by(a.c.name, w.c.name).limit(limit)
+        select(w, a.c.name.label("asset"))
+        .join(a, a.c.id == w.c.asset_id)
+        .where(w.c.is_active)
+        .order_by(a.c.name, w.c.name)
+        .limit(limit)
     ).all()
     return [
-        {"id": int(r.id), "asset": r.asset, "name": r.name, "url": (r.trigger or {}).get("url"),
-         "state": r.state, "last_message_at": _iso(r.last_message_at), "last_error": r.last_error,
-         "received": r.received, "events": r.events, "skipped": r.skipped, "deduped": r.deduped,
-         "dead_lettered": r.dead_lettered, "lag": r.lag}
+        {
+            "id": int(r.id),
+            "asset": r.asset,
+            "name": r.name,
+            "url": (r.trigger or {}).get("url"),
+            "state": r.state,
+            "last_message_at": _iso(r.last_message_at),
+            "last_error": r.last_error,
+            "received": r.received,
+            "events": r.events,
+            "skipped": r.skipped,
+            "deduped": r.deduped,
+            "dead_lettered": r.dead_lettered,
+            "lag": r.lag,
+        }
         for r in rows
     ]
 
@@ -165,7 +222,18 @@ def list_dead_letters(conn: Connection, limit: int) -> list[dict[str, Any]]:
             text, encoding = body.decode("utf-8"), None
         except UnicodeDecodeError:
             text, encoding = base64.b64encode(body).decode("ascii"), "base64"
-        out.append({"id": int(r.id), "watcher_id": r.watcher_id, "source": r.source, "error": r.error,
-                    "body": text, "body_encoding": encoding, "headers": r.headers, "message": r.message,
-                    "created_at": _iso(r.created_at), "replayed_at": _iso(r.replayed_at)})
+        out.append(
+            {
+                "id": int(r.id),
+                "watcher_id": r.watcher_id,
+                "source": r.source,
+                "error": r.error,
+                "body": text,
+                "body_encoding": encoding,
+                "headers": r.headers,
+                "message": r.message,
+                "created_at": _iso(r.created_at),
+                "replayed_at": _iso(r.replayed_at),
+            }
+        )
     return out

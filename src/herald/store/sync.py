@@ -67,8 +67,7 @@ def _ensure_assets(conn: Connection, assets: dict[str, Asset], now: datetime) ->
         if name not in ids:
             ids[name] = int(
                 conn.execute(
-                    insert(t.asset).values(name=name, uri=asset.uri or name, created_at=now)
-                    .returning(t.asset.c.id)
+                    insert(t.asset).values(name=name, uri=asset.uri or name, created_at=now).returning(t.asset.c.id)
                 ).scalar_one()
             )
     return ids
@@ -114,7 +113,7 @@ def sync_bag(engine: Engine, bag: DagBag) -> Catalog:
         if gone:
             conn.execute(update(t.dag).where(t.dag.c.dag_id.in_(gone)).values(is_active=False, updated_at=now))
         conn.execute(delete(t.dag_schedule_asset))
-        links = [
+        links: list[dict[str, Any]] = [
             {"dag_id": dag.dag_id, "asset_id": catalog.asset_ids[a.name]}
             for dag in bag.dags.values()
             for a in dag_assets(dag)
@@ -139,7 +138,10 @@ def _sync_watchers(conn: Connection, bag: DagBag, asset_ids: dict[str, int], now
         for asset in dag_assets(dag):
             for w in asset.watchers:
                 wanted.setdefault((asset_ids[asset.name], w.name), (asset, w))
-    rows = {(int(r.asset_id), r.name): int(r.id) for r in conn.execute(select(t.watcher.c.id, t.watcher.c.asset_id, t.watcher.c.name))}
+    rows = {
+        (int(r.asset_id), r.name): int(r.id)
+        for r in conn.execute(select(t.watcher.c.id, t.watcher.c.asset_id, t.watcher.c.name))
+    }
     specs: list[WatcherSpec] = []
     for (asset_id, name), (asset, w) in wanted.items():
         description = w.trigger.describe()
@@ -147,24 +149,38 @@ def _sync_watchers(conn: Connection, bag: DagBag, asset_ids: dict[str, int], now
         if (asset_id, name) in rows:
             wid = rows[(asset_id, name)]
             conn.execute(
-                update(t.watcher).where(t.watcher.c.id == wid)
+                update(t.watcher)
+                .where(t.watcher.c.id == wid)
                 .values(trigger=description, consumer_key=key, is_active=True, updated_at=now)
             )
         else:
             wid = int(
                 conn.execute(
-                    insert(t.watcher).values(
-                        asset_id=asset_id, name=name, trigger=description, consumer_key=key,
-                        is_active=True, state="starting", received=0, events=0, skipped=0,
-                        deduped=0, dead_lettered=0, updated_at=now,
-                    ).returning(t.watcher.c.id)
+                    insert(t.watcher)
+                    .values(
+                        asset_id=asset_id,
+                        name=name,
+                        trigger=description,
+                        consumer_key=key,
+                        is_active=True,
+                        state="starting",
+                        received=0,
+                        events=0,
+                        skipped=0,
+                        deduped=0,
+                        dead_lettered=0,
+                        updated_at=now,
+                    )
+                    .returning(t.watcher.c.id)
                 ).scalar_one()
             )
         specs.append(WatcherSpec(wid, name, asset_id, asset.name, w, key))
     stale = set(rows) - set(wanted)
     for key_ in stale:
         conn.execute(
-            update(t.watcher).where(t.watcher.c.id == rows[key_]).values(is_active=False, state="stopped", updated_at=now)
+            update(t.watcher)
+            .where(t.watcher.c.id == rows[key_])
+            .values(is_active=False, state="stopped", updated_at=now)
         )
     return specs
 

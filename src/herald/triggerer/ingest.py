@@ -55,7 +55,7 @@ def message_extra(message: Message) -> dict[str, Any]:
     if message.headers:
         meta["headers"] = message.headers
     if message.key is not None:
-        key = message.key
+        key: bytes | str = message.key
         if isinstance(key, bytes):
             try:
                 key = key.decode("utf-8")
@@ -120,18 +120,29 @@ def ingest(
             if o.encoding:
                 extra["payload_encoding"] = o.encoding
             event_rows.append(
-                {"asset_id": o.asset_id, "source": f"watcher:{o.watcher_id}",
-                 "dedupe_key": o.message.dedupe_key, "extra": extra, "timestamp": now}
+                {
+                    "asset_id": o.asset_id,
+                    "source": f"watcher:{o.watcher_id}",
+                    "dedupe_key": o.message.dedupe_key,
+                    "extra": extra,
+                    "timestamp": now,
+                }
             )
         elif o.kind == "skip":
             c["skipped"] += 1
         else:
             c["dead_lettered"] += 1
             dead_rows.append(
-                {"watcher_id": o.watcher_id, "source": sources.get(o.watcher_id, ""),
-                 "dedupe_key": o.message.dedupe_key, "body": o.message.body,
-                 "headers": o.message.headers, "message": message_extra(o.message),
-                 "error": o.error or "unknown error", "created_at": now}
+                {
+                    "watcher_id": o.watcher_id,
+                    "source": sources.get(o.watcher_id, ""),
+                    "dedupe_key": o.message.dedupe_key,
+                    "body": o.message.body,
+                    "headers": o.message.headers,
+                    "message": message_extra(o.message),
+                    "error": o.error or "unknown error",
+                    "created_at": now,
+                }
             )
     new = insert_events(conn, event_rows, consumers, now)
     result.events = len(new)
@@ -150,7 +161,9 @@ def ingest(
         events = created.get(wid, 0)
         evented = offered.get(wid, 0)
         conn.execute(
-            update(t.watcher).where(t.watcher.c.id == wid).values(
+            update(t.watcher)
+            .where(t.watcher.c.id == wid)
+            .values(
                 received=t.watcher.c.received + c["received"],
                 events=t.watcher.c.events + events,
                 deduped=t.watcher.c.deduped + (evented - events),

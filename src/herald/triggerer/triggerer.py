@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,6 +73,9 @@ class Triggerer:
         self.consumers: dict[str, Consumer] = {}
         self.consumers_of_asset: dict[int, list[str]] = {}
         self._lag_task: asyncio.Task[None] | None = None
+        #: called at "before_commit" and "after_commit"; raising there aborts the
+        #: delivery as a crash would (fault-injection tests use it)
+        self.fault: Callable[[str], None] = env_fault()
 
     def update(self, watchers: list[WatcherSpec], consumers_of_asset: dict[int, list[str]]) -> None:
         """Start, keep or stop consumers to match the watchers of the latest DAG load."""
@@ -145,8 +149,9 @@ class Triggerer:
                 try:
                     keep, payload, encoding = spec.watcher.trigger.to_payload(message)
                 except Exception as exc:
-                    outcomes.append(Outcome(spec.id, spec.asset_id, message, "dead",
-                                            error=f"{type(exc).__name__}: {exc}"))
+                    outcomes.append(
+                        Outcome(spec.id, spec.asset_id, message, "dead", error=f"{type(exc).__name__}: {exc}")
+                    )
                     continue
                 kind = "event" if keep else "skip"
                 outcomes.append(Outcome(spec.id, spec.asset_id, message, kind, payload, encoding))
@@ -164,9 +169,11 @@ class Triggerer:
                 result = ingest(conn, outcomes, consumers_of_asset, sources)
                 if trigger.transactional_ack:
                     trigger.ack_in_transaction(conn, messages)
+                self.fault("before_commit")
             return result.events
 
         created = await self.db.run(store)
+        self.fault("after_commit")
         if not trigger.transactional_ack:
             await trigger.ack(messages)
         if created:
@@ -184,6 +191,27 @@ class Triggerer:
                     ids = [w.id for w in consumer.watchers]
                     with contextlib.suppress(Exception):
                         await self.db.run(_set_lag, self.db.engine, ids, lag)
+
+
+def env_fault() -> Callable[[str], None]:
+    """A crash at a named point, from `HERALD_FAULT=POINT[:N]` (the Nth time; default 1).
+
+    The process exits at once with status 137, as kill -9 would leave it: no
+    cleanup, no acknowledgement, no rollback beyond what the database does.
+    """
+    spec = os.environ.get("HERALD_FAULT", "")
+    if not spec:
+        return lambda point: None
+    point, _, nth = spec.partition(":")
+    remaining = [int(nth or "1")]
+
+    def crash(where: str) -> None:
+        if where == point:
+            remaining[0] -= 1
+            if remaining[0] <= 0:
+                os._exit(137)
+
+    return crash
 
 
 def _set_state(engine: Engine, ids: list[int], state: str, error: str | None) -> None:

@@ -72,6 +72,20 @@ def decode_body(body: bytes) -> tuple[Any, str | None]:
         return text, None
 
 
+def resolve_dotted(path: str) -> Callable[[Message], Any]:
+    """Import `package.module.function` (or `module:function`) and return the function."""
+    import importlib
+
+    module_name, sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"apply_function {path!r} is not a dotted path like 'module.function'")
+    module = importlib.import_module(module_name)
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise TypeError(f"apply_function {path!r} is not a callable in module {module_name!r}")
+    return fn  # type: ignore[no-any-return]
+
+
 class TriggerRuntime(Protocol):
     """What the triggerer lends a trigger whose broker is Herald's own database (local://)."""
 
@@ -109,16 +123,16 @@ class BaseEventTrigger(abc.ABC):
     def __init__(
         self,
         *,
-        apply_function: Callable[[Message], Any] | None = None,
+        apply_function: Callable[[Message], Any] | str | None = None,
         filter: str | None = None,
         max_payload_bytes: int | None = None,
     ) -> None:
-        if apply_function is not None and not callable(apply_function):
-            raise TypeError(
-                f"apply_function must be a callable taking a Message, got {apply_function!r}; "
-                f"pass the function itself, not a dotted string"
-            )
-        self.apply_function = apply_function
+        if apply_function is not None and not callable(apply_function) and not isinstance(apply_function, str):
+            raise TypeError(f"apply_function must be a callable taking a Message, got {apply_function!r}")
+        # A dotted string ("my_dag_file.parse") is accepted so that Airflow DAGs port
+        # unchanged; it is resolved on first use, since its module may be the very
+        # DAG file being imported. Prefer passing the function itself.
+        self.apply_function: Callable[[Message], Any] | str | None = apply_function
         self.filter = filter
         self._filter_compiled: Any = None
         if filter is not None:
@@ -187,6 +201,8 @@ class BaseEventTrigger(abc.ABC):
             )
         encoding: str | None = None
         if self.apply_function is not None:
+            if isinstance(self.apply_function, str):
+                self.apply_function = resolve_dotted(self.apply_function)
             payload = self.apply_function(message)
             if payload is None:
                 return False, None, None
@@ -194,8 +210,7 @@ class BaseEventTrigger(abc.ABC):
                 json.dumps(payload)
             except (TypeError, ValueError) as exc:
                 raise TypeError(
-                    f"apply_function returned a {type(payload).__name__}, which is not "
-                    f"JSON-serialisable: {exc}"
+                    f"apply_function returned a {type(payload).__name__}, which is not JSON-serialisable: {exc}"
                 ) from None
         else:
             payload, encoding = decode_body(message.body)

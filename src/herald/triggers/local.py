@@ -76,8 +76,12 @@ class LocalQueueTrigger(BaseEventTrigger):
                 body=bytes(body),
                 dedupe_key=str(row_id),
                 headers=dict(headers or {}),
-                metadata={"broker": "local", "queue": self.queue, "message_id": int(row_id),
-                          "published_at": created_at.isoformat()},
+                metadata={
+                    "broker": "local",
+                    "queue": self.queue,
+                    "message_id": int(row_id),
+                    "published_at": created_at.isoformat(),
+                },
                 handle=int(row_id),
             )
             for row_id, body, headers, created_at in rows

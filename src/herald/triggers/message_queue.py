@@ -8,9 +8,7 @@ from herald.triggers.base import BaseEventTrigger
 from herald.triggers.registry import scheme_of, trigger_class
 
 
-def MessageQueueTrigger(  # noqa: N802 - Airflow's name, used like a class
-    url: str | None = None, *, queue: str | None = None, **options: Any
-) -> BaseEventTrigger:
+def MessageQueueTrigger(url: str | None = None, *, queue: str | None = None, **options: Any) -> BaseEventTrigger:
     """A trigger for the queue at `url`, of the class its scheme names.
 
     `MessageQueueTrigger("sqs+http://127.0.0.1:5005/000000000000/orders")` is an

@@ -40,9 +40,7 @@ class UnknownSchemeError(ValueError):
 def scheme_of(url: str) -> str:
     """The scheme of a queue URL, checked against the known ones."""
     if not isinstance(url, str) or "://" not in url:
-        raise UnknownSchemeError(
-            f"{url!r} is not a queue URL: expected SCHEME://..., for example local://orders"
-        )
+        raise UnknownSchemeError(f"{url!r} is not a queue URL: expected SCHEME://..., for example local://orders")
     scheme = urlsplit(url).scheme.lower()
     if scheme not in BUILTIN and scheme not in _plugins():
         known = ", ".join(sorted(set(BUILTIN) | set(_plugins())))
@@ -54,9 +52,7 @@ def _plugins() -> dict[str, Any]:
     found: dict[str, Any] = {}
     for ep in entry_points(group="herald.triggers"):
         if ep.name in BUILTIN or ep.name in found:
-            raise RuntimeError(
-                f"two triggers claim the URL scheme {ep.name!r}; uninstall one of them"
-            )
+            raise RuntimeError(f"two triggers claim the URL scheme {ep.name!r}; uninstall one of them")
         found[ep.name] = ep
     return found
 

@@ -1,0 +1,123 @@
+"""Runs Herald's triggerer in the test's own event loop against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, select
+
+from herald import notify
+from herald.config import normalise_database_url
+from herald.loader import DagBag
+from herald.sdk.assets import Asset
+from herald.sdk.dag import DAG, Task
+from herald.sdk.watcher import AssetWatcher
+from herald.store import tables as t
+from herald.store.db import Database
+from herald.store.migrate import upgrade
+from herald.store.sync import Catalog, sync_bag
+from herald.triggerer.triggerer import Triggerer
+from herald.triggers.base import BaseEventTrigger
+
+
+class TriggererHarness:
+    """A triggerer with one DAG per watched asset, on a real metadata database.
+
+    No scheduler runs: tests look at what the delivery contract stored
+    (events, queue entries, dead letters, watcher counters).
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.url = normalise_database_url(database_url)
+        self.db = Database(self.url)
+        upgrade(self.db.engine)
+        self.listener = notify.Listener(self.url)
+        self.triggerer: Triggerer | None = None
+        self.catalog: Catalog | None = None
+        self.wakeups = 0
+
+    async def start(
+        self, *watched: tuple[str, BaseEventTrigger], fault: Callable[[str], None] | None = None
+    ) -> Triggerer:
+        """Watch each `(asset name, trigger)` with a watcher named `w`, and start consuming."""
+        self.listener.start()
+        bag = DagBag(folder=__import__("pathlib").Path("."))
+        for name, trigger in watched:
+            asset = Asset(name, watchers=[AssetWatcher("w", trigger)])
+            dag = DAG(f"on_{name}", schedule=[asset])
+            dag.add_task(Task("noop", lambda: None))
+            bag.dags[dag.dag_id] = dag
+        self.catalog = await self.db.run(sync_bag, self.db.engine, bag)
+        self.triggerer = Triggerer(self.db, self.listener, self._woken)
+        if fault is not None:
+            self.triggerer.fault = fault
+        self.triggerer.update(self.catalog.watchers, self.catalog.consumers)
+        return self.triggerer
+
+    def _woken(self) -> None:
+        self.wakeups += 1
+
+    async def stop(self) -> None:
+        """Stop consuming (unacknowledged messages go back to the broker)."""
+        if self.triggerer is not None:
+            await self.triggerer.stop()
+            self.triggerer = None
+        self.listener.stop()
+
+    async def restart(self, *watched: tuple[str, BaseEventTrigger]) -> Triggerer:
+        """A new triggerer on the same database, as after a crash and restart."""
+        await self.stop()
+        self.listener = notify.Listener(self.url)
+        return await self.start(*watched)
+
+    def close(self) -> None:
+        """Release the database."""
+        self.db.close()
+
+    # -- what was stored ---------------------------------------------------------------
+
+    def events(self, asset: str | None = None) -> list[dict[str, Any]]:
+        """Stored events (oldest first) with their extra."""
+        q = select(t.asset_event.c.id, t.asset_event.c.extra, t.asset.c.name).join(
+            t.asset, t.asset.c.id == t.asset_event.c.asset_id
+        )
+        if asset:
+            q = q.where(t.asset.c.name == asset)
+        with self.db.engine.connect() as conn:
+            return [{"id": r.id, "asset": r.name, **r.extra} for r in conn.execute(q.order_by(t.asset_event.c.id))]
+
+    def queued(self) -> int:
+        """Event-queue entries waiting for runs."""
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.event_queue)).scalar_one())
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Stored dead letters (oldest first)."""
+        with self.db.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(t.dead_letter).order_by(t.dead_letter.c.id))]
+
+    def watchers(self) -> list[dict[str, Any]]:
+        """Watcher rows (state and counters)."""
+        with self.db.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(t.watcher).order_by(t.watcher.c.id))]
+
+    async def wait_for(self, check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+        """Poll `check` until true; fail with `what` after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await asyncio.to_thread(check):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    async def wait_events(self, count: int, timeout: float = 20.0, asset: str | None = None) -> list[dict[str, Any]]:
+        """Wait until at least `count` events are stored; return them."""
+        await self.wait_for(lambda: len(self.events(asset)) >= count, timeout, f"{count} event(s)")
+        return self.events(asset)
+
+    async def settle(self, seconds: float = 1.0) -> None:
+        """Let in-flight deliveries finish (used before asserting that nothing more came)."""
+        await asyncio.sleep(seconds)
