@@ -32,28 +32,16 @@ def local_channel(queue: str) -> str:
     return f"local:{queue}"
 
 
-class _Sender:
-    def __init__(self) -> None:
-        self._sock: socket.socket | None = None
-
-    def send(self, database_url: str, *channels: str) -> None:
-        if self._sock is None:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._sock.setblocking(False)
-        path = socket_path(database_url)
+def notify(database_url: str, *channels: str) -> None:
+    """Wake the listeners of `channels` (best effort, never blocks)."""
+    path = socket_path(database_url)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
         for channel in channels:
             # Nobody listening, or the listener's buffer full: the waiter's
             # fallback poll picks the change up.
             with contextlib.suppress(OSError):
-                self._sock.sendto(channel.encode(), path)
-
-
-_sender = _Sender()
-
-
-def notify(database_url: str, *channels: str) -> None:
-    """Wake the listeners of `channels` (best effort, never blocks)."""
-    _sender.send(database_url, *channels)
+                sock.sendto(channel.encode(), path)
 
 
 class Listener:

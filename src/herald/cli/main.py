@@ -66,7 +66,7 @@ def _engine() -> Any:
 
     settings = _settings()
     try:
-        engine = make_engine(settings.db_url, pool_size=1)
+        engine = make_engine(settings.db_url, pool_size=0)
         if not is_current(engine):
             upgrade(engine)
     except OperationalError as exc:
@@ -118,7 +118,7 @@ def db_migrate() -> None:
     from herald.store.migrate import upgrade
 
     settings = _settings()
-    upgrade(make_engine(settings.db_url, pool_size=1))
+    upgrade(make_engine(settings.db_url, pool_size=0))
     console.print("Database is up to date.")
 
 

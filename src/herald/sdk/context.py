@@ -79,7 +79,7 @@ class OutletEvents:
 class TriggeringAssetEvents(dict[Asset, list[AssetEvent]]):
     """Events that caused the run, by asset; indexable by Asset or by asset name."""
 
-    def __getitem__(self, key: Asset | str) -> list[AssetEvent]:  # type: ignore[override]
+    def __getitem__(self, key: Asset | str) -> list[AssetEvent]:
         if isinstance(key, str):
             key = Asset(key)
         try:

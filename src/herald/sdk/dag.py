@@ -61,6 +61,14 @@ class EventBatch:
         object.__setattr__(self, "max_wait", wait)
 
 
+def _many(value: XComArg | Sequence[XComArg]) -> list[XComArg]:
+    items = [value] if isinstance(value, XComArg) else list(value)
+    for item in items:
+        if not isinstance(item, XComArg):
+            raise TypeError(f"cannot set a dependency on {item!r}: it is not a task's output")
+    return items
+
+
 class XComArg:
     """The future return value of a task, usable as another task's argument."""
 
@@ -68,12 +76,12 @@ class XComArg:
         self.task = task
 
     def __rshift__(self, other: XComArg | Sequence[XComArg]) -> XComArg | Sequence[XComArg]:
-        for item in other if isinstance(other, list | tuple) else [other]:
+        for item in _many(other):
             item.task.upstream.add(self.task.task_id)
         return other
 
     def __lshift__(self, other: XComArg | Sequence[XComArg]) -> XComArg | Sequence[XComArg]:
-        for item in other if isinstance(other, list | tuple) else [other]:
+        for item in _many(other):
             self.task.upstream.add(item.task.task_id)
         return other
 

@@ -17,7 +17,10 @@ T = TypeVar("T")
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """An engine for `url`: SQLite in WAL mode with a busy timeout, or PostgreSQL."""
+    """An engine for `url`: SQLite in WAL mode with a busy timeout, or PostgreSQL.
+
+    `pool_size=0` keeps no connection open between uses (one-shot commands).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -47,6 +50,8 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    if pool_size == 0:
+        return create_engine(url, poolclass=NullPool)
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 

@@ -55,13 +55,14 @@ def message_extra(message: Message) -> dict[str, Any]:
     if message.headers:
         meta["headers"] = message.headers
     if message.key is not None:
-        key: bytes | str = message.key
-        if isinstance(key, bytes):
+        raw = message.key
+        if isinstance(raw, bytes):
             try:
-                key = key.decode("utf-8")
+                meta["key"] = raw.decode("utf-8")
             except UnicodeDecodeError:
-                key = base64.b64encode(key).decode("ascii")
-        meta["key"] = key
+                meta["key"] = base64.b64encode(raw).decode("ascii")
+        else:
+            meta["key"] = raw
     meta["dedupe_key"] = message.dedupe_key
     meta["received_at"] = message.received_at.isoformat()
     return meta

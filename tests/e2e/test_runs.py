@@ -1,0 +1,420 @@
+"""Herald standalone end to end: messages on local:// become runs, read back through the CLI."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from tests.e2e.conftest import Herald
+
+ORDERS_DAG = """
+from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, task
+
+orders = Asset("orders", watchers=[AssetWatcher("orders_local", MessageQueueTrigger("local://orders"))])
+
+@dag(schedule=[orders])
+def process_orders():
+    @task
+    def handle(triggering_asset_events):
+        events = triggering_asset_events[orders]
+        print("handling", [e.extra["payload"] for e in events])
+        return events[0].extra["payload"]
+
+    @task
+    def confirm(order, run_id, dag_run):
+        return {"order": order, "run_id": run_id, "same": run_id == dag_run.run_id}
+
+    confirm(handle())
+
+process_orders()
+"""
+
+
+def test_one_run_per_message_each_task_gets_its_payload(herald: Herald) -> None:
+    herald.write_dag("orders", ORDERS_DAG)
+    herald.start()
+    bodies = [{"order_id": i, "amount": i * 10} for i in range(5)]
+    herald.publish("orders", *bodies)
+    runs = herald.wait_runs(5, "process_orders")
+
+    assert len(runs) == 5
+    assert {r["state"] for r in runs} == {"success"}
+    assert all(len(r["event_ids"]) == 1 for r in runs)
+    assert len({r["event_ids"][0] for r in runs}) == 5
+    seen = []
+    for run in runs:
+        detail = herald.cli_json("runs", "show", run["run_id"])
+        tasks = {t["task_id"]: t for t in detail["tasks"]}
+        assert tasks["handle"]["state"] == "success"
+        confirm = tasks["confirm"]["result"]
+        assert confirm["run_id"] == run["run_id"] and confirm["same"] is True
+        seen.append(confirm["order"])
+        log = herald.cli_json("tasks", "logs", run["run_id"], "handle")
+        assert f"handling [{tasks['handle']['result']!r}]".replace("'", "'") in log["log"]
+    assert sorted(seen, key=lambda b: b["order_id"]) == bodies
+    events = herald.cli_json("events", "list", "--asset", "orders")
+    assert sorted(e["extra"]["payload"]["order_id"] for e in events) == list(range(5))
+    assert all(e["extra"]["message"]["broker"] == "local" for e in events)
+    assert all(len(e["run_ids"]) == 1 for e in events)
+    watchers = herald.cli_json("watchers", "list")
+    assert watchers[0]["state"] == "running" and watchers[0]["events"] == 5
+
+
+def test_event_batch_policy_makes_one_run_per_batch(herald: Herald) -> None:
+    herald.write_dag(
+        "batched",
+        """
+        from herald import Asset, AssetWatcher, EventBatch, MessageQueueTrigger, dag, task
+
+        readings = Asset("readings", watchers=[AssetWatcher("w", MessageQueueTrigger("local://readings"))])
+
+        @dag(schedule=readings, batch=EventBatch(max_events=3, max_wait=1.0))
+        def batched():
+            @task
+            def count(triggering_asset_events):
+                return len(triggering_asset_events[readings])
+            count()
+
+        batched()
+        """,
+    )
+    herald.start()
+    herald.publish("readings", *[{"i": i} for i in range(7)])
+    runs = herald.wait_runs(3, "batched")
+    sizes = sorted(len(r["event_ids"]) for r in runs)
+    assert sizes == [1, 3, 3]
+    all_events = sorted(e for r in runs for e in r["event_ids"])
+    assert len(all_events) == len(set(all_events)) == 7
+
+
+def test_max_active_runs_queues_runs_in_event_order(herald: Herald) -> None:
+    herald.write_dag(
+        "serial",
+        """
+        import time
+        from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, task
+
+        jobs = Asset("jobs", watchers=[AssetWatcher("w", MessageQueueTrigger("local://jobs"))])
+
+        @dag(schedule=[jobs], max_active_runs=1)
+        def serial():
+            @task
+            def work(triggering_asset_events):
+                time.sleep(0.3)
+                return triggering_asset_events[jobs][0].extra["payload"]
+            work()
+
+        serial()
+        """,
+    )
+    herald.start()
+    herald.publish("jobs", *[{"n": i} for i in range(4)])
+    most_running = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = herald.runs("serial")
+        most_running = max(most_running, sum(r["state"] == "running" for r in runs))
+        if len(runs) == 4 and all(r["state"] == "success" for r in runs):
+            break
+        time.sleep(0.05)
+    runs = herald.runs("serial")
+    assert [r["state"] for r in runs] == ["success"] * 4
+    assert most_running == 1
+    by_start = sorted(runs, key=lambda r: r["started_at"])
+    assert [r["event_ids"][0] for r in by_start] == sorted(r["event_ids"][0] for r in runs)
+
+
+def test_and_waits_for_both_assets_or_runs_for_either(herald: Herald) -> None:
+    herald.write_dag(
+        "conditions",
+        """
+        from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, task
+
+        a = Asset("a", watchers=[AssetWatcher("w", MessageQueueTrigger("local://a"))])
+        b = Asset("b", watchers=[AssetWatcher("w", MessageQueueTrigger("local://b"))])
+
+        @dag(schedule=a & b)
+        def both():
+            @task
+            def seen(triggering_asset_events):
+                return sorted(ev.asset.name for evs in triggering_asset_events.values() for ev in evs)
+            seen()
+
+        @dag(schedule=a | b)
+        def either():
+            @task
+            def seen(triggering_asset_events):
+                return sorted(ev.asset.name for evs in triggering_asset_events.values() for ev in evs)
+            seen()
+
+        both()
+        either()
+        """,
+    )
+    herald.start()
+    herald.publish("a", {"x": 1})
+    herald.wait_runs(1, "either")
+    herald.publish("a", {"x": 2})
+    herald.wait_runs(2, "either")
+    assert herald.runs("both") == []
+    herald.publish("b", {"y": 1})
+    both = herald.wait_runs(1, "both")
+    herald.wait_runs(3, "either")
+    assert len(both) == 1 and len(both[0]["event_ids"]) == 3
+    detail = herald.cli_json("runs", "show", both[0]["run_id"])
+    assert detail["tasks"][0]["result"] == ["a", "a", "b"]
+    assert all(len(r["event_ids"]) == 1 for r in herald.runs("either"))
+
+
+def test_outlets_chain_two_dags(herald: Herald) -> None:
+    herald.write_dag(
+        "chain",
+        """
+        from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, task
+
+        raw = Asset("raw", watchers=[AssetWatcher("w", MessageQueueTrigger("local://raw"))])
+        cleaned = Asset("cleaned")
+
+        @dag(schedule=[raw])
+        def clean():
+            @task(outlets=[cleaned])
+            def do_clean(triggering_asset_events, outlet_events):
+                value = triggering_asset_events[raw][0].extra["payload"]["v"]
+                outlet_events[cleaned].extra = {"payload": {"v": value * 2}}
+            do_clean()
+
+        @dag(schedule=[cleaned])
+        def use():
+            @task
+            def read(triggering_asset_events):
+                return triggering_asset_events[cleaned][0].extra["payload"]["v"]
+            read()
+
+        clean()
+        use()
+        """,
+    )
+    herald.start()
+    herald.publish("raw", {"v": 21})
+    runs = herald.wait_runs(1, "use")
+    detail = herald.cli_json("runs", "show", runs[0]["run_id"])
+    assert detail["state"] == "success"
+    assert detail["tasks"][0]["result"] == 42
+    event = herald.cli_json("events", "list", "--asset", "cleaned")[0]
+    assert event["source"] == "task:clean.do_clean"
+    assert event["extra"]["source_run"]["dag_id"] == "clean"
+
+
+def test_retries_then_success_and_final_failure_skips_downstream(herald: Herald) -> None:
+    herald.write_dag(
+        "flaky",
+        """
+        from pathlib import Path
+        from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, task
+
+        jobs = Asset("jobs", watchers=[AssetWatcher("w", MessageQueueTrigger("local://jobs"))])
+        COUNTER = Path(__file__).with_name("tries.txt")
+
+        @dag(schedule=[jobs])
+        def flaky():
+            @task(retries=2, retry_delay=0.1)
+            def sometimes():
+                n = int(COUNTER.read_text()) if COUNTER.exists() else 0
+                COUNTER.write_text(str(n + 1))
+                if n < 2:
+                    raise RuntimeError(f"try {n + 1} fails")
+                return n + 1
+            sometimes()
+
+        @dag(schedule=[jobs])
+        def broken():
+            @task(retries=1)
+            def always():
+                raise ValueError("bad input")
+            @task
+            def after():
+                return "never"
+            always() >> after()
+
+        flaky()
+        broken()
+        """,
+    )
+    herald.start()
+    herald.publish("jobs", {"go": 1})
+    ok = herald.wait_runs(1, "flaky")[0]
+    bad = herald.wait_runs(1, "broken")[0]
+    assert ok["state"] == "success"
+    task = herald.cli_json("runs", "show", ok["run_id"])["tasks"][0]
+    assert task["try_number"] == 3 and task["result"] == 3
+    assert bad["state"] == "failed"
+    tasks = {t["task_id"]: t for t in herald.cli_json("runs", "show", bad["run_id"])["tasks"]}
+    assert tasks["always"]["state"] == "failed" and tasks["always"]["try_number"] == 2
+    assert "ValueError: bad input" in tasks["always"]["error"]
+    assert tasks["after"]["state"] == "upstream_failed"
+
+
+def test_a_task_that_kills_its_worker_fails_and_the_pool_recovers(herald: Herald) -> None:
+    herald.write_dag(
+        "crashy",
+        """
+        import os, time
+        from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, task
+
+        jobs = Asset("jobs", watchers=[AssetWatcher("w", MessageQueueTrigger("local://jobs"))])
+
+        @dag(schedule=[jobs])
+        def crashy():
+            @task(timeout=1)
+            def maybe(triggering_asset_events):
+                mode = triggering_asset_events[jobs][0].extra["payload"]
+                if mode == "exit":
+                    os._exit(3)
+                if mode == "hang":
+                    time.sleep(60)
+                return "fine"
+            maybe()
+
+        crashy()
+        """,
+    )
+    herald.start()
+    herald.publish("jobs", "exit")
+    herald.wait_runs(1, "crashy")
+    herald.publish("jobs", "hang")
+    herald.wait_runs(2, "crashy")
+    herald.publish("jobs", "ok")
+    runs = herald.wait_runs(3, "crashy")
+    tasks = [herald.cli_json("runs", "show", run["run_id"])["tasks"][0] for run in runs]
+    assert [(t["result"], t["error"]) for t in tasks if t["state"] == "success"] == [("fine", None)]
+    failures = [t["error"] for t in tasks if t["state"] == "failed"]
+    assert len(failures) == 2
+    assert any("died (exit code 3)" in e for e in failures)
+    assert any("timed out after 1s" in e for e in failures)
+
+
+def test_an_import_error_is_listed_and_the_other_dags_keep_running(herald: Herald) -> None:
+    herald.write_dag("orders", ORDERS_DAG)
+    herald.write_dag("broken", "import not_a_module_anywhere\n")
+    herald.start()
+    errors = herald.cli_json("dags", "errors")
+    assert len(errors) == 1 and errors[0]["fileloc"].endswith("broken.py")
+    assert "ModuleNotFoundError" in errors[0]["error"]
+    herald.publish("orders", {"order_id": 1})
+    herald.wait_runs(1, "process_orders")
+    # A file that breaks while Herald runs is reported, and the good DAG keeps going.
+    herald.write_dag("late", "def oops(:\n")
+    herald.wait_for(lambda: len(herald.cli_json("dags", "errors")) == 2, what="the second import error")
+    herald.publish("orders", {"order_id": 2})
+    herald.wait_runs(2, "process_orders")
+    assert [d["dag_id"] for d in herald.cli_json("dags", "list")] == ["process_orders"]
+
+
+def test_bad_messages_become_dead_letters_and_good_ones_still_run(herald: Herald) -> None:
+    herald.write_dag(
+        "strict",
+        """
+        import json
+        from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, task
+
+        def parse(message):
+            return json.loads(message.value())
+
+        orders = Asset("orders", watchers=[AssetWatcher(
+            "w", MessageQueueTrigger("local://orders", apply_function=parse, max_payload_bytes=200))])
+
+        @dag(schedule=[orders])
+        def strict():
+            @task
+            def handle(triggering_asset_events):
+                return triggering_asset_events[orders][0].extra["payload"]
+            handle()
+
+        strict()
+        """,
+    )
+    herald.start()
+    herald.publish("orders", "{broken json", {"big": "x" * 500}, {"ok": True})
+    herald.wait_runs(1, "strict")
+    dead = herald.wait_for(lambda: len(herald.cli_json("dead-letters", "list")) == 2 and herald.cli_json("dead-letters", "list"), what="2 dead letters")
+    reasons = sorted(d["error"] for d in dead)
+    assert "JSONDecodeError" in reasons[0]
+    assert "over the limit of 200" in reasons[1]
+    assert {d["body"][:12] for d in dead} == {"{broken json", '{"big": "xxx'}
+    watcher = herald.cli_json("watchers", "list")[0]
+    assert (watcher["received"], watcher["events"], watcher["dead_lettered"]) == (3, 1, 2)
+    assert herald.runs("strict")[0]["state"] == "success"
+
+
+def test_manual_trigger_with_conf_and_params(herald: Herald) -> None:
+    herald.write_dag(
+        "manual",
+        """
+        from herald import dag, task
+
+        @dag(schedule=None, params={"greeting": "hello", "name": "world"})
+        def manual():
+            @task
+            def greet(params):
+                return f"{params['greeting']} {params['name']}"
+            greet()
+
+        manual()
+        """,
+    )
+    herald.start()
+    code, out = herald.cli("dags", "trigger", "manual", "--conf", '{"name": "herald"}')
+    assert code == 0, out
+    run = herald.wait_runs(1, "manual")[0]
+    assert run["run_type"] == "manual" and run["conf"] == {"name": "herald"}
+    assert herald.cli_json("runs", "show", run["run_id"])["tasks"][0]["result"] == "hello herald"
+
+
+def test_messages_sent_while_herald_is_down_run_after_restart(herald: Herald) -> None:
+    herald.write_dag("orders", ORDERS_DAG)
+    herald.start()
+    herald.publish("orders", {"order_id": 1})
+    herald.wait_runs(1, "process_orders")
+    assert herald.stop(signal.SIGINT) == 0
+    assert "Herald stopped." in herald.output()
+    herald.publish("orders", {"order_id": 2}, {"order_id": 3})
+    herald.start()
+    runs = herald.wait_runs(3, "process_orders")
+    assert sorted(len(r["event_ids"]) for r in runs) == [1, 1, 1]
+    assert {r["state"] for r in runs} == {"success"}
+
+
+def test_a_dag_file_added_while_running_is_picked_up(herald: Herald) -> None:
+    herald.start()
+    assert herald.cli_json("dags", "list") == []
+    herald.write_dag("orders", ORDERS_DAG)
+    herald.wait_for(lambda: herald.cli_json("dags", "list"), what="the new DAG")
+    herald.wait_for(lambda: any(w["state"] == "running" for w in herald.cli_json("watchers", "list")),
+                    what="its watcher")
+    herald.publish("orders", {"order_id": 9})
+    runs = herald.wait_runs(1, "process_orders")
+    assert runs[0]["state"] == "success"
+
+
+def test_a_return_value_that_is_not_json_fails_the_task_clearly(herald: Herald) -> None:
+    herald.write_dag(
+        "unserialisable",
+        """
+        from herald import dag, task
+
+        @dag(schedule=None)
+        def unserialisable():
+            @task
+            def make():
+                return {1, 2, 3}
+            make()
+
+        unserialisable()
+        """,
+    )
+    herald.start()
+    herald.cli("dags", "trigger", "unserialisable")
+    run = herald.wait_runs(1, "unserialisable")[0]
+    task = herald.cli_json("runs", "show", run["run_id"])["tasks"][0]
+    assert run["state"] == "failed"
+    assert "returned a set, which is not JSON-serialisable" in task["error"]
