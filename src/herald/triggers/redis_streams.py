@@ -1,0 +1,299 @@
+"""`redis://HOST:PORT/DB?stream=S&group=G`: a Redis stream read through a consumer group.
+
+Entries are read with XREADGROUP (BLOCK is the long poll) and acknowledged with
+XACK only after their events are committed. An entry stays in the group's
+pending list until then, so nothing is lost when Herald dies:
+
+- after every (re)connection the consumer first re-reads its own pending
+  entries (id `0`), those it was given but never acknowledged;
+- entries left pending by another consumer that died (a triggerer that will
+  not come back under the same name) are taken over with XAUTOCLAIM once idle
+  for `claim_idle_ms`, on open and then periodically.
+
+A redelivered entry carries the same `stream:entry-id` dedupe key, so it never
+becomes a second event.
+
+The body is the entry's `body` field; its other fields are the headers (what
+`publish` writes). An entry without a `body` field (written by another tool)
+is delivered with all its fields as a JSON object for a body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
+
+from herald.triggers.base import BaseEventTrigger, Message
+from herald.triggers.urls import mask_url, query_options, with_connection
+
+log = logging.getLogger("herald.triggers.redis")
+
+#: query options Herald reads itself; the others are passed to redis-py
+_OPTIONS = ("stream", "group", "consumer", "block_ms", "claim_idle_ms", "maxlen", "start_id")
+DEFAULT_BLOCK_MS = 5000
+DEFAULT_CLAIM_IDLE_MS = 30000
+
+
+def _split_url(url: str) -> tuple[str, dict[str, str]]:
+    """The URL for redis-py (Herald's own options removed) and Herald's options."""
+    parts = urlsplit(url)
+    query = query_options(url)
+    ours = {k: v for k, v in query.items() if k in _OPTIONS}
+    rest = {k: v for k, v in query.items() if k not in _OPTIONS}
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), "")), ours
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def default_consumer_name() -> str:
+    """`HOSTNAME-PID`: unique per triggerer process, so a dead one's entries can be claimed."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class RedisStreamTrigger(BaseEventTrigger):
+    """Consumes a Redis stream through a consumer group (created with MKSTREAM if missing).
+
+    Args:
+        url: `redis://[:PASSWORD@]HOST:PORT/DB` (or `rediss://`); other query
+            options are passed to redis-py.
+        stream: the stream key.
+        group: the consumer group.
+        consumer: this consumer's name in the group (default `HOSTNAME-PID`).
+        block_ms: how long one XREADGROUP waits for new entries (the long poll).
+        claim_idle_ms: entries pending this long with another consumer are
+            claimed (XAUTOCLAIM); also how often that check runs.
+        start_id: where a newly created group starts (`0`: the whole stream,
+            `$`: only new entries).
+    """
+
+    scheme = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        stream: str,
+        group: str,
+        consumer: str | None = None,
+        block_ms: int = DEFAULT_BLOCK_MS,
+        claim_idle_ms: int = DEFAULT_CLAIM_IDLE_MS,
+        start_id: str = "0",
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        if not stream or not group:
+            raise ValueError(f"a Redis stream trigger needs stream= and group=, got {mask_url(url)!r}")
+        self.url = url
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer or default_consumer_name()
+        self.block_ms = int(block_ms)
+        self.claim_idle_ms = int(claim_idle_ms)
+        self.start_id = start_id
+        self._client: aioredis.Redis | None = None
+        #: where re-reading our own pending entries is; None once they are all read
+        self._pending_cursor: str | None = "0"
+        self._claim_cursor = "0-0"
+        self._next_claim = 0.0
+
+    @classmethod
+    def from_url(cls, url: str, conn_id: str | None = None, **options: Any) -> RedisStreamTrigger:
+        full = with_connection(url, conn_id)
+        base, ours = _split_url(full)
+        kwargs: dict[str, Any] = {"stream": ours.get("stream", ""), "group": ours.get("group", "")}
+        for name in ("block_ms", "claim_idle_ms"):
+            if name in ours:
+                kwargs[name] = int(ours[name])
+        for name in ("consumer", "start_id"):
+            if name in ours:
+                kwargs[name] = ours[name]
+        return cls(base, **{**kwargs, **options})
+
+    @property
+    def client_name(self) -> str:
+        """The CLIENT SETNAME of this trigger's connections (shown by CLIENT LIST)."""
+        return f"herald:{self.stream}:{self.group}:{self.consumer}".replace(" ", "_")
+
+    async def open(self) -> None:
+        # No retry inside redis-py: a lost connection must reach the triggerer, which
+        # shows it on the watcher and reopens, and reopening re-reads our pending entries.
+        self._client = aioredis.Redis.from_url(self.url, client_name=self.client_name, retry=Retry(NoBackoff(), 0))
+        try:
+            await self._client.xgroup_create(self.stream, self.group, id=self.start_id, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._pending_cursor = "0"
+        self._claim_cursor = "0-0"
+        self._next_claim = 0.0
+
+    async def receive(self, max_messages: int) -> list[Message]:
+        client = self._require_client()
+        if self._pending_cursor is not None:
+            # Our own entries delivered before a reconnect and never acknowledged.
+            response = await client.xreadgroup(
+                self.group, self.consumer, {self.stream: self._pending_cursor}, count=max_messages
+            )
+            entries = self._entries(response)
+            if entries:
+                self._pending_cursor = _text(entries[-1][0])
+                return await self._messages(entries)
+            self._pending_cursor = None
+        if time.monotonic() >= self._next_claim:
+            messages = await self._claim(max_messages)
+            if messages:
+                return messages
+        response = await client.xreadgroup(
+            self.group, self.consumer, {self.stream: ">"}, count=max_messages, block=self.block_ms
+        )
+        return await self._messages(self._entries(response))
+
+    async def _claim(self, max_messages: int) -> list[Message]:
+        """Take over entries idle for `claim_idle_ms` in another consumer's pending list."""
+        client = self._require_client()
+        result = await client.xautoclaim(
+            self.stream, self.group, self.consumer, self.claim_idle_ms, self._claim_cursor, count=max_messages
+        )
+        next_cursor, entries = _text(result[0]), list(result[1])
+        if next_cursor == "0-0":
+            # A full pass over the pending list: look again in claim_idle_ms.
+            self._next_claim = time.monotonic() + self.claim_idle_ms / 1000
+        self._claim_cursor = next_cursor
+        if entries:
+            log.info("claimed %d idle pending entries of stream %s group %s", len(entries), self.stream, self.group)
+        return await self._messages(entries)
+
+    def _entries(self, response: Any) -> list[tuple[Any, Any]]:
+        if not response:
+            return []
+        if isinstance(response, dict):  # RESP3
+            return [entry for entries in response.values() for entry in (entries[0] if entries else [])]
+        return [entry for _stream, entries in response for entry in entries]
+
+    async def _messages(self, entries: list[tuple[Any, Any]]) -> list[Message]:
+        messages: list[Message] = []
+        gone: list[str] = []
+        for raw_id, fields in entries:
+            entry_id = _text(raw_id)
+            if fields is None:
+                # Trimmed (MAXLEN) or deleted after it was delivered: nothing left to deliver.
+                gone.append(entry_id)
+                continue
+            messages.append(self._message(entry_id, fields))
+        if gone:
+            log.warning("stream %s: entries %s were deleted before delivery; acknowledging them", self.stream, gone)
+            await self._require_client().xack(self.stream, self.group, *gone)
+        return messages
+
+    def _message(self, entry_id: str, fields: dict[Any, Any]) -> Message:
+        decoded = {_text(k): v for k, v in fields.items()}
+        if "body" in decoded:
+            raw = decoded.pop("body")
+            body = raw if isinstance(raw, bytes) else str(raw).encode()
+            headers = {k: _text(v) for k, v in decoded.items()}
+        else:
+            body = json.dumps({k: _text(v) for k, v in decoded.items()}).encode()
+            headers = {}
+        metadata: dict[str, Any] = {
+            "broker": "redis",
+            "stream": self.stream,
+            "group": self.group,
+            "consumer": self.consumer,
+            "message_id": entry_id,
+        }
+        millis, _, _seq = entry_id.partition("-")
+        if millis.isdigit():
+            metadata["published_at"] = datetime.fromtimestamp(int(millis) / 1000, UTC).isoformat()
+        return Message(
+            body=body, dedupe_key=f"{self.stream}:{entry_id}", headers=headers, metadata=metadata, handle=entry_id
+        )
+
+    async def ack(self, messages: list[Message]) -> None:
+        if messages:
+            await self._require_client().xack(self.stream, self.group, *[m.handle for m in messages])
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def lag(self) -> int | None:
+        """Entries pending in the group (delivered, not acknowledged) plus those not yet delivered."""
+        client = self._client
+        if client is None:
+            return None
+        for group in await client.xinfo_groups(self.stream):
+            if _text(group.get("name")) == self.group:
+                return int(group.get("pending") or 0) + int(group.get("lag") or 0)
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "url": mask_url(self.url),
+            "broker": "redis",
+            "stream": self.stream,
+            "group": self.group,
+            "consumer": self.consumer,
+            "block_ms": self.block_ms,
+            "claim_idle_ms": self.claim_idle_ms,
+            "start_id": self.start_id,
+        }
+
+    def _require_client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise ConnectionError("the Redis stream trigger is not open")
+        return self._client
+
+
+# -- publishing ----------------------------------------------------------------------------
+
+#: one client per (connection URL), with the event loop it belongs to
+_publishers: dict[str, tuple[asyncio.AbstractEventLoop, aioredis.Redis]] = {}
+
+
+def _publisher(url: str) -> aioredis.Redis:
+    loop = asyncio.get_running_loop()
+    cached = _publishers.get(url)
+    if cached is not None and cached[0] is loop:
+        return cached[1]
+    client = aioredis.Redis.from_url(url)
+    _publishers[url] = (loop, client)
+    return client
+
+
+async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+    """XADD an entry `{"body": body, **headers}` to the stream of `url` (`maxlen=N` trims it, approximately)."""
+    base, ours = _split_url(url)
+    stream = ours.get("stream")
+    if not stream:
+        raise ValueError(f"{mask_url(url)!r} names no stream: add ?stream=NAME")
+    fields: dict[Any, Any] = {"body": body}
+    for name, value in (headers or {}).items():
+        if name == "body":
+            raise ValueError("a Redis stream entry's 'body' field holds the body; rename that header")
+        fields[name] = value
+    maxlen = int(ours["maxlen"]) if ours.get("maxlen") else None
+    await _publisher(base).xadd(stream, fields, maxlen=maxlen, approximate=True)
+
+
+async def close_publishers() -> None:
+    """Close the publishing clients of the running event loop (tests, shutdown)."""
+    loop = asyncio.get_running_loop()
+    for url, (owner, client) in list(_publishers.items()):
+        if owner is loop:
+            del _publishers[url]
+            await client.aclose()
