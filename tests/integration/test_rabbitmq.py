@@ -1,0 +1,290 @@
+"""The delivery contract and RabbitMQ's own guarantees, against the RabbitMQ server on 127.0.0.1:5672."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import uuid
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import aio_pika
+import pytest
+
+from herald.triggers import rabbitmq
+from herald.triggers.base import Message
+from herald.triggers.rabbitmq import RabbitMQTrigger
+from tests.conftest import require_service
+from tests.integration.contract import BrokerCase, ContractSuite, run
+from tests.integration.harness import TriggererHarness
+
+BROKER = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+class RabbitMQCase(BrokerCase):
+    broker: ClassVar[str] = "rabbitmq"
+
+    def require(self) -> None:
+        require_service("RabbitMQ", "127.0.0.1", 5672)
+
+    def url(self, name: str) -> str:
+        return f"{BROKER}?queue={name}"
+
+    async def cleanup(self, url: str) -> None:
+        await rabbitmq.close_publishers()
+        connection = await aio_pika.connect(BROKER)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(RabbitMQTrigger(url).queue)
+
+
+class TestRabbitMQContract(ContractSuite):
+    case = RabbitMQCase()
+
+
+# -- RabbitMQ's own guarantees -----------------------------------------------------------
+
+
+@pytest.fixture
+def url() -> str:
+    RabbitMQCase().require()
+    return RabbitMQCase().url(f"herald-{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def harness(tmp_path: Any) -> Any:
+    RabbitMQCase().require()
+    h = TriggererHarness(f"sqlite:///{tmp_path}/herald.db")
+    yield h
+    h.close()
+
+
+async def receive_until(trigger: RabbitMQTrigger, count: int) -> list[Message]:
+    """Receive until `count` messages came (a receive returns what has arrived so far)."""
+    got: list[Message] = []
+    while len(got) < count:
+        got += await asyncio.wait_for(trigger.receive(500), 30)
+    return got
+
+
+def close_connection_from_server(name: str) -> None:
+    """Have RabbitMQ itself close the connection whose client-given name is `name`."""
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed here; it is needed to close a connection from the server side")
+    listing = subprocess.run(
+        ["rabbitmqctl", "--quiet", "--no-table-headers", "list_connections", "pid", "client_properties"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # One line per connection: the Erlang pid, a tab, the client properties as Erlang terms.
+    pids = [line.split("\t", 1)[0] for line in listing.stdout.splitlines() if f'{{"connection_name","{name}"}}' in line]
+    assert pids, f"no connection named {name!r}"
+    for pid in pids:
+        subprocess.run(
+            ["rabbitmqctl", "--quiet", "close_connection", pid, "herald reconnect test"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+
+def test_watcher_resumes_without_loss_after_the_server_closes_its_connection(
+    harness: TriggererHarness, url: str
+) -> None:
+    queue = RabbitMQTrigger(url).queue
+
+    async def scenario() -> None:
+        # Given a running watcher that has received one message
+        await harness.start(("orders", RabbitMQTrigger(url)))
+        await rabbitmq.publish(url, b'{"n": 1}')
+        await harness.wait_events(1, timeout=30)
+        # When the broker drops its connection, and messages keep coming meanwhile
+        await asyncio.to_thread(close_connection_from_server, f"herald {queue}")
+        for n in (2, 3, 4):
+            await rabbitmq.publish(url, json.dumps({"n": n}).encode())
+        # Then the watcher reconnects and turns every message into one event
+        await harness.wait_events(4, timeout=60)
+        await harness.wait_for(lambda: harness.watchers()[0]["state"] == "running", what="state running")
+        await harness.settle(0.5)
+        await harness.stop()
+        await RabbitMQCase().cleanup(url)
+        assert sorted(e["payload"]["n"] for e in harness.events()) == [1, 2, 3, 4]
+
+    run(scenario)
+
+
+def test_redelivery_keeps_the_message_id_as_dedupe_key(url: str) -> None:
+    async def scenario() -> None:
+        trigger = RabbitMQTrigger(url)
+        await trigger.open()
+        await rabbitmq.publish(url, b"hello", {"source": "test"})
+        (first,) = await receive_until(trigger, 1)
+        await trigger.close()  # no ack: the broker requeues it
+        await trigger.open()
+        (again,) = await receive_until(trigger, 1)
+        await trigger.ack([again])
+        await trigger.close()
+        await RabbitMQCase().cleanup(url)
+        assert first.metadata["redelivered"] is False
+        assert again.metadata["redelivered"] is True
+        assert again.dedupe_key == first.dedupe_key == f"{trigger.queue}|{first.metadata['message_id']}"
+        assert again.headers == {"source": "test"}
+        assert again.metadata["published_at"]
+
+    run(scenario)
+
+
+def test_ack_acknowledges_only_the_messages_given(url: str) -> None:
+    async def scenario() -> None:
+        trigger = RabbitMQTrigger(url)
+        await trigger.open()
+        for n in range(4):
+            await rabbitmq.publish(url, str(n).encode())
+        got = await receive_until(trigger, 4)
+        # The second and the fourth are committed, the first and third not (yet).
+        await trigger.ack([got[1], got[3]])
+        await trigger.close()
+        await trigger.open()
+        again = await receive_until(trigger, 2)
+        await trigger.ack(again)
+        await trigger.close()
+        # After a complete ack nothing comes back.
+        await trigger.open()
+        leftover = await trigger.lag()
+        await trigger.close()
+        await RabbitMQCase().cleanup(url)
+        assert sorted(m.body for m in again) == [b"0", b"2"]
+        assert leftover == 0
+
+    run(scenario)
+
+
+def test_contiguous_batches_are_acknowledged_across_several_receives(url: str) -> None:
+    async def scenario() -> None:
+        trigger = RabbitMQTrigger(url)
+        await trigger.open()
+        for n in range(6):
+            await rabbitmq.publish(url, str(n).encode())
+        got = await receive_until(trigger, 6)
+        await trigger.ack(got[:2])
+        await trigger.ack(got[2:6])
+        await trigger.close()
+        await trigger.open()
+        lag = await trigger.lag()
+        await trigger.close()
+        await RabbitMQCase().cleanup(url)
+        assert [m.body for m in got] == [str(n).encode() for n in range(6)]
+        assert lag == 0
+
+    run(scenario)
+
+
+def test_prefetch_bounds_what_is_delivered_and_lag_counts_the_rest(url: str) -> None:
+    async def scenario() -> None:
+        trigger = RabbitMQTrigger(url, prefetch=2)
+        await trigger.open()
+        for n in range(5):
+            await rabbitmq.publish(url, str(n).encode())
+        got = await receive_until(trigger, 2)
+        await asyncio.sleep(0.3)  # a third delivery, if the broker broke prefetch, would be here by now
+        more = [] if trigger._buffer is None or trigger._buffer.empty() else await trigger.receive(500)
+        lag = await trigger.lag()
+        await trigger.ack(got + more)
+        await trigger.close()
+        await RabbitMQCase().cleanup(url)
+        assert len(got) == 2
+        assert more == []
+        assert lag == 3
+
+    run(scenario)
+
+
+def test_existing_queue_is_used_as_it_is_with_declare_false(url: str) -> None:
+    name = RabbitMQTrigger(url).queue
+
+    async def scenario() -> None:
+        # A queue declared elsewhere, with arguments a plain durable declare would contradict
+        connection = await aio_pika.connect(BROKER)
+        async with connection:
+            channel = await connection.channel()
+            await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+        existing = f"{url}&declare=false"
+        trigger = RabbitMQTrigger(existing)
+        await trigger.open()
+        await rabbitmq.publish(existing, b"into the quorum queue")
+        (message,) = await receive_until(trigger, 1)
+        await trigger.ack([message])
+        await trigger.close()
+        await RabbitMQCase().cleanup(url)
+        assert message.body == b"into the quorum queue"
+
+    run(scenario)
+
+
+def test_declare_false_on_a_missing_queue_fails_to_open(url: str) -> None:
+    async def scenario() -> None:
+        trigger = RabbitMQTrigger(f"{url}&declare=false")
+        with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+            await trigger.open()
+        await trigger.close()
+
+    run(scenario)
+
+
+def test_message_without_message_id_gets_a_key_per_delivery_or_a_body_hash() -> None:
+    # aiormq gives every message it publishes a message_id, so a delivery without
+    # one (from another client library) is built here by hand.
+    def delivery() -> Any:
+        return SimpleNamespace(
+            body=b"same",
+            headers={"raw": b"bytes"},
+            message_id=None,
+            exchange="",
+            routing_key="q",
+            redelivered=False,
+            timestamp=None,
+            delivery_tag=1,
+        )
+
+    default = RabbitMQTrigger(f"{BROKER}?queue=q")
+    by_body = RabbitMQTrigger(f"{BROKER}?queue=q&dedupe=body")
+    twins = [default._message(delivery()) for _ in range(2)]
+    hashed = [by_body._message(delivery()) for _ in range(2)]
+    assert twins[0].dedupe_key != twins[1].dedupe_key
+    assert hashed[0].dedupe_key == hashed[1].dedupe_key
+    assert hashed[0].dedupe_key.startswith("q|sha256:")
+    assert twins[0].headers == {"raw": "bytes"}
+    assert "message_id" not in twins[0].metadata
+
+
+def test_publish_reuses_one_connection_and_describe_masks_the_password(url: str) -> None:
+    async def scenario() -> None:
+        await rabbitmq.publish(url, b"1")
+        first = rabbitmq._publishers[rabbitmq.connection_url(url)].connection
+        await rabbitmq.publish(url, b"2")
+        second = rabbitmq._publishers[rabbitmq.connection_url(url)].connection
+        trigger = RabbitMQTrigger(url)
+        await trigger.open()
+        got = await receive_until(trigger, 2)
+        await trigger.ack(got)
+        await trigger.close()
+        await RabbitMQCase().cleanup(url)
+        assert first is second
+        assert [m.body for m in got] == [b"1", b"2"]
+        assert all(m.metadata["message_id"] for m in got)
+        described = trigger.describe()
+        assert "guest:guest" not in described["url"] and described["broker"] == "rabbitmq"
+
+    run(scenario)
+
+
+def test_connection_from_herald_conn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERALD_CONN_RABBIT", "amqp://user:secret@broker.example:5673/prod")
+    trigger = RabbitMQTrigger.from_url("amqp://_/prod?queue=orders&prefetch=10", conn_id="rabbit")
+    assert trigger.queue == "orders" and trigger.prefetch == 10 and trigger.vhost == "prod"
+    assert rabbitmq.connection_url(trigger.url) == "amqp://user:secret@broker.example:5673/prod"
+    assert "secret" not in json.dumps(trigger.describe())
