@@ -1,0 +1,600 @@
+"""`sqs://HOST[:PORT]/ACCOUNT/QUEUE`: Amazon SQS queues, and local servers such as moto.
+
+URLs:
+
+- `sqs://sqs.eu-west-1.amazonaws.com/123456789012/orders` (HTTPS; the region
+  is read from an AWS host name), `sqs+https://...` the same;
+- `sqs+http://127.0.0.1:5005/123456789012/orders?region=us-east-1` for a
+  local server;
+- `https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE`, the queue URL as AWS shows
+  it and as Airflow's `MessageQueueTrigger(queue=...)` takes it.
+
+Credentials come from the URL's user and password (best from a connection:
+`conn_id="aws_default"` reads `HERALD_CONN_AWS_DEFAULT`, or `?conn_id=` in the
+URL), else from botocore's usual chain (`AWS_ACCESS_KEY_ID`... variables,
+`~/.aws`, instance roles). The region comes from `?region=`, else from an AWS
+host name, else from botocore's configuration, else `us-east-1`.
+
+Delivery: long polls of up to 20 s that return as soon as a message is there,
+batches of up to 10, `DeleteMessageBatch` only after the triggerer committed.
+While a batch is being committed its visibility is extended in the background,
+so a slow commit does not let another consumer receive it; `close()` makes
+unacknowledged messages visible again at once. The dedupe key is the queue
+name and the `MessageId`, which SQS keeps across redeliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
+
+from aiobotocore.session import get_session
+
+from herald.triggers.base import BaseEventTrigger, Message
+from herald.triggers.urls import mask_url, query_options, with_connection
+
+log = logging.getLogger("herald.triggers.sqs")
+
+#: SQS limits: a long poll waits at most 20 s, a receive or a batch call takes at most 10
+MAX_WAIT_SECONDS = 20
+MAX_BATCH = 10
+DEFAULT_REGION = "us-east-1"
+#: message attribute marking a body that Herald's publisher sent as base64 (SQS
+#: bodies must be text, and only some characters are allowed in them)
+ENCODING_ATTRIBUTE = "herald-encoding"
+
+# The queue URL as AWS shows it: https://sqs.REGION.amazonaws.com[.cn]/ACCOUNT/QUEUE
+_AWS_HOST = re.compile(r"^sqs[.-](?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+# Characters SQS accepts in a message body.
+_SQS_TEXT = re.compile("^[\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*$")
+
+_SCHEMES = {"sqs": "https", "sqs+https": "https", "sqs+http": "http"}
+#: options the URL's query may carry (the publisher's `message_group_id` included)
+_QUERY_OPTIONS = {
+    "region",
+    "wait_time_seconds",
+    "max_messages",
+    "visibility_timeout",
+    "airflow_compat",
+    "max_payload_bytes",
+    "conn_id",
+    "message_group_id",
+}
+
+
+@dataclass(frozen=True)
+class SqsAddress:
+    """Where a queue is and how to reach it, parsed from an `sqs://` URL."""
+
+    endpoint_url: str
+    account: str
+    queue: str
+    region: str | None
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+
+    @property
+    def queue_url(self) -> str:
+        """The queue URL SQS knows (no credentials)."""
+        return f"{self.endpoint_url}/{self.account}/{self.queue}"
+
+    @property
+    def fifo(self) -> bool:
+        """FIFO queues are named `*.fifo`."""
+        return self.queue.endswith(".fifo")
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Arguments of `create_client("sqs", ...)`."""
+        kwargs: dict[str, Any] = {"endpoint_url": self.endpoint_url, "region_name": self.region or _default_region()}
+        if self.access_key is not None:
+            kwargs["aws_access_key_id"] = self.access_key
+            kwargs["aws_secret_access_key"] = self.secret_key or ""
+        return kwargs
+
+    def connection_key(self) -> str:
+        """What identifies one client: endpoint, region and credentials."""
+        return "\x00".join((self.endpoint_url, self.region or "", self.access_key or "", self.secret_key or ""))
+
+
+def _default_region() -> str:
+    # botocore's own configuration (AWS_DEFAULT_REGION, ~/.aws/config) when set.
+    region: str | None = get_session().get_config_variable("region")
+    return region or DEFAULT_REGION
+
+
+def from_aws_url(url: str) -> str:
+    """`https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE` as `sqs://...?region=REGION`; other URLs unchanged."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https":
+        return url
+    match = _AWS_HOST.match((parts.hostname or "").lower())
+    if match is None:
+        raise ValueError(
+            f"{mask_url(url)!r} is not an SQS queue URL: expected https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE"
+        )
+    query = {"region": match["region"], **query_options(url)}
+    return urlunsplit(("sqs", parts.netloc, parts.path, urlencode(query), ""))
+
+
+def resolve_url(url: str, conn_id: str | None = None) -> str:
+    """`url` in its `sqs://` form with the host and credentials of connection `conn_id` filled in.
+
+    `conn_id` may also be given in the URL's query (`?conn_id=aws_default`), so
+    that `herald.publish` can use a connection.
+    """
+    url = from_aws_url(url)
+    conn_id = conn_id or query_options(url).get("conn_id") or None
+    if conn_id is None:
+        return url
+    resolved = with_connection(url, conn_id)
+    if not urlsplit(resolved).hostname and urlsplit(url).hostname:
+        # A connection holding only keys (aws://KEY:SECRET@) keeps the URL's own host.
+        conn, target = urlsplit(resolved), urlsplit(url)
+        netloc = target.netloc.rpartition("@")[2]
+        if conn.username is not None:
+            netloc = f"{conn.netloc.rpartition('@')[0]}@{netloc}"
+        resolved = urlunsplit((target.scheme, netloc, conn.path, conn.query, ""))
+    return resolved
+
+
+def parse_url(url: str) -> SqsAddress:
+    """The address of the queue at `url` (`sqs://`, `sqs+http://`, `sqs+https://`, or AWS's https form)."""
+    url = from_aws_url(url)
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        raise ValueError(f"{mask_url(url)!r} is not an SQS URL: expected sqs://HOST[:PORT]/ACCOUNT/QUEUE")
+    segments = [s for s in parts.path.split("/") if s]
+    if not parts.hostname or parts.hostname == "_" or len(segments) != 2:
+        raise ValueError(
+            f"{mask_url(url)!r} is not an SQS queue URL: expected {scheme}://HOST[:PORT]/ACCOUNT/QUEUE "
+            "(with conn_id=..., the connection gives the host)"
+        )
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    if ":" in parts.hostname:  # IPv6
+        host = f"[{parts.hostname}]" if parts.port is None else f"[{parts.hostname}]:{parts.port}"
+    region = query_options(url).get("region") or None
+    if region is None:
+        match = _AWS_HOST.match(parts.hostname.lower())
+        region = match["region"] if match else None
+    return SqsAddress(
+        endpoint_url=f"{_SCHEMES[scheme]}://{host}",
+        account=segments[0],
+        queue=segments[1],
+        region=region,
+        access_key=unquote(parts.username) if parts.username else None,
+        secret_key=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"expected true or false, got {value!r}")
+    return bool(value)
+
+
+def _as_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if number < low or (high is not None and number > high):
+        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {bounds}, got {number}")
+    return number
+
+
+def encode_body(body: bytes) -> tuple[str, bool]:
+    """The body as SQS text, and whether it had to be sent as base64."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), True
+    if _SQS_TEXT.match(text):
+        return text, False
+    return base64.b64encode(body).decode("ascii"), True
+
+
+def _attribute_text(value: dict[str, Any]) -> str:
+    if "StringValue" in value:
+        return str(value["StringValue"])
+    binary = value.get("BinaryValue", b"")
+    return base64.b64encode(binary).decode("ascii") if isinstance(binary, bytes) else str(binary)
+
+
+@dataclass
+class _Receipt:
+    """`Message.handle` of an SQS message: what `ack` and Airflow's payload shape need."""
+
+    receipt_handle: str
+    raw: dict[str, Any]
+
+
+def airflow_message_batch(message: Message) -> dict[str, Any]:
+    """The payload Airflow's SQS trigger gives: `{"message_batch": [<the SQS message>]}`.
+
+    Herald makes one event per message, so the batch always holds one message;
+    `event.extra["payload"]["message_batch"][0]["Body"]` is its body, as text.
+    """
+    raw: dict[str, Any] = message.handle.raw if isinstance(message.handle, _Receipt) else {}
+    body = raw.get("Body")
+    if body is None:
+        body = message.body.decode("utf-8", errors="replace")
+    attributes = {
+        name: {k: (base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v) for k, v in value.items()}
+        for name, value in raw.get("MessageAttributes", {}).items()
+    }
+    entry = {
+        "MessageId": message.metadata.get("message_id"),
+        "MD5OfBody": raw.get("MD5OfBody") or hashlib.md5(str(body).encode("utf-8")).hexdigest(),
+        "Body": body,
+        "Attributes": dict(raw.get("Attributes", {})),
+        "MessageAttributes": attributes,
+    }
+    return {"message_batch": [entry]}
+
+
+class SqsTrigger(BaseEventTrigger):
+    """Consumes an Amazon SQS queue (standard or FIFO).
+
+    Args:
+        url: the queue URL, `sqs://HOST[:PORT]/ACCOUNT/QUEUE` or `sqs+http://...`,
+            with credentials as user and password if not from the environment.
+        region: the AWS region (default: from `?region=`, an AWS host name,
+            botocore's configuration, else `us-east-1`).
+        wait_time_seconds: how long one long poll waits for a message (0-20, default 20).
+        max_messages: messages per receive (1-10, default 10; larger is capped at 10).
+        visibility_timeout: seconds a received message stays hidden from other
+            consumers (default: the queue's own setting).
+        airflow_compat: make the payload the shape Airflow's SQS trigger gives,
+            `{"message_batch": [{"Body": ..., "MessageId": ...}]}`, so that a DAG
+            written for Airflow reads `payload["message_batch"][0]["Body"]` unchanged.
+        conn_id: the connection the URL was resolved with (shown in `describe()`).
+    """
+
+    scheme = "sqs"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        region: str | None = None,
+        wait_time_seconds: int = MAX_WAIT_SECONDS,
+        max_messages: int = MAX_BATCH,
+        visibility_timeout: int | None = None,
+        airflow_compat: bool = False,
+        conn_id: str | None = None,
+        apply_function: Callable[[Message], Any] | str | None = None,
+        filter: str | None = None,
+        max_payload_bytes: int | None = None,
+    ) -> None:
+        if airflow_compat and apply_function is not None:
+            raise ValueError("give either apply_function or airflow_compat=True, not both")
+        super().__init__(
+            apply_function=airflow_message_batch if airflow_compat else apply_function,
+            filter=filter,
+            max_payload_bytes=max_payload_bytes,
+        )
+        address = parse_url(url)
+        if region:
+            address = SqsAddress(
+                address.endpoint_url, address.account, address.queue, region, address.access_key, address.secret_key
+            )
+        self.url = url
+        self.address = address
+        self.conn_id = conn_id
+        self.wait_time_seconds = _as_int("wait_time_seconds", wait_time_seconds, 0, MAX_WAIT_SECONDS)
+        self.max_messages = min(_as_int("max_messages", max_messages, 1), MAX_BATCH)
+        self.visibility_timeout = (
+            None if visibility_timeout is None else _as_int("visibility_timeout", visibility_timeout, 0, 43200)
+        )
+        self.airflow_compat = airflow_compat
+        self._stack: AsyncExitStack | None = None
+        self._client: Any = None
+        # receipt handle -> (message id, when its visibility was last set, monotonic)
+        self._inflight: dict[str, tuple[str, float]] = {}
+        self._visibility = 30
+        self._extender: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_url(
+        cls, url: str, conn_id: str | None = None, aws_conn_id: str | None = None, **options: Any
+    ) -> SqsTrigger:
+        """Build the trigger from a queue URL; `?option=value` in the URL are defaults for `options`.
+
+        `aws_conn_id` and `region_name` are accepted as Airflow's names for
+        `conn_id` and `region`.
+        """
+        if "region_name" in options:
+            options.setdefault("region", options.pop("region_name"))
+        conn_id = conn_id or aws_conn_id
+        resolved = resolve_url(url, conn_id)
+        query = query_options(resolved)
+        unknown = set(query) - _QUERY_OPTIONS
+        if unknown:
+            raise ValueError(f"unknown SQS URL option(s) {sorted(unknown)}; known: {sorted(_QUERY_OPTIONS)}")
+        conn_id = conn_id or query.pop("conn_id", None) or None
+        query.pop("conn_id", None)
+        query.pop("message_group_id", None)  # the publisher's
+        merged: dict[str, Any] = {**query, **options}
+        if "airflow_compat" in merged:
+            merged["airflow_compat"] = _as_bool(merged["airflow_compat"])
+        if "max_payload_bytes" in merged and merged["max_payload_bytes"] is not None:
+            merged["max_payload_bytes"] = _as_int("max_payload_bytes", merged["max_payload_bytes"], 1)
+        return cls(resolved, conn_id=conn_id, **merged)
+
+    # -- the broker side ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        stack = AsyncExitStack()
+        try:
+            client = await stack.enter_async_context(get_session().create_client("sqs", **self.address.client_kwargs()))
+            attributes = await client.get_queue_attributes(
+                QueueUrl=self.address.queue_url, AttributeNames=["VisibilityTimeout"]
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack, self._client = stack, client
+        queue_visibility = int(attributes.get("Attributes", {}).get("VisibilityTimeout", 30))
+        self._visibility = self.visibility_timeout if self.visibility_timeout is not None else queue_visibility
+
+    async def receive(self, max_messages: int) -> list[Message]:
+        assert self._client is not None, "open() was not called"
+        request: dict[str, Any] = {
+            "QueueUrl": self.address.queue_url,
+            "MaxNumberOfMessages": max(1, min(max_messages, self.max_messages)),
+            "WaitTimeSeconds": self.wait_time_seconds,
+            "MessageAttributeNames": ["All"],
+            "MessageSystemAttributeNames": ["All"],
+        }
+        if self.visibility_timeout is not None:
+            request["VisibilityTimeout"] = self.visibility_timeout
+        response = await self._client.receive_message(**request)
+        raw_messages: list[dict[str, Any]] = response.get("Messages", [])
+        if not raw_messages:
+            return []
+        now = time.monotonic()
+        messages = [self._message(raw) for raw in raw_messages]
+        for message in messages:
+            self._inflight[message.handle.receipt_handle] = (str(message.metadata["message_id"]), now)
+        self._start_extender()
+        return messages
+
+    def _message(self, raw: dict[str, Any]) -> Message:
+        attributes: dict[str, dict[str, Any]] = raw.get("MessageAttributes") or {}
+        system: dict[str, str] = raw.get("Attributes") or {}
+        encoding = attributes.get(ENCODING_ATTRIBUTE, {}).get("StringValue")
+        text = raw.get("Body", "")
+        body = base64.b64decode(text) if encoding == "base64" else text.encode("utf-8")
+        message_id = raw["MessageId"]
+        metadata: dict[str, Any] = {
+            "broker": "sqs",
+            "queue": self.address.queue,
+            "queue_url": self.address.queue_url,
+            "message_id": message_id,
+        }
+        if "SentTimestamp" in system:
+            metadata["published_at"] = datetime.fromtimestamp(int(system["SentTimestamp"]) / 1000, UTC).isoformat()
+        if "ApproximateReceiveCount" in system:
+            metadata["receive_count"] = int(system["ApproximateReceiveCount"])
+        for name, key in (
+            ("MessageGroupId", "message_group_id"),
+            ("SequenceNumber", "sequence_number"),
+            ("MessageDeduplicationId", "deduplication_id"),
+        ):
+            if name in system:
+                metadata[key] = system[name]
+        return Message(
+            body=body,
+            dedupe_key=f"{self.address.queue}/{message_id}",
+            headers={name: _attribute_text(v) for name, v in attributes.items() if name != ENCODING_ATTRIBUTE},
+            metadata=metadata,
+            handle=_Receipt(raw["ReceiptHandle"], raw),
+        )
+
+    async def ack(self, messages: list[Message]) -> None:
+        """Delete the messages (`DeleteMessageBatch`, 10 at a time)."""
+        handles = [m.handle.receipt_handle for m in messages if isinstance(m.handle, _Receipt)]
+        if not handles:
+            return
+        assert self._client is not None, "open() was not called"
+        for start in range(0, len(handles), MAX_BATCH):
+            chunk = handles[start : start + MAX_BATCH]
+            response = await self._client.delete_message_batch(
+                QueueUrl=self.address.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(chunk)],
+            )
+            for handle in chunk:
+                self._inflight.pop(handle, None)
+            for failure in response.get("Failed", []):
+                # The message outlived its visibility and was received again: that
+                # delivery is deduped by its MessageId and deleted then.
+                log.warning(
+                    "sqs %s: delete failed: %s %s", self.address.queue, failure.get("Code"), failure.get("Message")
+                )
+
+    def _start_extender(self) -> None:
+        if self._visibility > 0 and (self._extender is None or self._extender.done()):
+            self._extender = asyncio.create_task(self._extend_visibility(), name=f"sqs visibility {self.address.queue}")
+
+    async def _extend_visibility(self) -> None:
+        """Keep received messages hidden while their batch is being committed.
+
+        Wakes when the oldest unacknowledged message has used half its visibility
+        timeout and extends it by a full timeout; ends when nothing is unacknowledged.
+        """
+        half = self._visibility / 2
+        while self._inflight:
+            oldest = min(since for _, since in self._inflight.values())
+            await asyncio.sleep(max(0.0, oldest + half - time.monotonic()))
+            now = time.monotonic()
+            due = [h for h, (_, since) in self._inflight.items() if since + half <= now]
+            for start in range(0, len(due), MAX_BATCH):
+                chunk = due[start : start + MAX_BATCH]
+                try:
+                    await self._change_visibility(chunk, self._visibility)
+                except Exception as exc:
+                    log.warning("sqs %s: could not extend visibility: %s", self.address.queue, exc)
+                for handle in chunk:
+                    if handle in self._inflight:
+                        self._inflight[handle] = (self._inflight[handle][0], now)
+
+    async def _change_visibility(self, handles: list[str], seconds: int) -> None:
+        response = await self._client.change_message_visibility_batch(
+            QueueUrl=self.address.queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds} for i, h in enumerate(handles)],
+        )
+        for failure in response.get("Failed", []):
+            log.debug("sqs %s: visibility change failed: %s", self.address.queue, failure)
+
+    async def close(self) -> None:
+        """Make unacknowledged messages visible again at once, then disconnect."""
+        if self._extender is not None:
+            self._extender.cancel()
+            with contextlib.suppress(BaseException):
+                await self._extender
+            self._extender = None
+        handles = list(self._inflight)
+        self._inflight.clear()
+        if self._client is not None and handles:
+            for start in range(0, len(handles), MAX_BATCH):
+                try:
+                    await self._change_visibility(handles[start : start + MAX_BATCH], 0)
+                except Exception as exc:
+                    # They come back after their visibility timeout instead.
+                    log.warning("sqs %s: could not release unacknowledged messages: %s", self.address.queue, exc)
+                    break
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+
+    async def lag(self) -> int | None:
+        """`ApproximateNumberOfMessages`: visible messages waiting in the queue."""
+        if self._client is None:
+            return None
+        response = await self._client.get_queue_attributes(
+            QueueUrl=self.address.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        return int(response["Attributes"]["ApproximateNumberOfMessages"])
+
+    def describe(self) -> dict[str, Any]:
+        described: dict[str, Any] = {
+            "url": mask_url(self.url),
+            "broker": "sqs",
+            "queue": self.address.queue,
+            "queue_url": self.address.queue_url,
+            "region": self.address.region,
+            "wait_time_seconds": self.wait_time_seconds,
+            "max_messages": self.max_messages,
+        }
+        if self.visibility_timeout is not None:
+            described["visibility_timeout"] = self.visibility_timeout
+        if self.airflow_compat:
+            described["airflow_compat"] = True
+        if self.conn_id is not None:
+            described["conn_id"] = self.conn_id
+        return described
+
+    def consumer_key(self) -> str:
+        # Watchers that differ only in how they shape the payload share one
+        # consumer: two consumers of one queue would each get only part of it.
+        described = self.describe()
+        described.pop("airflow_compat", None)
+        return json.dumps(described, sort_keys=True, default=str)
+
+
+# -- the publisher ---------------------------------------------------------------------
+
+
+@dataclass
+class _Publisher:
+    loop: asyncio.AbstractEventLoop
+    holder: AsyncGenerator[Any, None]
+    client: Any
+
+
+_publishers: dict[str, _Publisher] = {}
+_publisher_locks: dict[tuple[int, str], asyncio.Lock] = {}
+
+
+async def _hold_client(kwargs: dict[str, Any]) -> AsyncGenerator[Any, None]:
+    # The client lives inside an async generator parked at its `yield`: when the
+    # event loop shuts down, asyncio.run() closes pending generators, which
+    # closes the client inside its own loop instead of leaking its HTTP session.
+    async with get_session().create_client("sqs", **kwargs) as client:
+        yield client
+
+
+async def _publisher_client(address: SqsAddress) -> Any:
+    loop = asyncio.get_running_loop()
+    key = address.connection_key()
+    lock = _publisher_locks.setdefault((id(loop), key), asyncio.Lock())
+    async with lock:
+        cached = _publishers.get(key)
+        if cached is not None and cached.loop is loop and not loop.is_closed():
+            return cached.client
+        # A client made in another event loop cannot be used here; its loop closes it.
+        holder = _hold_client(address.client_kwargs())
+        client = await holder.__anext__()
+        _publishers[key] = _Publisher(loop, holder, client)
+        return client
+
+
+async def close_publishers() -> None:
+    """Close the publishers' clients made in the running event loop."""
+    loop = asyncio.get_running_loop()
+    for key, cached in list(_publishers.items()):
+        if cached.loop is loop:
+            del _publishers[key]
+            with contextlib.suppress(Exception):
+                await cached.holder.aclose()
+    for lock_key in [k for k in _publisher_locks if k[0] == id(loop)]:
+        del _publisher_locks[lock_key]
+
+
+async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+    """Send one message to the SQS queue at `url`.
+
+    Headers become String message attributes (SQS allows 10). A body that is
+    not text SQS accepts is sent as base64 and marked so that Herald's trigger
+    restores the bytes. On a FIFO queue the message group is `?message_group_id=`
+    (default `herald`), and each call gets its own deduplication id, so SQS drops
+    the duplicates of one call's retries but never two calls.
+    """
+    resolved = resolve_url(url)
+    address = parse_url(resolved)
+    client = await _publisher_client(address)
+    text, encoded = encode_body(body)
+    attributes: dict[str, dict[str, str]] = {
+        name: {"DataType": "String", "StringValue": str(value)} for name, value in (headers or {}).items()
+    }
+    if encoded:
+        attributes[ENCODING_ATTRIBUTE] = {"DataType": "String", "StringValue": "base64"}
+    request: dict[str, Any] = {"QueueUrl": address.queue_url, "MessageBody": text}
+    if attributes:
+        request["MessageAttributes"] = attributes
+    if address.fifo:
+        request["MessageGroupId"] = query_options(resolved).get("message_group_id") or "herald"
+        request["MessageDeduplicationId"] = uuid.uuid4().hex
+    await client.send_message(**request)
