@@ -20,8 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PORT = int(os.environ.get("HERALD_DEMO_PORT", "8321"))
 TEXTS = [
-    "great product works well", "terrible quality broke after a day", "love it, excellent value",
-    "slow delivery and poor packaging", "really good and easy to use", "awful, would not buy again",
+    "great product works well",
+    "terrible quality broke after a day",
+    "love it, excellent value",
+    "slow delivery and poor packaging",
+    "really good and easy to use",
+    "awful, would not buy again",
 ]
 
 
@@ -78,8 +82,14 @@ def stream(proc: subprocess.Popen[bytes]) -> None:
             publish("local://inference-requests", {"request_id": f"req-{tick}", "text": random.choice(TEXTS)})
         if tick % 10 == 0:
             batch += 1
-            rows = [{"sku": f"SKU-{random.randint(1, 50)}", "qty": random.randint(1, 9),
-                     "price": round(random.uniform(1, 40), 2)} for _ in range(random.randint(2, 6))]
+            rows = [
+                {
+                    "sku": f"SKU-{random.randint(1, 50)}",
+                    "qty": random.randint(1, 9),
+                    "price": round(random.uniform(1, 40), 2),
+                }
+                for _ in range(random.randint(2, 6))
+            ]
             publish("local://data-ready", {"partner": "acme", "batch": batch, "rows": rows})
         if tick % 20 == 0:
             with engine.connect() as conn:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, task
 
-data_ready = Asset("partner_data_ready", watchers=[AssetWatcher("data_ready_queue", MessageQueueTrigger("local://data-ready"))])
+data_ready = Asset(
+    "partner_data_ready", watchers=[AssetWatcher("data_ready_queue", MessageQueueTrigger("local://data-ready"))]
+)
 warehouse_sales = Asset("warehouse.sales")
 
 
@@ -33,16 +35,24 @@ def load_partner_delivery():
     @task
     def transform(notice):
         return [
-            {"partner": notice["partner"], "batch": notice["batch"], "line": i, "sku": r["sku"],
-             "qty": int(r["qty"]), "total": round(int(r["qty"]) * float(r["price"]), 2)}
+            {
+                "partner": notice["partner"],
+                "batch": notice["batch"],
+                "line": i,
+                "sku": r["sku"],
+                "qty": int(r["qty"]),
+                "total": round(int(r["qty"]) * float(r["price"]), 2),
+            }
             for i, r in enumerate(notice["rows"])
         ]
 
     @task(outlets=[warehouse_sales], retries=2, retry_delay=1)
     def load(rows, outlet_events):
         with sqlite3.connect(warehouse_path()) as db:
-            db.execute("CREATE TABLE IF NOT EXISTS sales (partner TEXT, batch INT, line INT, sku TEXT, qty INT,"
-                       " total REAL, PRIMARY KEY (partner, batch, line))")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS sales (partner TEXT, batch INT, line INT, sku TEXT, qty INT,"
+                " total REAL, PRIMARY KEY (partner, batch, line))"
+            )
             # Keyed on (partner, batch, line): a retried load never doubles a row.
             db.executemany("INSERT OR REPLACE INTO sales VALUES (:partner, :batch, :line, :sku, :qty, :total)", rows)
             count = db.execute("SELECT count(*) FROM sales").fetchone()[0]

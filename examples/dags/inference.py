@@ -12,7 +12,9 @@ from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, publish, task
 
 from _models.sentiment import load_model
 
-requests = Asset("inference_requests", watchers=[AssetWatcher("requests_queue", MessageQueueTrigger("local://inference-requests"))])
+requests = Asset(
+    "inference_requests", watchers=[AssetWatcher("requests_queue", MessageQueueTrigger("local://inference-requests"))]
+)
 
 # Trained once per worker process when the DAG file is imported, then reused by every run.
 MODEL = load_model()

@@ -11,7 +11,9 @@ THRESHOLD_C = 80.0
 
 sensor_readings = Asset(
     "sensor_readings",
-    watchers=[AssetWatcher("readings_queue", MessageQueueTrigger("local://sensor-readings", filter="temperature != null"))],
+    watchers=[
+        AssetWatcher("readings_queue", MessageQueueTrigger("local://sensor-readings", filter="temperature != null"))
+    ],
 )
 alerts = Asset("alerts", watchers=[AssetWatcher("alerts_queue", MessageQueueTrigger("local://alerts"))])
 
@@ -30,8 +32,10 @@ def evaluate_sensor_reading():
     @task
     def raise_alert(result):
         if result["alert"]:
-            publish("local://alerts", {"sensor": result["sensor"], "temperature": result["temperature"],
-                                       "threshold": THRESHOLD_C})
+            publish(
+                "local://alerts",
+                {"sensor": result["sensor"], "temperature": result["temperature"], "threshold": THRESHOLD_C},
+            )
         return result["alert"]
 
     raise_alert(evaluate())

@@ -65,7 +65,10 @@ class Herald:
         env = {**self.env, **(extra_env or {})}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [HERALD, "standalone", "--port", str(self.port)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                [HERALD, "standalone", "--port", str(self.port)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 cwd=self.home,
             )
         deadline = time.monotonic() + 60
@@ -153,7 +156,9 @@ class Herald:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"herald exited while waiting for {what}:\n{self.output()}")
             time.sleep(0.2)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value {value!r}\n{self.output()[-3000:]}")
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what}; last value {value!r}\n{self.output()[-3000:]}"
+        )
 
     def wait_runs(self, count: int, dag: str | None = None, timeout: float = 60) -> list[dict[str, Any]]:
         """Wait until `count` runs (of `dag`) have finished; return all runs."""

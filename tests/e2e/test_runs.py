@@ -336,7 +336,10 @@ def test_bad_messages_become_dead_letters_and_good_ones_still_run(herald: Herald
     herald.start()
     herald.publish("orders", "{broken json", {"big": "x" * 500}, {"ok": True})
     herald.wait_runs(1, "strict")
-    dead = herald.wait_for(lambda: len(herald.cli_json("dead-letters", "list")) == 2 and herald.cli_json("dead-letters", "list"), what="2 dead letters")
+    dead = herald.wait_for(
+        lambda: len(herald.cli_json("dead-letters", "list")) == 2 and herald.cli_json("dead-letters", "list"),
+        what="2 dead letters",
+    )
     reasons = sorted(d["error"] for d in dead)
     assert "JSONDecodeError" in reasons[0]
     assert "over the limit of 200" in reasons[1]
@@ -389,8 +392,9 @@ def test_a_dag_file_added_while_running_is_picked_up(herald: Herald) -> None:
     assert herald.cli_json("dags", "list") == []
     herald.write_dag("orders", ORDERS_DAG)
     herald.wait_for(lambda: herald.cli_json("dags", "list"), what="the new DAG")
-    herald.wait_for(lambda: any(w["state"] == "running" for w in herald.cli_json("watchers", "list")),
-                    what="its watcher")
+    herald.wait_for(
+        lambda: any(w["state"] == "running" for w in herald.cli_json("watchers", "list")), what="its watcher"
+    )
     herald.publish("orders", {"order_id": 9})
     runs = herald.wait_runs(1, "process_orders")
     assert runs[0]["state"] == "success"
