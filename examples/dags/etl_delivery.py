@@ -1,6 +1,8 @@
 """ETL on data delivery: a partner says "data ready"; extract, transform and load it into SQLite.
 
-Try it:  herald publish local://data-ready '{"partner": "acme", "batch": 1, "rows": [{"sku": "A1", "qty": 3, "price": 2.5}]}'
+Try it:
+    herald publish local://data-ready \
+        '{"partner": "acme", "batch": 1, "rows": [{"sku": "A1", "qty": 3, "price": 2.5}]}'
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ Try it:  herald publish local://inference-requests '{"request_id": "r1", "text":
 
 from __future__ import annotations
 
-from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, publish, task
-
 from _models.sentiment import load_model
+
+from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, publish, task
 
 requests = Asset(
     "inference_requests", watchers=[AssetWatcher("requests_queue", MessageQueueTrigger("local://inference-requests"))]
