@@ -422,3 +422,18 @@ def test_a_return_value_that_is_not_json_fails_the_task_clearly(herald: Herald) 
     task = herald.cli_json("runs", "show", run["run_id"])["tasks"][0]
     assert run["state"] == "failed"
     assert "returned a set, which is not JSON-serialisable" in task["error"]
+
+
+def test_a_paused_dag_keeps_its_events_and_runs_them_when_unpaused(herald: Herald) -> None:
+    herald.write_dag("orders", ORDERS_DAG)
+    herald.start()
+    code, out = herald.cli("dags", "pause", "process_orders")
+    assert code == 0, out
+    assert herald.cli_json("dags", "list")[0]["is_paused"] is True
+    herald.publish("orders", {"order_id": 1}, {"order_id": 2})
+    herald.wait_for(lambda: len(herald.cli_json("events", "list")) == 2, what="2 events")
+    assert herald.runs("process_orders") == []
+    code, out = herald.cli("dags", "unpause", "process_orders")
+    assert code == 0, out
+    runs = herald.wait_runs(2, "process_orders")
+    assert {r["state"] for r in runs} == {"success"}

@@ -298,8 +298,13 @@ class Scheduler:
 
     def _create_asset_runs(self, conn: Connection, paused: set[str], now: datetime) -> tuple[datetime | None, bool]:
         eq = t.event_queue
+        # Only DAGs that can run now: a paused DAG's backlog must not hide the others'.
+        runnable = [d for d, dag in self.dags.items() if d not in paused and dag.asset_condition is not None]
+        if not runnable:
+            return None, False
         rows = conn.execute(
             select(eq.c.id, eq.c.dag_id, eq.c.event_id, eq.c.asset_id, eq.c.queued_at)
+            .where(eq.c.dag_id.in_(runnable))
             .order_by(eq.c.id)
             .limit(EVENT_SCAN)
         ).all()
