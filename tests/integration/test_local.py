@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import ClassVar
 
 from herald.config import Settings
-from tests.integration.contract import BrokerCase, ContractSuite
+from tests.integration.contract import BrokerCase, ContractSuite, run
 from tests.integration.harness import TriggererHarness
 
 
@@ -30,3 +32,31 @@ class LocalCase(BrokerCase):
 
 class TestLocalContract(ContractSuite):
     case = LocalCase()
+
+
+def test_two_assets_watching_one_queue_share_one_consumer(tmp_path: Path) -> None:
+    harness = TriggererHarness(f"sqlite:///{tmp_path}/herald.db")
+    case = LocalCase()
+    case.attach(harness)
+
+    async def scenario() -> None:
+        triggerer = await harness.start(
+            ("raw_copy", case.trigger("local://shared")),
+            ("hot_only", case.trigger("local://shared", filter="t > `50`")),
+        )
+        assert len(triggerer.consumers) == 1
+        for t in (10, 60, 70):
+            await case.publish("local://shared", json.dumps({"t": t}).encode())
+        await harness.wait_events(3, asset="raw_copy")
+        await harness.wait_events(2, asset="hot_only")
+        await harness.settle(0.3)
+        await harness.stop()
+
+    try:
+        run(scenario)
+        assert [e["payload"]["t"] for e in harness.events("raw_copy")] == [10, 60, 70]
+        assert [e["payload"]["t"] for e in harness.events("hot_only")] == [60, 70]
+        # Each asset's event is queued for the DAG on that asset only.
+        assert harness.queued() == 5
+    finally:
+        harness.close()
