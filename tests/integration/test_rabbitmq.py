@@ -113,6 +113,7 @@ def test_watcher_resumes_without_loss_after_the_server_closes_its_connection(
         await harness.stop()
         await RabbitMQCase().cleanup(url)
         assert sorted(e["payload"]["n"] for e in harness.events()) == [1, 2, 3, 4]
+        assert harness.watchers()[0]["last_error"], "the watcher never lost its connection"
 
     run(scenario)
 
