@@ -176,8 +176,30 @@ task_instance = Table(
     Column("error", Text),
     Column("log", Text),
     Column("hostname", String(250)),
+    # The worker queue the try goes to (`@task(queue=...)`), and the last sign of
+    # life of the worker running it: a try whose heartbeat stops is failed.
+    Column("queue", String(250)),
+    Column("heartbeat_at", UtcDateTime()),
     UniqueConstraint("run_pk", "task_id"),
     Index("ix_task_instance_state", "state"),
+    sqlite_autoincrement=True,
+)
+
+# How a try ended, written by a worker process of its own (`herald worker`) and
+# applied by whichever scheduler claims it (retries, downstream tasks, outlets).
+task_result = Table(
+    "task_result",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ti_id", Id, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("result", JSON),
+    Column("error", Text),
+    Column("log", Text),
+    Column("outlet_extras", JSON),
+    Column("started_at", UtcDateTime()),
+    Column("ended_at", UtcDateTime()),
+    Column("hostname", String(250)),
     sqlite_autoincrement=True,
 )
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 12:58:21.166373
+Create Date: 2026-11-21
 """
 
 from __future__ import annotations
@@ -101,6 +101,21 @@ def upgrade() -> None:
         batch_op.create_index("ix_local_queue_message_queue_id", ["queue", "id"], unique=False)
 
     op.create_table(
+        "task_result",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("ti_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("state", sa.String(length=20), nullable=False),
+        sa.Column("result", sa.JSON(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("log", sa.Text(), nullable=True),
+        sa.Column("outlet_extras", sa.JSON(), nullable=True),
+        sa.Column("started_at", herald.store.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("ended_at", herald.store.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("hostname", sa.String(length=250), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_task_result")),
+        sqlite_autoincrement=True,
+    )
+    op.create_table(
         "asset_event",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("asset_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -142,6 +157,8 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("log", sa.Text(), nullable=True),
         sa.Column("hostname", sa.String(length=250), nullable=True),
+        sa.Column("queue", sa.String(length=250), nullable=True),
+        sa.Column("heartbeat_at", herald.store.types.UtcDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["run_pk"], ["dag_run.id"], name=op.f("fk_task_instance_run_pk_dag_run"), ondelete="CASCADE"
         ),
@@ -244,6 +261,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_asset_event_asset_id_id")
 
     op.drop_table("asset_event")
+    op.drop_table("task_result")
     with op.batch_alter_table("local_queue_message", schema=None) as batch_op:
         batch_op.drop_index("ix_local_queue_message_queue_id")
 
