@@ -1,0 +1,363 @@
+"""Kafka: the delivery contract and Kafka's own guarantees against librdkafka's mock cluster.
+
+The mock cluster (see `kafka_mock.py`) speaks the real Kafka protocol on
+127.0.0.1 and is started once per test session by a fixture of this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import pytest
+
+from herald import MessageQueueTrigger
+from herald.triggers import kafka
+from herald.triggers.base import Message
+from herald.triggers.kafka import KafkaTrigger
+from tests.conftest import IN_CI, require_service
+from tests.integration.contract import BrokerCase, ContractSuite
+from tests.integration.harness import TriggererHarness
+from tests.integration.kafka_mock import MockKafkaCluster, followers_sync_first, mock_kafka_cluster
+
+REPO = Path(__file__).resolve().parents[2]
+#: short group timeouts: the mock cluster waits session_timeout - 1 s for members to (re)join
+FAST_GROUP: dict[str, Any] = {"poll_timeout": 1.0, "session_timeout_ms": 3000, "heartbeat_interval_ms": 500}
+
+
+class KafkaCase(BrokerCase):
+    broker: ClassVar[str] = "kafka"
+    options: ClassVar[dict[str, Any]] = FAST_GROUP
+    cluster: MockKafkaCluster | None = None
+    partitions = 3
+
+    def require(self) -> None:
+        if self.cluster is None:
+            message = "librdkafka's mock Kafka cluster did not start (is confluent-kafka installed as a wheel?)"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+        host, _, port = self.cluster.bootstrap.split(",")[0].rpartition(":")
+        require_service("Kafka (librdkafka mock cluster)", host, int(port))
+
+    def url(self, name: str) -> str:
+        assert self.cluster is not None
+        return f"kafka://{self.cluster.bootstrap}/{name}?group_id={name}-group"
+
+    async def prepare(self, url: str) -> None:
+        assert self.cluster is not None
+        self.cluster.create_topic(topic_of(url), partitions=self.partitions)
+
+    async def cleanup(self, url: str) -> None:
+        await kafka.close_publishers()
+
+
+CASE = KafkaCase()
+
+
+def topic_of(url: str) -> str:
+    return urlsplit(url).path.strip("/")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kafka_cluster() -> Iterator[MockKafkaCluster | None]:
+    """One mock cluster for the whole session, shared by every test of this module."""
+    try:
+        manager = mock_kafka_cluster()
+        cluster = manager.__enter__()
+    except Exception:
+        CASE.cluster = None
+        yield None
+        return
+    CASE.cluster = cluster
+    try:
+        yield cluster
+    finally:
+        CASE.cluster = None
+        manager.__exit__(None, None, None)
+
+
+class TestKafkaContract(ContractSuite):
+    case = CASE
+
+
+# -- Kafka's own guarantees, on the trigger itself -------------------------------------------------
+
+
+@pytest.fixture
+def topic_url() -> str:
+    CASE.require()
+    name = f"herald-{uuid.uuid4().hex[:10]}"
+    return CASE.url(name)
+
+
+def fresh(url: str, group: str | None = None, **options: Any) -> KafkaTrigger:
+    trigger = MessageQueueTrigger(url, **{**FAST_GROUP, **({"group_id": group} if group else {}), **options})
+    assert isinstance(trigger, KafkaTrigger)
+    return trigger
+
+
+async def receive_until(trigger: KafkaTrigger, count: int, timeout: float = 30.0) -> list[Message]:
+    """Receive until `count` messages came (or fail after `timeout`)."""
+    got: list[Message] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(got) < count:
+        assert loop.time() < deadline, f"received {len(got)} of {count} messages"
+        got.extend(await trigger.receive(500))
+    return got
+
+
+def test_url_options_and_masking() -> None:
+    trigger = MessageQueueTrigger(
+        "kafka://alice:s3cret@k1:9092,k2:9092/orders,refunds?group_id=billing&auto_offset_reset=latest"
+        "&session_timeout_ms=6000&security_protocol=SASL_PLAINTEXT",
+        poll_timeout=2,
+    )
+    assert isinstance(trigger, KafkaTrigger)
+    assert trigger.bootstrap == "k1:9092,k2:9092"
+    assert trigger.topics == ["orders", "refunds"]
+    described = trigger.describe()
+    assert described["group_id"] == "billing"
+    assert described["auto_offset_reset"] == "latest"
+    assert described["session_timeout_ms"] == 6000
+    assert described["poll_timeout"] == 2.0
+    assert "s3cret" not in json.dumps(described)
+    assert described["url"].startswith("kafka://alice:***@k1:9092,k2:9092/orders,refunds")
+    default = MessageQueueTrigger("kafka://localhost:9092/my_topic")
+    assert default.describe()["group_id"] == "herald"
+    assert default.describe()["auto_offset_reset"] == "earliest"
+    with pytest.raises(TypeError, match="unknown Kafka option"):
+        MessageQueueTrigger("kafka://localhost:9092/t?gruop_id=x")
+    with pytest.raises(ValueError, match="no topic"):
+        MessageQueueTrigger("kafka://localhost:9092/")
+
+
+def test_connection_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERALD_CONN_KAFKA_DEFAULT", "kafka://bob:pw@broker:9093?security_protocol=SASL_PLAINTEXT")
+    trigger = MessageQueueTrigger("kafka://_/events?group_id=g", conn_id="kafka_default")
+    assert isinstance(trigger, KafkaTrigger)
+    assert (trigger.bootstrap, trigger.topics, trigger.group_id) == ("broker:9093", ["events"], "g")
+    assert "pw" not in json.dumps(trigger.describe())
+
+
+def test_key_headers_metadata_and_dedupe_key(topic_url: str) -> None:
+    async def scenario() -> None:
+        await CASE.prepare(topic_url)
+        await kafka.publish(f"{topic_url}&key=device-7", b'{"t": 1}', {"source": "sensor", "trace": "abc"})
+        trigger = fresh(topic_url)
+        await trigger.open()
+        try:
+            [message] = await receive_until(trigger, 1)
+        finally:
+            await trigger.close()
+            await kafka.close_publishers()
+        topic = topic_of(topic_url)
+        meta = message.metadata
+        assert message.key == b"device-7"
+        assert message.headers == {"source": "sensor", "trace": "abc"}
+        assert json.loads(message.value()) == {"t": 1}
+        assert (meta["broker"], meta["topic"], meta["offset"]) == ("kafka", topic, 0)
+        assert message.dedupe_key == f"{topic}:{meta['partition']}:0"
+        assert "published_at" in meta
+
+    asyncio.run(scenario())
+
+
+def test_several_partitions_ack_commits_and_lag(topic_url: str) -> None:
+    async def scenario() -> None:
+        assert CASE.cluster is not None
+        CASE.cluster.create_topic(topic_of(topic_url), partitions=4)
+        for i in range(40):
+            await kafka.publish(f"{topic_url}&key=k{i}", json.dumps({"i": i}).encode())
+        trigger = fresh(topic_url)
+        await trigger.open()
+        try:
+            messages = await receive_until(trigger, 40)
+            assert len({m.dedupe_key for m in messages}) == 40
+            assert len({m.metadata["partition"] for m in messages}) > 1
+            assert await trigger.lag() == 40  # received, not acknowledged: nothing committed yet
+            await trigger.ack(messages[:10])
+            assert await trigger.lag() == 40 - sum(1 for m in messages[:10])
+            await trigger.ack(messages)
+            assert await trigger.lag() == 0
+        finally:
+            await trigger.close()
+        # Everything acknowledged: a new member of the group finds nothing to read.
+        again = fresh(topic_url)
+        await again.open()
+        try:
+            await kafka.publish(topic_url, b'{"i": 40}')
+            [late] = await receive_until(again, 1)
+            assert late.json() == {"i": 40}
+            assert await again.receive(500) == []
+        finally:
+            await again.close()
+            await kafka.close_publishers()
+
+    asyncio.run(scenario())
+
+
+def test_close_without_ack_redelivers_to_the_next_member(topic_url: str) -> None:
+    async def scenario() -> None:
+        await CASE.prepare(topic_url)
+        for i in range(5):
+            await kafka.publish(topic_url, json.dumps({"i": i}).encode())
+        first = fresh(topic_url)
+        await first.open()
+        try:
+            taken = await receive_until(first, 5)
+        finally:
+            await first.close()  # a crash before the commit: nothing acknowledged
+        second = fresh(topic_url)
+        await second.open()
+        try:
+            again = await receive_until(second, 5)
+        finally:
+            await second.close()
+            await kafka.close_publishers()
+        assert sorted(m.dedupe_key for m in again) == sorted(m.dedupe_key for m in taken)
+
+    asyncio.run(scenario())
+
+
+def test_rebalance_loses_nothing_and_commits_no_stale_offsets(topic_url: str) -> None:
+    """Two members of one group share the partitions; a dict keyed by dedupe key stands for the event table."""
+
+    async def scenario() -> None:
+        assert CASE.cluster is not None
+        CASE.cluster.create_topic(topic_of(topic_url), partitions=4)
+        stored: dict[str, bytes] = {}
+        redelivered = 0
+
+        def store(messages: list[Message]) -> None:
+            nonlocal redelivered
+            for m in messages:
+                if m.dedupe_key in stored:
+                    redelivered += 1
+                    assert stored[m.dedupe_key] == m.body
+                stored[m.dedupe_key] = m.body
+
+        for i in range(20):
+            await kafka.publish(f"{topic_url}&key=a{i}", json.dumps({"i": i}).encode())
+        a, b = fresh(topic_url), fresh(topic_url)
+        await a.open()
+        try:
+            # Given: A holds every partition and has stored a batch it has not acknowledged yet
+            in_flight = await receive_until(a, 20)
+            store(in_flight)
+            # When: B joins, the group rebalances and B re-reads from the committed offsets (none)
+            await b.open()
+            first_of_b = await receive_until(b, 1)
+            store(first_of_b)
+            await b.ack(first_of_b)
+            # Then: A's late ack commits nothing for partitions it lost
+            await a.ack(in_flight)
+            assigned_to_b = {m.metadata["partition"] for m in first_of_b}
+            for i in range(20, 40):
+                await kafka.publish(f"{topic_url}&key=a{i}", json.dumps({"i": i}).encode())
+
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while len(stored) < 40 or await a.lag() or await b.lag():
+                assert loop.time() < deadline, f"stored {len(stored)} of 40"
+                for member in (a, b):
+                    batch = await member.receive(500)
+                    store(batch)
+                    await member.ack(batch)
+        finally:
+            await a.close()
+            await b.close()
+        assert sorted(json.loads(v)["i"] for v in stored.values()) == list(range(40))
+        assert redelivered >= len([m for m in in_flight if m.metadata["partition"] in assigned_to_b])
+        # Nothing acknowledged is read again by a later member of the group.
+        c = fresh(topic_url)
+        await c.open()
+        try:
+            assert await c.lag() == 0
+            assert await c.receive(500) == []
+        finally:
+            await c.close()
+            await kafka.close_publishers()
+
+    with followers_sync_first():  # the mock's SyncGroup needs it for a group of two members
+        asyncio.run(scenario())
+
+
+def test_publish_reuses_one_producer_per_bootstrap(topic_url: str) -> None:
+    async def scenario() -> None:
+        await CASE.prepare(topic_url)
+        await kafka.publish(topic_url, b"1")
+        producers = {id(task) for _loop, task in kafka._producers.values()}
+        await kafka.publish(topic_url + "&key=x", b"2")
+        await asyncio.gather(*(kafka.publish(topic_url, b"n") for _ in range(5)))
+        assert {id(task) for _loop, task in kafka._producers.values()} == producers
+        await kafka.close_publishers()
+        assert not kafka._producers
+
+    asyncio.run(scenario())
+
+
+def test_watcher_resumes_after_the_broker_comes_back(tmp_path: Path, topic_url: str) -> None:
+    assert CASE.cluster is not None
+    cluster = CASE.cluster
+    harness = TriggererHarness(f"sqlite:///{tmp_path}/herald.db")
+
+    async def scenario() -> None:
+        await CASE.prepare(topic_url)
+        await harness.start(("orders", fresh(topic_url)))
+        await kafka.publish(topic_url, b'{"n": 1}')
+        await harness.wait_events(1)
+        cluster.set_broker_down(1)
+        try:
+            await harness.settle(2.0)  # the consumer sees its connection drop
+        finally:
+            cluster.set_broker_up(1)
+        await kafka.publish(topic_url, b'{"n": 2}')
+        await harness.wait_events(2, timeout=60)
+        await harness.settle(0.5)
+        await harness.stop()
+        await kafka.close_publishers()
+        assert sorted(e["payload"]["n"] for e in harness.events()) == [1, 2]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        harness.close()
+
+
+# -- the Airflow guide's Kafka example -------------------------------------------------------------
+
+
+def test_airflow_example_apply_function_called_the_airflow_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    from herald.loader import load_file
+
+    monkeypatch.setenv("HERALD_EXAMPLE_KAFKA_URL", "kafka://127.0.0.1:9092/my_topic")
+    path = str(REPO / "examples" / "airflow_guide" / "kafka_example_dag.py")
+    monkeypatch.delitem(sys.modules, "kafka_example_dag", raising=False)
+    try:
+        [dag] = load_file(path)
+        module = sys.modules["kafka_example_dag"]
+        apply_function = module.apply_function
+        kept = Message(body=b'{"order": 7, "status": "paid"}', dedupe_key="my_topic:0:0")
+        dropped = Message(body=b'{"order": 8, "status": "test"}', dedupe_key="my_topic:0:1")
+        # Airflow calls it with the message last among the positional arguments.
+        assert apply_function(kept) == {"order": 7, "status": "paid"}
+        assert apply_function("kafka_watcher", kept) == {"order": 7, "status": "paid"}
+        assert apply_function(dropped) is None
+        # The trigger resolves the dotted name Airflow's DAG gives it.
+        [trigger] = [w.trigger for w in module.kafka_topic_asset.watchers]
+        assert isinstance(trigger, KafkaTrigger)
+        assert trigger.topics == ["my_topic"]
+        assert trigger.to_payload(kept)[:2] == (True, {"order": 7, "status": "paid"})
+        assert trigger.to_payload(dropped)[0] is False
+        assert dag.dag_id
+    finally:
+        for name in [n for n, m in sys.modules.items() if getattr(m, "__file__", None) == path]:
+            monkeypatch.delitem(sys.modules, name, raising=False)
