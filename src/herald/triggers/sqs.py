@@ -26,6 +26,7 @@ name and the `MessageId`, which SQS keeps across redeliveries.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import contextlib
 import hashlib
@@ -536,6 +537,7 @@ class _Publisher:
 
 _publishers: dict[str, _Publisher] = {}
 _publisher_locks: dict[tuple[int, str], asyncio.Lock] = {}
+_exit_hook: list[bool] = []
 
 
 async def _hold_client(kwargs: dict[str, Any]) -> AsyncGenerator[Any, None]:
@@ -558,7 +560,21 @@ async def _publisher_client(address: SqsAddress) -> Any:
         holder = _hold_client(address.client_kwargs())
         client = await holder.__anext__()
         _publishers[key] = _Publisher(loop, holder, client)
+        if not _exit_hook:
+            _exit_hook.append(True)
+            atexit.register(_close_at_exit)
         return client
+
+
+def _close_at_exit() -> None:
+    # herald.publish() runs publishers on a background loop that is never shut
+    # down (a daemon thread, still running when atexit hooks run): close their
+    # clients there so that a one-shot `herald publish` leaves no open session.
+    for cached in list(_publishers.values()):
+        if cached.loop.is_running() and not cached.loop.is_closed():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(cached.holder.aclose(), cached.loop).result(5)
+    _publishers.clear()
 
 
 async def close_publishers() -> None:
