@@ -262,6 +262,18 @@ def test_message_without_message_id_gets_a_key_per_delivery_or_a_body_hash() -> 
     assert "message_id" not in twins[0].metadata
 
 
+def test_a_deleted_queue_makes_receive_fail_instead_of_waiting_forever(url: str) -> None:
+    async def scenario() -> None:
+        trigger = RabbitMQTrigger(url)
+        await trigger.open()
+        await RabbitMQCase().cleanup(url)  # deletes the queue under the consumer
+        with pytest.raises(ConnectionError, match="cancelled the consumer"):
+            await asyncio.wait_for(trigger.receive(500), 30)
+        await trigger.close()
+
+    run(scenario)
+
+
 def test_publish_reuses_one_connection_and_describe_masks_the_password(url: str) -> None:
     async def scenario() -> None:
         await rabbitmq.publish(url, b"1")

@@ -285,9 +285,18 @@ class MqttTrigger(BaseEventTrigger):
                 # would make the broker resend the topic's retained message.
                 options = SubscribeOptions(qos=self.qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
                 if self.protocol == "5":
-                    await client.subscribe(self.topic, options=options)
+                    granted = await client.subscribe(self.topic, options=options)
                 else:
-                    await client.subscribe(self.topic, qos=self.qos)
+                    granted = await client.subscribe(self.topic, qos=self.qos)
+                first: Any = granted[0]
+                code = int(getattr(first, "value", first))
+                if code >= 0x80:
+                    raise ConnectionError(f"the broker refused the subscription to {self.topic!r} (reason code {code})")
+                if code < self.qos:
+                    raise ConnectionError(
+                        f"the broker granted QoS {code} for {self.topic!r}, below the QoS {self.qos} asked for: "
+                        "messages would not be acknowledged after the commit"
+                    )
         except BaseException:
             await _disconnect(client)
             raise
@@ -365,7 +374,7 @@ class MqttTrigger(BaseEventTrigger):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "url": mask_url(self.url),
+            "url": mask_url(self.url).replace("%23", "#"),
             "broker": "mqtt",
             "topic": self.topic,
             "qos": self.qos,

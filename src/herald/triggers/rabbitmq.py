@@ -164,6 +164,12 @@ class RabbitMQTrigger(BaseEventTrigger):
             channel.close_callbacks.add(closed)
             await channel.set_qos(prefetch_count=self.prefetch)
             queue = await self._declare(channel)
+            # The broker cancels the consumer when the queue is deleted: reconnect
+            # (and declare it again, or report it missing) rather than wait forever.
+            underlay = await channel.get_underlay_channel()
+            underlay.on_consumer_cancel_callbacks.add(
+                lambda _frame: closed(None, ConnectionError(f"the broker cancelled the consumer of {self.queue!r}"))
+            )
             await queue.consume(deliver, no_ack=False)
         except BaseException:
             with contextlib.suppress(Exception):
