@@ -204,7 +204,7 @@ def test_batches_of_at_most_ten_deleted_only_on_ack_and_lag(port: int, queue_url
         await CASE.prepare(queue_url)
         for n in range(25):
             await apublish(queue_url, json.dumps({"n": n}).encode())
-        trigger = SqsTrigger.from_url(queue_url, wait_time_seconds=1, visibility_timeout=30)
+        trigger = SqsTrigger.from_url(queue_url, wait_time_seconds=1, visibility_timeout=30, batches=1)
         await trigger.open()
         try:
             assert await trigger.lag() == 25
@@ -221,6 +221,35 @@ def test_batches_of_at_most_ten_deleted_only_on_ack_and_lag(port: int, queue_url
             assert seen == set(range(25))
             assert await trigger.lag() == 0
             assert await _counts(port, queue_url) == (0, 0)  # all deleted
+        finally:
+            await trigger.close()
+            await CASE.cleanup(queue_url)
+
+    run(scenario)
+
+
+def test_a_backlog_drains_several_batches_per_receive(port: int, queue_url: str) -> None:
+    async def scenario() -> None:
+        await CASE.prepare(queue_url)
+        for n in range(45):
+            await apublish(queue_url, json.dumps({"n": n}).encode())
+        trigger = SqsTrigger.from_url(queue_url, wait_time_seconds=1, visibility_timeout=30)  # batches=5
+        await trigger.open()
+        try:
+            first = await trigger.receive(500)
+            assert 10 < len(first) <= 50
+            assert len({m.dedupe_key for m in first}) == len(first)
+            seen = [m.json()["n"] for m in first]
+            await trigger.ack(first)
+            while len(seen) < 45:
+                batch = await trigger.receive(500)
+                seen += [m.json()["n"] for m in batch]
+                await trigger.ack(batch)
+            assert sorted(seen) == list(range(45))
+            assert await _counts(port, queue_url) == (0, 0)
+            # with no backlog, one long poll and nothing more
+            await apublish(queue_url, b"alone")
+            assert [m.body for m in await trigger.receive(500)] == [b"alone"]
         finally:
             await trigger.close()
             await CASE.cleanup(queue_url)

@@ -68,6 +68,7 @@ _QUERY_OPTIONS = {
     "region",
     "wait_time_seconds",
     "max_messages",
+    "batches",
     "visibility_timeout",
     "airflow_compat",
     "max_payload_bytes",
@@ -263,7 +264,9 @@ class SqsTrigger(BaseEventTrigger):
         region: the AWS region (default: from `?region=`, an AWS host name,
             botocore's configuration, else `us-east-1`).
         wait_time_seconds: how long one long poll waits for a message (0-20, default 20).
-        max_messages: messages per receive (1-10, default 10; larger is capped at 10).
+        max_messages: messages per ReceiveMessage call (1-10, default 10; larger is capped at 10).
+        batches: ReceiveMessage calls per receive when a backlog is waiting (default 5):
+            the first long-polls, the others run at once only if it came back full.
         visibility_timeout: seconds a received message stays hidden from other
             consumers (default: the queue's own setting).
         airflow_compat: make the payload the shape Airflow's SQS trigger gives,
@@ -281,6 +284,7 @@ class SqsTrigger(BaseEventTrigger):
         region: str | None = None,
         wait_time_seconds: int = MAX_WAIT_SECONDS,
         max_messages: int = MAX_BATCH,
+        batches: int = 5,
         visibility_timeout: int | None = None,
         airflow_compat: bool = False,
         conn_id: str | None = None,
@@ -305,6 +309,7 @@ class SqsTrigger(BaseEventTrigger):
         self.conn_id = conn_id
         self.wait_time_seconds = _as_int("wait_time_seconds", wait_time_seconds, 0, MAX_WAIT_SECONDS)
         self.max_messages = min(_as_int("max_messages", max_messages, 1), MAX_BATCH)
+        self.batches = _as_int("batches", batches, 1, 100)
         self.visibility_timeout = (
             None if visibility_timeout is None else _as_int("visibility_timeout", visibility_timeout, 0, 43200)
         )
@@ -315,6 +320,8 @@ class SqsTrigger(BaseEventTrigger):
         self._inflight: dict[str, tuple[str, float]] = {}
         self._visibility = 30
         self._extender: asyncio.Task[None] | None = None
+        # second copies of a message received twice in one receive, deleted with the first
+        self._duplicates: list[Message] = []
 
     @classmethod
     def from_url(
@@ -360,18 +367,46 @@ class SqsTrigger(BaseEventTrigger):
         self._visibility = self.visibility_timeout if self.visibility_timeout is not None else queue_visibility
 
     async def receive(self, max_messages: int) -> list[Message]:
+        """Long-poll for up to `max_messages`.
+
+        One long poll takes up to `max_messages` (at most 10); when it comes back
+        full, a backlog is waiting, and up to `batches - 1` more receives without
+        waiting run at once, so that a backlog drains many batches per commit.
+        """
         assert self._client is not None, "open() was not called"
+        per_call = max(1, min(max_messages, self.max_messages))
+        messages = self._track(await self._receive_once(per_call, self.wait_time_seconds))
+        wanted = max_messages - len(messages)
+        if len(messages) == per_call and wanted > 0 and self.batches > 1:
+            extra_calls = min(self.batches - 1, -(-wanted // per_call))
+            more = await asyncio.gather(*(self._receive_once(per_call, 0) for _ in range(extra_calls)))
+            seen = {m.metadata["message_id"] for m in messages}
+            for batch in more:
+                for message in self._track(batch):
+                    # A standard queue may hand one message to two receives: ack both, keep one.
+                    if message.metadata["message_id"] in seen:
+                        self._duplicates.append(message)
+                    else:
+                        seen.add(message.metadata["message_id"])
+                        messages.append(message)
+        return messages
+
+    async def _receive_once(self, count: int, wait: int) -> list[dict[str, Any]]:
         request: dict[str, Any] = {
             "QueueUrl": self.address.queue_url,
-            "MaxNumberOfMessages": max(1, min(max_messages, self.max_messages)),
-            "WaitTimeSeconds": self.wait_time_seconds,
+            "MaxNumberOfMessages": count,
+            "WaitTimeSeconds": wait,
             "MessageAttributeNames": ["All"],
             "MessageSystemAttributeNames": ["All"],
         }
         if self.visibility_timeout is not None:
             request["VisibilityTimeout"] = self.visibility_timeout
         response = await self._client.receive_message(**request)
-        raw_messages: list[dict[str, Any]] = response.get("Messages", [])
+        raw: list[dict[str, Any]] = response.get("Messages", [])
+        return raw
+
+    def _track(self, raw_messages: list[dict[str, Any]]) -> list[Message]:
+        """Messages from a receive, remembered until acknowledged (for extension and release)."""
         if not raw_messages:
             return []
         now = time.monotonic()
@@ -416,6 +451,9 @@ class SqsTrigger(BaseEventTrigger):
     async def ack(self, messages: list[Message]) -> None:
         """Delete the messages (`DeleteMessageBatch`, 10 at a time)."""
         handles = [m.handle.receipt_handle for m in messages if isinstance(m.handle, _Receipt)]
+        acked = {m.metadata.get("message_id") for m in messages}
+        handles += [d.handle.receipt_handle for d in self._duplicates if d.metadata.get("message_id") in acked]
+        self._duplicates = [d for d in self._duplicates if d.metadata.get("message_id") not in acked]
         if not handles:
             return
         assert self._client is not None, "open() was not called"
@@ -477,6 +515,7 @@ class SqsTrigger(BaseEventTrigger):
             self._extender = None
         handles = list(self._inflight)
         self._inflight.clear()
+        self._duplicates.clear()
         if self._client is not None and handles:
             for start in range(0, len(handles), MAX_BATCH):
                 try:
@@ -508,6 +547,7 @@ class SqsTrigger(BaseEventTrigger):
             "region": self.address.region,
             "wait_time_seconds": self.wait_time_seconds,
             "max_messages": self.max_messages,
+            "batches": self.batches,
         }
         if self.visibility_timeout is not None:
             described["visibility_timeout"] = self.visibility_timeout
