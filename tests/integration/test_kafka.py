@@ -72,19 +72,29 @@ def kafka_cluster() -> Iterator[MockKafkaCluster | None]:
         manager = mock_kafka_cluster()
         cluster = manager.__enter__()
     except Exception:
-        CASE.cluster = None
         yield None
         return
-    CASE.cluster = cluster
+    KafkaCase.cluster = cluster
     try:
         yield cluster
     finally:
-        CASE.cluster = None
+        KafkaCase.cluster = None
         manager.__exit__(None, None, None)
 
 
 class TestKafkaContract(ContractSuite):
     case = CASE
+
+
+class ConfluentCase(KafkaCase):
+    """The confluent-kafka code path (`client=confluent`), the one old brokers need."""
+
+    def url(self, name: str) -> str:
+        return super().url(name) + "&client=confluent"
+
+
+class TestKafkaConfluentContract(ContractSuite):
+    case = ConfluentCase()
 
 
 # -- Kafka's own guarantees, on the trigger itself -------------------------------------------------

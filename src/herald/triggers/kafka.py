@@ -20,6 +20,11 @@ Options, in the URL's query string or as keyword arguments:
 - `security_protocol` (`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`; default
   `SASL_SSL` when the URL has a user name, else `PLAINTEXT`) and
   `sasl_mechanism` (default `PLAIN`), with `kafka://USER:PASSWORD@HOST:PORT/...`;
+- `client`: `aiokafka` (the default, the `kafka` extra) or `confluent`
+  (confluent-kafka, installed separately); `api_version`: the broker's version
+  when it cannot be asked, which brokers before 0.10 cannot: `api_version=0.9`
+  selects confluent-kafka, the only one of the two that speaks to them
+  (without headers, which Kafka 0.9 does not have);
 - for `publish` only: `key` (the message key) and `acks` (default `all`).
 """
 
@@ -28,9 +33,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -41,24 +48,35 @@ from herald.triggers.urls import query_options, with_connection
 
 log = logging.getLogger("herald.triggers.kafka")
 
+#: options both the trigger and the publisher read, and their types
+CLIENT_OPTIONS: dict[str, type] = {
+    "client_id": str,
+    "security_protocol": str,
+    "sasl_mechanism": str,
+    "client": str,
+    "api_version": str,
+}
 #: consumer options and their types; anything else in a trigger's options is a mistake
 CONSUMER_OPTIONS: dict[str, type] = {
+    **CLIENT_OPTIONS,
     "group_id": str,
     "auto_offset_reset": str,
-    "client_id": str,
     "poll_timeout": float,
     "session_timeout_ms": int,
     "heartbeat_interval_ms": int,
     "max_poll_interval_ms": int,
     "fetch_max_wait_ms": int,
-    "security_protocol": str,
-    "sasl_mechanism": str,
 }
 #: options only the publisher reads; a trigger accepts and ignores them, so one URL serves both
 PUBLISH_OPTIONS: dict[str, type] = {"key": str, "acks": str}
+ALL_OPTIONS = {**CONSUMER_OPTIONS, **PUBLISH_OPTIONS}
 DEFAULT_GROUP_ID = "herald"
 DEFAULT_POLL_TIMEOUT = 5.0
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+CLIENTS = ("aiokafka", "confluent")
+
+#: (topic, partition)
+Partition = tuple[str, int]
 
 
 class KafkaUrl:
@@ -78,34 +96,13 @@ class KafkaUrl:
             raise ValueError(f"{url!r} names no Kafka server: expected kafka://HOST:PORT/TOPIC")
         if not self.topics:
             raise ValueError(f"{url!r} names no topic: expected kafka://HOST:PORT/TOPIC[,TOPIC2]")
-        self.options: dict[str, str] = query_options(url)
         masked_netloc = f"{user}:***@{hosts}" if self.password else parts.netloc
         self.masked = urlunsplit((parts.scheme, masked_netloc, parts.path, parts.query, ""))
-
-    def security(self) -> dict[str, Any]:
-        """aiokafka's security arguments for this URL's credentials and options."""
-        return security_args(self.username, self.password, self.options)
+        self.options = typed_options(query_options(url), ALL_OPTIONS, f"the URL {self.masked!r}")
 
 
-def security_args(username: str | None, password: str | None, options: dict[str, Any]) -> dict[str, Any]:
-    """aiokafka's security arguments: TLS and SASL from the credentials and options."""
-    default = "SASL_SSL" if username else "PLAINTEXT"
-    protocol = str(options.get("security_protocol") or default).upper()
-    if protocol not in SECURITY_PROTOCOLS:
-        raise ValueError(f"security_protocol {protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}")
-    args: dict[str, Any] = {"security_protocol": protocol}
-    if protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        args["ssl_context"] = create_ssl_context()
-    if protocol.startswith("SASL"):
-        args["sasl_mechanism"] = str(options.get("sasl_mechanism") or "PLAIN").upper()
-        args["sasl_plain_username"] = username
-        args["sasl_plain_password"] = password
-    return args
-
-
-def _typed(options: dict[str, Any], known: dict[str, type], where: str) -> dict[str, Any]:
+def typed_options(options: dict[str, Any], known: dict[str, type], where: str) -> dict[str, Any]:
+    """`options` converted to their types; an unknown name is an error (a typo must not pass silently)."""
     typed: dict[str, Any] = {}
     for name, value in options.items():
         if name not in known:
@@ -117,29 +114,321 @@ def _typed(options: dict[str, Any], known: dict[str, type], where: str) -> dict[
     return typed
 
 
-def _text(value: bytes | None) -> str:
+@dataclass(frozen=True)
+class ClientSettings:
+    """How to reach the cluster, whichever client library does it."""
+
+    bootstrap: str
+    username: str | None
+    password: str | None = field(repr=False)
+    security_protocol: str
+    sasl_mechanism: str
+    client_id: str
+    client: str
+    api_version: str | None
+
+    @classmethod
+    def build(
+        cls, bootstrap: str, username: str | None, password: str | None, options: dict[str, Any]
+    ) -> ClientSettings:
+        """The settings from a URL's parts and options (validated: nothing connects yet)."""
+        protocol = str(options.get("security_protocol") or ("SASL_SSL" if username else "PLAINTEXT")).upper()
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(f"security_protocol {protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}")
+        api_version = options.get("api_version") or None
+        old_broker = api_version is not None and _version(api_version) < (0, 10)
+        client = str(options.get("client") or ("confluent" if old_broker else "aiokafka")).lower()
+        if client not in CLIENTS:
+            raise ValueError(f"client {client!r} is not one of {', '.join(CLIENTS)}")
+        if client == "aiokafka" and old_broker:
+            raise ValueError(f"aiokafka cannot talk to Kafka {api_version}; use client=confluent (confluent-kafka)")
+        return cls(
+            bootstrap=bootstrap,
+            username=username,
+            password=password,
+            security_protocol=protocol,
+            sasl_mechanism=str(options.get("sasl_mechanism") or "PLAIN").upper(),
+            client_id=str(options.get("client_id") or "herald"),
+            client=client,
+            api_version=api_version,
+        )
+
+    def aiokafka_args(self) -> dict[str, Any]:
+        """aiokafka's connection arguments."""
+        args: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.api_version is not None:
+            args["api_version"] = self.api_version
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            args["ssl_context"] = create_ssl_context()
+        if self.security_protocol.startswith("SASL"):
+            args["sasl_mechanism"] = self.sasl_mechanism
+            args["sasl_plain_username"] = self.username
+            args["sasl_plain_password"] = self.password
+        return args
+
+    def confluent_config(self) -> dict[str, Any]:
+        """librdkafka's connection properties."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol,
+        }
+        if self.api_version is not None:
+            version = _version(self.api_version)
+            config["api.version.request"] = version >= (0, 10)
+            config["broker.version.fallback"] = ".".join(str(n) for n in (*version, 0, 0)[:3])
+        if self.security_protocol.startswith("SASL"):
+            config.update(
+                {"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.username, "sasl.password": self.password}
+            )
+        return config
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        raise ValueError(f"api_version {text!r} is not a version such as 0.9 or 2.8.1") from None
+
+
+def _text(value: bytes | str | None) -> str:
     """A header value as text: UTF-8, else base64 (headers are str -> str in Herald)."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        return value
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:
         return base64.b64encode(value).decode("ascii")
 
 
-class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Counts, per partition, how often it was taken away: a batch from an older count is stale."""
+@dataclass
+class Record:
+    """One consumed record, whichever client read it."""
 
-    def __init__(self) -> None:
-        self.epochs: dict[TopicPartition, int] = {}
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    timestamp_ms: int | None
+
+
+class RebalancedError(Exception):
+    """A commit was refused because the group is rebalancing or moved to a new generation."""
+
+
+class _Client(Protocol):
+    """What the trigger needs from a consumer library."""
+
+    #: per partition, how often it was revoked: a batch received under an older count is stale
+    revocations: dict[Partition, int]
+
+    async def start(self) -> None: ...
+    async def fetch(self, max_records: int, timeout: float) -> list[Record]: ...
+    def assignment(self) -> set[Partition]: ...
+    async def commit(self, offsets: dict[Partition, int]) -> None: ...
+    async def lag(self) -> int: ...
+    async def stop(self) -> None: ...
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, counts: dict[Partition, int]) -> None:
+        self.counts = counts
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         # Deliberately no commit here: the batches in flight may not be stored yet.
         for tp in revoked:
-            self.epochs[tp] = self.epochs.get(tp, 0) + 1
+            self.counts[(tp.topic, tp.partition)] = self.counts.get((tp.topic, tp.partition), 0) + 1
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         pass
+
+
+class _AiokafkaClient:
+    """The default: aiokafka, native asyncio (Kafka 0.10 and later)."""
+
+    def __init__(self, settings: ClientSettings, topics: list[str], group_id: str, options: dict[str, Any]) -> None:
+        self.revocations: dict[Partition, int] = {}
+        self.auto_offset_reset = options["auto_offset_reset"]
+        self.consumer = AIOKafkaConsumer(
+            group_id=group_id,
+            enable_auto_commit=False,
+            **options,
+            **settings.aiokafka_args(),
+        )
+        self.consumer.subscribe(topics, listener=_Revocations(self.revocations))
+
+    async def start(self) -> None:
+        await self.consumer.start()
+
+    async def fetch(self, max_records: int, timeout: float) -> list[Record]:
+        batches = await self.consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
+        return [
+            Record(r.topic, r.partition, r.offset, r.key, r.value, list(r.headers or ()), r.timestamp)
+            for records in batches.values()
+            for r in records
+        ]
+
+    def assignment(self) -> set[Partition]:
+        return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+
+    async def commit(self, offsets: dict[Partition, int]) -> None:
+        try:
+            await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        except (CommitFailedError, IllegalStateError) as exc:
+            raise RebalancedError(str(exc)) from exc
+
+    async def lag(self) -> int:
+        partitions = list(self.consumer.assignment())
+        if not partitions:
+            return 0
+        ends = await self.consumer.end_offsets(partitions)
+        starts: dict[TopicPartition, int] | None = None
+        total = 0
+        for tp in partitions:
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                if self.auto_offset_reset != "earliest":
+                    continue
+                if starts is None:
+                    starts = await self.consumer.beginning_offsets(partitions)
+                committed = starts[tp]
+            total += max(0, ends[tp] - committed)
+        return total
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+
+class _ConfluentClient:
+    """confluent-kafka (librdkafka), for brokers aiokafka cannot talk to (before 0.10).
+
+    Its calls block, so they run in threads; one lock keeps `close` from
+    running while a `consume` is still waiting in its thread.
+    """
+
+    #: librdkafka's names for the consumer options
+    NAMES: ClassVar[dict[str, str]] = {
+        "auto_offset_reset": "auto.offset.reset",
+        "session_timeout_ms": "session.timeout.ms",
+        "heartbeat_interval_ms": "heartbeat.interval.ms",
+        "max_poll_interval_ms": "max.poll.interval.ms",
+        "fetch_max_wait_ms": "fetch.wait.max.ms",
+    }
+
+    def __init__(self, settings: ClientSettings, topics: list[str], group_id: str, options: dict[str, Any]) -> None:
+        try:
+            import confluent_kafka
+        except ImportError as exc:
+            raise ImportError(
+                "kafka:// with client=confluent (or api_version before 0.10) needs confluent-kafka: "
+                "pip install confluent-kafka"
+            ) from exc
+        self._ck = confluent_kafka
+        self.revocations: dict[Partition, int] = {}
+        self.auto_offset_reset = options["auto_offset_reset"]
+        config = {**settings.confluent_config(), "group.id": group_id, "enable.auto.commit": False}
+        # librdkafka's own default (45 s) is above what older brokers allow (30 s).
+        config["session.timeout.ms"] = 10000
+        for name, value in options.items():
+            if name in self.NAMES:
+                config[self.NAMES[name]] = value
+        self._config = config
+        self._topics = topics
+        self._consumer: Any = None
+        self._lock = threading.Lock()
+
+    def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
+        for tp in partitions:
+            self.revocations[(tp.topic, tp.partition)] = self.revocations.get((tp.topic, tp.partition), 0) + 1
+
+    async def start(self) -> None:
+        self._consumer = self._ck.Consumer(self._config, logger=log)
+        self._consumer.subscribe(self._topics, on_revoke=self._on_revoke)
+
+    def _consume(self, max_records: int, timeout: float) -> list[Any]:
+        with self._lock:
+            if self._consumer is None:
+                return []
+            # consume() waits for a full batch or its timeout; poll() returns on the first
+            # message, then consume(timeout=0) takes what else is already there.
+            first = self._consumer.poll(timeout)
+            if first is None:
+                return []
+            return (
+                [first, *self._consumer.consume(num_messages=max_records - 1, timeout=0)]
+                if max_records > 1
+                else [first]
+            )
+
+    async def fetch(self, max_records: int, timeout: float) -> list[Record]:
+        records: list[Record] = []
+        for m in await asyncio.to_thread(self._consume, max_records, timeout):
+            error = m.error()
+            if error is not None:
+                if error.fatal():
+                    raise self._ck.KafkaException(error)
+                log.debug("kafka consumer: %s", error)  # retriable: librdkafka carries on by itself
+                continue
+            kind, ts = m.timestamp()
+            stamp = ts if kind != self._ck.TIMESTAMP_NOT_AVAILABLE else None
+            records.append(
+                Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), list(m.headers() or ()), stamp)
+            )
+        return records
+
+    def assignment(self) -> set[Partition]:
+        if self._consumer is None:
+            return set()
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    async def commit(self, offsets: dict[Partition, int]) -> None:
+        ck = self._ck
+        partitions = [ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            await asyncio.to_thread(self._consumer.commit, offsets=partitions, asynchronous=False)
+        except ck.KafkaException as exc:
+            code = exc.args[0].code() if exc.args else None
+            if code in (ck.KafkaError.REBALANCE_IN_PROGRESS, ck.KafkaError.ILLEGAL_GENERATION):
+                raise RebalancedError(str(exc)) from exc
+            raise
+
+    def _lag(self) -> int:
+        consumer = self._consumer
+        partitions = consumer.assignment() if consumer is not None else []
+        if not partitions:
+            return 0
+        total = 0
+        for tp in consumer.committed(partitions, timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            committed = tp.offset
+            if committed < 0:
+                if self.auto_offset_reset != "earliest":
+                    continue
+                committed = low
+            total += max(0, high - committed)
+        return total
+
+    async def lag(self) -> int:
+        return await asyncio.to_thread(self._lag)
+
+    def _close(self) -> None:
+        with self._lock:
+            consumer, self._consumer = self._consumer, None
+            if consumer is not None:
+                consumer.close()  # leaves the group; commits nothing (auto-commit is off)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self._close)
 
 
 class KafkaTrigger(BaseEventTrigger):
@@ -171,25 +460,24 @@ class KafkaTrigger(BaseEventTrigger):
         super().__init__(apply_function=apply_function, filter=filter, max_payload_bytes=max_payload_bytes)
         for name in PUBLISH_OPTIONS:  # one URL serves the publisher and the trigger
             options.pop(name, None)
-        self.options = _typed(options, CONSUMER_OPTIONS, "the trigger's options")
+        typed = typed_options(options, CONSUMER_OPTIONS, "the trigger's options")
         self.bootstrap = bootstrap
         self.topics = list(topics)
-        self.group_id: str = self.options.pop("group_id", None) or DEFAULT_GROUP_ID
-        self.auto_offset_reset: str = self.options.pop("auto_offset_reset", None) or "earliest"
-        if self.auto_offset_reset not in ("earliest", "latest", "none"):
-            raise ValueError(f"auto_offset_reset must be earliest, latest or none, not {self.auto_offset_reset!r}")
-        self.poll_timeout: float = self.options.pop("poll_timeout", None) or DEFAULT_POLL_TIMEOUT
         self.username = username
-        self._security = security_args(username, password, self.options)  # validated before any connection
-        self._consumer: AIOKafkaConsumer | None = None
-        self._revocations = _Revocations()
+        self.settings: ClientSettings = ClientSettings.build(bootstrap, username, password, typed)
+        self.group_id: str = typed.pop("group_id", None) or DEFAULT_GROUP_ID
+        self.poll_timeout: float = typed.pop("poll_timeout", None) or DEFAULT_POLL_TIMEOUT
+        typed["auto_offset_reset"] = typed.get("auto_offset_reset") or "earliest"
+        if typed["auto_offset_reset"] not in ("earliest", "latest", "none"):
+            raise ValueError(f"auto_offset_reset must be earliest, latest or none, not {typed['auto_offset_reset']!r}")
+        #: the consumer's own options (what is left once the connection settings are taken out)
+        self.options = {k: v for k, v in typed.items() if k not in CLIENT_OPTIONS}
+        self._client: _Client | None = None
 
     @classmethod
     def from_url(cls, url: str, conn_id: str | None = None, **options: Any) -> KafkaTrigger:
         """`kafka://HOST:PORT[,HOST:PORT]/TOPIC[,TOPIC2]?group_id=G`; keyword options win over the query."""
-        full = with_connection(url, conn_id)
-        parsed = KafkaUrl(full)
-        _typed(parsed.options, {**CONSUMER_OPTIONS, **PUBLISH_OPTIONS}, f"the URL {parsed.masked!r}")
+        parsed = KafkaUrl(with_connection(url, conn_id))
         return cls(
             parsed.bootstrap,
             parsed.topics,
@@ -198,37 +486,28 @@ class KafkaTrigger(BaseEventTrigger):
             **{**parsed.options, **options},
         )
 
+    @property
+    def auto_offset_reset(self) -> str:
+        return str(self.options["auto_offset_reset"])
+
     # -- the broker side ---------------------------------------------------------------
 
     async def open(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=self.group_id,
-            client_id=self.options.get("client_id") or "herald",
-            enable_auto_commit=False,
-            auto_offset_reset=self.auto_offset_reset,
-            **{k: v for k, v in self.options.items() if k not in ("client_id", "security_protocol", "sasl_mechanism")},
-            **self._security,
-        )
-        self._revocations = _Revocations()
-        consumer.subscribe(self.topics, listener=self._revocations)
+        kind = _ConfluentClient if self.settings.client == "confluent" else _AiokafkaClient
+        client = kind(self.settings, self.topics, self.group_id, self.options)
         try:
-            await consumer.start()
+            await client.start()
         except BaseException:
-            await consumer.stop()
+            await client.stop()
             raise
-        self._consumer = consumer
+        self._client = client
 
     async def receive(self, max_messages: int) -> list[Message]:
-        consumer = self._require_consumer()
-        batches = await consumer.getmany(timeout_ms=int(self.poll_timeout * 1000), max_records=max_messages)
-        messages: list[Message] = []
-        for tp, records in batches.items():
-            epoch = self._revocations.epochs.get(tp, 0)
-            messages.extend(self._message(tp, record, epoch) for record in records)
-        return messages
+        client = self._require_client()
+        records = await client.fetch(max_messages, self.poll_timeout)
+        return [self._message(r, client.revocations.get((r.topic, r.partition), 0)) for r in records]
 
-    def _message(self, tp: TopicPartition, record: Any, epoch: int) -> Message:
+    def _message(self, record: Record, epoch: int) -> Message:
         metadata: dict[str, Any] = {
             "broker": "kafka",
             "topic": record.topic,
@@ -236,15 +515,15 @@ class KafkaTrigger(BaseEventTrigger):
             "offset": record.offset,
             "group_id": self.group_id,
         }
-        if record.timestamp is not None and record.timestamp >= 0:
-            metadata["published_at"] = datetime.fromtimestamp(record.timestamp / 1000, UTC).isoformat()
+        if record.timestamp_ms is not None and record.timestamp_ms >= 0:
+            metadata["published_at"] = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC).isoformat()
         return Message(
             body=record.value if record.value is not None else b"",
             dedupe_key=f"{record.topic}:{record.partition}:{record.offset}",
             key=record.key,
-            headers={name: _text(value) for name, value in (record.headers or ())},
+            headers={name: _text(value) for name, value in record.headers},
             metadata=metadata,
-            handle=(tp, record.offset, epoch),
+            handle=((record.topic, record.partition), record.offset, epoch),
         )
 
     async def ack(self, messages: list[Message]) -> None:
@@ -253,48 +532,33 @@ class KafkaTrigger(BaseEventTrigger):
         Skips partitions revoked since the batch was received: their new owner
         re-reads from the last committed offset and the dedupe key drops the repeats.
         """
-        consumer = self._require_consumer()
-        assigned = consumer.assignment()
-        offsets: dict[TopicPartition, int] = {}
+        client = self._require_client()
+        assigned = client.assignment()
+        offsets: dict[Partition, int] = {}
         for message in messages:
-            tp, offset, epoch = message.handle
-            if tp not in assigned or self._revocations.epochs.get(tp, 0) != epoch:
+            partition, offset, epoch = message.handle
+            if partition not in assigned or client.revocations.get(partition, 0) != epoch:
                 continue
-            offsets[tp] = max(offsets.get(tp, -1), offset + 1)
+            offsets[partition] = max(offsets.get(partition, -1), offset + 1)
         if not offsets:
             return
         try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
+            await client.commit(offsets)
+        except RebalancedError as exc:
             # A rebalance started during the commit: the stored messages come back to
             # whoever owns the partition now, and are deduped there.
             log.info("kafka group %s: offsets not committed after a rebalance (%s)", self.group_id, exc)
 
     async def close(self) -> None:
         """Leave the group without committing: unacknowledged messages are read again."""
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.stop()
 
     async def lag(self) -> int | None:
         """Messages behind the end of the assigned partitions: end offset - committed offset."""
-        consumer = self._consumer
-        if consumer is None:
-            return None
-        partitions = list(consumer.assignment())
-        if not partitions:
-            return 0
-        ends = await consumer.end_offsets(partitions)
-        starts: dict[TopicPartition, int] | None = None
-        total = 0
-        for tp in partitions:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                if starts is None:
-                    starts = await consumer.beginning_offsets(partitions)
-                committed = starts[tp] if self.auto_offset_reset == "earliest" else ends[tp]
-            total += max(0, ends[tp] - committed)
-        return total
+        client = self._client
+        return None if client is None else await client.lag()
 
     def describe(self) -> dict[str, Any]:
         user = f"{self.username}:***@" if self.username else ""
@@ -303,29 +567,37 @@ class KafkaTrigger(BaseEventTrigger):
             "broker": "kafka",
             "topics": self.topics,
             "group_id": self.group_id,
-            "auto_offset_reset": self.auto_offset_reset,
             "poll_timeout": self.poll_timeout,
+            "client": self.settings.client,
+            **self.options,
         }
-        described.update(self.options)
+        if self.settings.api_version is not None:
+            described["api_version"] = self.settings.api_version
+        if self.settings.security_protocol != "PLAINTEXT":
+            described["security_protocol"] = self.settings.security_protocol
         return described
 
-    def _require_consumer(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
+    def _require_client(self) -> _Client:
+        if self._client is None:
             raise RuntimeError("the Kafka trigger is not open")
-        return self._consumer
+        return self._client
 
 
-#: one started producer per (connection URL), with the event loop it belongs to
-_producers: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task[AIOKafkaProducer]]] = {}
+# -- publishing ------------------------------------------------------------------------------------
+
+#: one started aiokafka producer per connection, with the event loop it belongs to
+_producers: dict[tuple[ClientSettings, str], tuple[asyncio.AbstractEventLoop, asyncio.Task[AIOKafkaProducer]]] = {}
+#: one confluent-kafka producer per connection (not tied to an event loop)
+_confluent_producers: dict[tuple[ClientSettings, str], Any] = {}
+_confluent_lock = threading.Lock()
 
 
-async def _start_producer(parsed: KafkaUrl, acks: str) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=parsed.bootstrap,
-        client_id="herald",
-        acks=int(acks) if acks.lstrip("-").isdigit() else acks,
-        **parsed.security(),
-    )
+def _acks(text: str) -> int | str:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+async def _start_producer(settings: ClientSettings, acks: str) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(acks=_acks(acks), **settings.aiokafka_args())
     try:
         await producer.start()
     except BaseException:
@@ -334,14 +606,13 @@ async def _start_producer(parsed: KafkaUrl, acks: str) -> AIOKafkaProducer:
     return producer
 
 
-async def _producer(parsed: KafkaUrl) -> AIOKafkaProducer:
-    acks = parsed.options.get("acks", "all")
-    cache_key = f"{parsed.username}@{parsed.bootstrap}?{parsed.options.get('security_protocol')}&acks={acks}"
+async def _producer(settings: ClientSettings, acks: str) -> AIOKafkaProducer:
+    cache_key = (settings, acks)
     loop = asyncio.get_running_loop()
     cached = _producers.get(cache_key)
     if cached is None or cached[0] is not loop:
         # A task, so that concurrent first calls share one connection.
-        cached = (loop, loop.create_task(_start_producer(parsed, acks)))
+        cached = (loop, loop.create_task(_start_producer(settings, acks)))
         _producers[cache_key] = cached
     try:
         return await asyncio.shield(cached[1])
@@ -351,27 +622,50 @@ async def _producer(parsed: KafkaUrl) -> AIOKafkaProducer:
         raise
 
 
+def _confluent_send(settings: ClientSettings, acks: str, topic: str, body: bytes, key: Any, headers: Any) -> None:
+    import confluent_kafka
+
+    cache_key = (settings, acks)
+    with _confluent_lock:
+        producer = _confluent_producers.get(cache_key)
+        if producer is None:
+            producer = confluent_kafka.Producer({**settings.confluent_config(), "acks": acks}, logger=log)
+            _confluent_producers[cache_key] = producer
+    failures: list[Any] = []
+    producer.produce(topic, body, key=key, headers=headers, on_delivery=lambda err, _msg: failures.append(err))
+    if producer.flush(30) > 0:
+        raise TimeoutError(f"kafka: message to {topic!r} not delivered within 30 s")
+    if failures and failures[0] is not None:
+        raise confluent_kafka.KafkaException(failures[0])
+
+
 async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
     """Send one message to the topic of `kafka://HOST:PORT/TOPIC[?key=K]` and wait for the broker's ack."""
     parsed = KafkaUrl(url)
-    _typed(parsed.options, {**CONSUMER_OPTIONS, **PUBLISH_OPTIONS}, f"the URL {parsed.masked!r}")
     if len(parsed.topics) != 1:
         raise ValueError(f"publish needs exactly one topic in {parsed.masked!r}, not {len(parsed.topics)}")
-    producer = await _producer(parsed)
+    settings = ClientSettings.build(parsed.bootstrap, parsed.username, parsed.password, parsed.options)
+    acks = str(parsed.options.get("acks") or "all")
     key = parsed.options.get("key")
-    await producer.send_and_wait(
-        parsed.topics[0],
-        body,
-        key=key.encode("utf-8") if key is not None else None,
-        headers=[(name, value.encode("utf-8")) for name, value in (headers or {}).items()] or None,
-    )
+    key_bytes = key.encode("utf-8") if key is not None else None
+    header_list = [(name, value.encode("utf-8")) for name, value in (headers or {}).items()] or None
+    if settings.client == "confluent":
+        await asyncio.to_thread(_confluent_send, settings, acks, parsed.topics[0], body, key_bytes, header_list)
+        return
+    producer = await _producer(settings, acks)
+    await producer.send_and_wait(parsed.topics[0], body, key=key_bytes, headers=header_list)
 
 
 async def close_publishers() -> None:
-    """Stop the producers of the running event loop (tests, shutdown)."""
+    """Stop the producers of the running event loop, and flush confluent-kafka's (tests, shutdown)."""
     loop = asyncio.get_running_loop()
     for cache_key, (owner, task) in list(_producers.items()):
         if owner is loop:
             del _producers[cache_key]
-            if task.done() and task.exception() is None:
+            if task.done() and not task.cancelled() and task.exception() is None:
                 await task.result().stop()
+    with _confluent_lock:
+        producers = list(_confluent_producers.values())
+        _confluent_producers.clear()
+    for producer in producers:
+        await asyncio.to_thread(producer.flush, 10)
