@@ -1,11 +1,16 @@
-"""Wake-ups between processes on one machine: a Unix datagram socket per database.
+"""Wake-ups between processes, so that nothing sleeps a fixed time on the hot path.
 
-A publisher of `local://` messages, `herald events emit` or `herald dags trigger`
-commits, then sends one datagram naming a channel ("local:QUEUE", "scheduler").
-The process running the triggerer and scheduler listens and wakes the waiting
-coroutine at once, so nothing sleeps a fixed time on the hot path. A lost
-datagram costs only latency: every waiter also re-checks the database on a
-short timeout.
+A process that commits work for another (a published local:// message, events
+for the scheduler, task tries for the workers, results for the scheduler)
+notifies a channel: "local:QUEUE", "scheduler" or "workers". Waiters wake at
+once. A lost wake-up costs only latency: every waiter also re-checks the
+database on a short timeout.
+
+- On PostgreSQL the channel is `pg_notify('herald', channel)`, sent inside the
+  committing transaction (delivered on commit) and heard by every process, on
+  any machine, that LISTENs.
+- On SQLite (one machine, one Herald process tree) it is a datagram on a Unix
+  socket named after the database.
 """
 
 from __future__ import annotations
@@ -13,17 +18,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import socket
 import tempfile
 from collections import defaultdict
 
+from sqlalchemy import Connection, text
+
+log = logging.getLogger("herald.notify")
+
 SCHEDULER = "scheduler"
+WORKERS = "workers"
+PG_CHANNEL = "herald"
+
+
+def is_postgres(database_url: str) -> bool:
+    """True for a PostgreSQL URL (any driver)."""
+    return database_url.startswith(("postgresql", "postgres:"))
 
 
 def socket_path(database_url: str) -> str:
-    """Where the wake-up socket of the database at `database_url` lives."""
-    digest = hashlib.sha1(database_url.encode()).hexdigest()[:16]
+    """Where the wake-up socket of the SQLite database at `database_url` lives."""
+    from sqlalchemy.engine import make_url
+
+    # Named after the database file itself, however its URL is spelled.
+    database = make_url(database_url).database or database_url
+    key = os.path.realpath(database) if database != ":memory:" else database_url
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     return os.path.join(tempfile.gettempdir(), f"herald-{digest}.sock")
 
 
@@ -32,8 +54,23 @@ def local_channel(queue: str) -> str:
     return f"local:{queue}"
 
 
+def notify_in(conn: Connection, *channels: str) -> bool:
+    """Notify from inside a transaction, delivered when it commits.
+
+    Returns False on SQLite, where the caller must call `notify` after the commit.
+    """
+    if conn.dialect.name != "postgresql":
+        return False
+    for channel in channels:
+        conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": PG_CHANNEL, "p": channel})
+    return True
+
+
 def notify(database_url: str, *channels: str) -> None:
-    """Wake the listeners of `channels` (best effort, never blocks)."""
+    """Wake the listeners of `channels` after a commit (best effort, never raises)."""
+    if is_postgres(database_url):
+        _pg_notify(database_url, channels)
+        return
     path = socket_path(database_url)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
@@ -44,13 +81,29 @@ def notify(database_url: str, *channels: str) -> None:
                 sock.sendto(channel.encode(), path)
 
 
+def _pg_notify(database_url: str, channels: tuple[str, ...]) -> None:
+    import psycopg
+
+    try:
+        with psycopg.connect(_libpq_url(database_url), autocommit=True, connect_timeout=5) as conn:
+            for channel in channels:
+                conn.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, channel))
+    except Exception as exc:  # a wake-up is an optimisation: never fail the caller for it
+        log.debug("pg_notify failed: %s", exc)
+
+
+def _libpq_url(database_url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as libpq wants it."""
+    scheme, _, rest = database_url.partition("://")
+    return "postgresql://" + rest if scheme.startswith("postgres") else database_url
+
+
 class Listener:
-    """Receives wake-ups for one database and sets the matching asyncio events."""
+    """Sets asyncio events when their channel is notified."""
 
     def __init__(self, database_url: str) -> None:
-        self.path = socket_path(database_url)
+        self.database_url = database_url
         self._events: dict[str, list[asyncio.Event]] = defaultdict(list)
-        self._sock: socket.socket | None = None
 
     def event(self, channel: str) -> asyncio.Event:
         """An event set whenever `channel` is notified (also from this process)."""
@@ -63,8 +116,28 @@ class Listener:
         for ev in self._events.get(channel, ()):
             ev.set()
 
+    def fire_all(self) -> None:
+        """Wake every waiter (after a lost connection, anything may have changed)."""
+        for events in self._events.values():
+            for ev in events:
+                ev.set()
+
     def start(self) -> None:
-        """Bind the socket and start reading it on the running loop."""
+        """Start listening on the running loop."""
+
+    def stop(self) -> None:
+        """Stop listening."""
+
+
+class SocketListener(Listener):
+    """Listens on the Unix datagram socket of a SQLite database."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(database_url)
+        self.path = socket_path(database_url)
+        self._sock: socket.socket | None = None
+
+    def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -83,7 +156,6 @@ class Listener:
             self.fire(data.decode(errors="replace"))
 
     def stop(self) -> None:
-        """Stop listening and remove the socket file."""
         if self._sock is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._sock.fileno())
@@ -91,3 +163,61 @@ class Listener:
             self._sock = None
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
+
+
+class PgListener(Listener):
+    """LISTENs on PostgreSQL; reconnects with back-off if the connection drops."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(database_url)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._listen(), name="pg-listen")
+
+    async def _listen(self) -> None:
+        import psycopg
+
+        delay = 0.2
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    _libpq_url(self.database_url), autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {PG_CHANNEL}")
+                    delay = 0.2
+                    self.fire_all()  # anything sent while we were not listening
+                    async for note in conn.notifies():
+                        self.fire(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("LISTEN connection lost (%s); retrying in %.1fs", exc, delay)
+                self.fire_all()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+
+def make_listener(database_url: str) -> Listener:
+    """The listener that suits the database: PostgreSQL LISTEN, or the Unix socket."""
+    if is_postgres(database_url):
+        return PgListener(database_url)
+    return SocketListener(database_url)
+
+
+__all__ = [
+    "SCHEDULER",
+    "WORKERS",
+    "Listener",
+    "PgListener",
+    "SocketListener",
+    "local_channel",
+    "make_listener",
+    "notify",
+    "notify_in",
+]

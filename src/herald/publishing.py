@@ -9,6 +9,7 @@ run does not reconnect each time).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import threading
 from collections.abc import Sequence
@@ -69,8 +70,17 @@ def _engine(url: str) -> Engine:
 
     with _engines_lock:
         if url not in _engines:
+            if not _engines:
+                atexit.register(_dispose_engines)
             _engines[url] = make_engine(url, pool_size=1)
         return _engines[url]
+
+
+def _dispose_engines() -> None:
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
 
 
 def local_publish(
@@ -80,10 +90,7 @@ def local_publish(
     settings: Settings | None = None,
 ) -> list[int]:
     """Append messages to `local://queue` and wake the triggerer; returns their ids."""
-    from herald import notify
     from herald.store import local_queue
 
     url = (settings or Settings()).db_url
-    ids = local_queue.put(_engine(url), queue, bodies, headers)
-    notify.notify(url, notify.local_channel(queue))
-    return ids
+    return local_queue.put(_engine(url), queue, bodies, headers)

@@ -42,7 +42,7 @@ class Standalone:
         settings.dags_path.mkdir(parents=True, exist_ok=True)
         db = Database(settings.db_url)
         await db.run(upgrade, db.engine)
-        listener = notify.Listener(settings.db_url)
+        listener = notify.make_listener(settings.db_url)
         listener.start()
         wake = listener.event(notify.SCHEDULER)
         executor = LocalExecutor(str(settings.dags_path), settings.worker_count)

@@ -34,7 +34,7 @@ class TriggererHarness:
         self.url = normalise_database_url(database_url)
         self.db = Database(self.url)
         upgrade(self.db.engine)
-        self.listener = notify.Listener(self.url)
+        self.listener = notify.make_listener(self.url)
         self.triggerer: Triggerer | None = None
         self.catalog: Catalog | None = None
         self.wakeups = 0
@@ -70,7 +70,7 @@ class TriggererHarness:
     async def restart(self, *watched: tuple[str, BaseEventTrigger]) -> Triggerer:
         """A new triggerer on the same database, as after a crash and restart."""
         await self.stop()
-        self.listener = notify.Listener(self.url)
+        self.listener = notify.make_listener(self.url)
         return await self.start(*watched)
 
     def close(self) -> None:

@@ -12,17 +12,21 @@ from herald.store.types import utcnow
 
 
 def put(engine: Engine, queue: str, bodies: Sequence[bytes], headers: dict[str, str] | None = None) -> list[int]:
-    """Append messages to `queue`; returns their ids."""
+    """Append messages to `queue` and wake its consumer; returns their ids."""
+    from herald import notify
+
     now = utcnow()
     with engine.begin() as conn:
-        ids = []
-        for body in bodies:
-            row = conn.execute(
-                insert(local_queue_message)
-                .values(queue=queue, body=body, headers=headers or {}, created_at=now)
-                .returning(local_queue_message.c.id)
+        ids = [
+            int(r[0])
+            for r in conn.execute(
+                insert(local_queue_message).returning(local_queue_message.c.id, sort_by_parameter_order=True),
+                [{"queue": queue, "body": body, "headers": headers or {}, "created_at": now} for body in bodies],
             )
-            ids.append(int(row.scalar_one()))
+        ]
+        notified = notify.notify_in(conn, notify.local_channel(queue))
+    if not notified:
+        notify.notify(engine.url.render_as_string(hide_password=False), notify.local_channel(queue))
     return ids
 
 
