@@ -40,32 +40,45 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session", autouse=True)
-def moto_server() -> Iterator[int | None]:
-    """moto's SQS server on 127.0.0.1 for this test module's session."""
+def _moto_exe() -> str | None:
     candidate = Path(sys.executable).with_name("moto_server")
-    exe = str(candidate) if candidate.exists() else shutil.which("moto_server")
-    if exe is None:
-        yield None  # require() then skips, or fails in CI
-        return
-    port = _free_port()
+    return str(candidate) if candidate.exists() else shutil.which("moto_server")
+
+
+def _start_moto(exe: str, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None and not reachable("127.0.0.1", port, 0.2):
         time.sleep(0.1)
+    return proc
+
+
+def _stop_moto(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def moto_server() -> Iterator[int | None]:
+    """moto's SQS server on 127.0.0.1 for this test module's session."""
+    exe = _moto_exe()
+    if exe is None:
+        yield None  # require() then skips, or fails in CI
+        return
+    port = _free_port()
+    proc = _start_moto(exe, port)
     SqsCase.port = port
     try:
         yield port
     finally:
         SqsCase.port = None
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        _stop_moto(proc)
 
 
 @contextlib.asynccontextmanager
@@ -473,3 +486,48 @@ def test_publisher_reuses_one_client_per_connection(port: int, queue_url: str) -
         await sqs.close_publishers()
 
     run(scenario)
+
+
+def test_watcher_reconnects_after_the_server_restarts(tmp_path: Path, port: int) -> None:
+    """moto keeps nothing across a restart, so the queue is made again; the watcher
+    shows the outage, then resumes on its own."""
+    exe = _moto_exe()
+    assert exe is not None
+    own_port = _free_port()
+    servers = [_start_moto(exe, own_port)]
+    name = f"herald-{uuid.uuid4().hex[:10]}"
+    url = f"sqs+http://{KEY}:{KEY}@127.0.0.1:{own_port}/{ACCOUNT}/{name}?region=us-east-1"
+    harness = TriggererHarness(f"sqlite:///{tmp_path}/herald.db")
+
+    def state() -> str:
+        return str(harness.watchers()[0]["state"])
+
+    async def scenario() -> None:
+        async with admin(own_port) as client:
+            await client.create_queue(QueueName=name)
+        await harness.start(("orders", SqsTrigger.from_url(url, wait_time_seconds=1, visibility_timeout=5)))
+        await apublish(url, b'{"n": 1}')
+        await harness.wait_events(1)
+
+        await asyncio.to_thread(_stop_moto, servers[0])
+        await harness.wait_for(lambda: state() == "reconnecting", timeout=60, what="state reconnecting")
+        assert harness.watchers()[0]["last_error"]
+
+        servers.append(await asyncio.to_thread(_start_moto, exe, own_port))
+        async with admin(own_port) as client:
+            await client.create_queue(QueueName=name)
+        await harness.wait_for(lambda: state() == "running", timeout=60, what="state running again")
+        await apublish(url, b'{"n": 2}')
+        await harness.wait_events(2, timeout=60)
+        await harness.settle(0.5)
+        await harness.stop()
+        await sqs.close_publishers()
+
+    try:
+        run(scenario)
+        assert [e["payload"]["n"] for e in harness.events()] == [1, 2]
+    finally:
+        harness.close()
+        for proc in servers:
+            if proc.poll() is None:
+                _stop_moto(proc)

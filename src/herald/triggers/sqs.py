@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
+from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from herald.triggers.base import BaseEventTrigger, Message
@@ -53,6 +54,9 @@ log = logging.getLogger("herald.triggers.sqs")
 MAX_WAIT_SECONDS = 20
 MAX_BATCH = 10
 DEFAULT_REGION = "us-east-1"
+# Few retries inside one call: the triggerer retries forever with its own
+# back-off, and shows the error in `herald watchers list` meanwhile.
+_TRIGGER_CONFIG = AioConfig(retries={"mode": "standard", "max_attempts": 3})
 #: message attribute marking a body that Herald's publisher sent as base64 (SQS
 #: bodies must be text, and only some characters are allowed in them)
 ENCODING_ATTRIBUTE = "herald-encoding"
