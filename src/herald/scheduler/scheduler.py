@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
+from herald import notify
 from herald.executors.base import Executor, TaskRequest, TaskResult, TaskStarted
 from herald.scheduler.policy import Pending, plan_runs
 from herald.sdk.dag import DAG
@@ -28,8 +29,11 @@ TERMINAL = frozenset({"success", "failed", "upstream_failed"})
 #: events read per pass; a larger backlog is taken over several passes
 EVENT_SCAN = 5000
 RUN_SCAN = 2000
+RESULT_SCAN = 1000
 #: longest sleep without a wake-up (a safety net; wake-ups are the normal path)
 IDLE_WAIT = 2.0
+#: a running try whose worker has been silent this long is failed as lost
+HEARTBEAT_TIMEOUT = 30.0
 
 
 def new_run_id(run_type: str, now: datetime) -> str:
@@ -57,14 +61,17 @@ class Scheduler:
             the executor, or a wake-up from another process).
     """
 
-    def __init__(self, db: Database, executor: Executor, wake_event: asyncio.Event) -> None:
+    def __init__(self, db: Database, executor: Executor | None, wake_event: asyncio.Event) -> None:
         self.db = db
+        # None: tries are left queued in the database for `herald worker` processes,
+        # whose results come back through the task_result table.
         self.executor = executor
         self._wake = wake_event
         self.dags: dict[str, DAG] = {}
         self.consumers_of_asset: dict[int, list[str]] = {}
         self.asset_ids: dict[str, int] = {}
         self._results: list[TaskResult] = []
+        self._notify_after: set[str] = set()
         self._started: list[TaskStarted] = []
         self._stopping = False
 
@@ -96,9 +103,10 @@ class Scheduler:
 
     async def run(self) -> None:
         """The scheduling loop, until `stop`."""
-        requeued = await self.db.run(self._recover)
-        if requeued:
-            self.executor.submit(requeued)
+        if self.executor is not None:
+            requeued = await self.db.run(self._recover)
+            if requeued:
+                self.executor.submit(requeued)
         while not self._stopping:
             self._wake.clear()
             results, self._results = self._results, []
@@ -111,8 +119,11 @@ class Scheduler:
                 self._started[:0] = started
                 await asyncio.sleep(1.0)
                 continue
-            if outcome.requests:
+            if outcome.requests and self.executor is not None:
                 self.executor.submit(outcome.requests)
+            if self._notify_after:
+                channels, self._notify_after = self._notify_after, set()
+                notify.notify(self.db.url, *channels)
             if outcome.more or self._results:
                 continue
             timeout = IDLE_WAIT
@@ -160,6 +171,11 @@ class Scheduler:
                     .values(state="running", started_at=s.started_at, hostname=s.hostname)
                 )
             touched_runs: set[int] = set()
+            if self.executor is None:
+                claimed, more = self._claim_remote_results(conn)
+                results = [*results, *claimed, *self._lost_workers(conn, now)]
+                outcome.more |= more
+            self._lock_runs(conn, [r.ti_id for r in results])
             for r in results:
                 outcome.events_created += self._apply_result(conn, r, now, touched_runs)
             to_queue: list[int] = []
@@ -174,9 +190,77 @@ class Scheduler:
             to_queue += started_runs
             retry_ids, retry_at = self._due_retries(conn, now)
             to_queue += retry_ids
-            outcome.requests = self._requests(conn, to_queue, bump=True)
+            if self.executor is None:
+                self._queue_for_workers(conn, to_queue)
+            else:
+                outcome.requests = self._requests(conn, to_queue, bump=True)
             outcome.next_at = min((d for d in (deadline, cron_at, retry_at) if d is not None), default=None)
         return outcome
+
+    def _lock_runs(self, conn: Connection, ti_ids: list[int]) -> None:
+        """Lock the runs whose tries ended, in id order: two schedulers applying results
+        of one run one after the other both see every finished task (READ COMMITTED)."""
+        if not ti_ids or conn.dialect.name == "sqlite":
+            return
+        ti, dr = t.task_instance, t.dag_run
+        runs = select(ti.c.run_pk).where(ti.c.id.in_(ti_ids)).scalar_subquery()
+        conn.execute(select(dr.c.id).where(dr.c.id.in_(runs)).order_by(dr.c.id).with_for_update()).all()
+
+    def _claim_remote_results(self, conn: Connection) -> tuple[list[TaskResult], bool]:
+        """Results written by worker processes, claimed so no other scheduler applies them."""
+        tr = t.task_result
+        rows = conn.execute(select(tr).order_by(tr.c.id).limit(RESULT_SCAN).with_for_update(skip_locked=True)).all()
+        if not rows:
+            return [], False
+        conn.execute(delete(tr).where(tr.c.id.in_([r.id for r in rows])))
+        results = [
+            TaskResult(
+                ti_id=int(r.ti_id),
+                state=r.state,
+                result=r.result,
+                error=r.error,
+                log=r.log or "",
+                started_at=r.started_at,
+                ended_at=r.ended_at,
+                hostname=r.hostname,
+                outlet_extras=r.outlet_extras or {},
+            )
+            for r in rows
+        ]
+        return results, len(rows) == RESULT_SCAN
+
+    def _lost_workers(self, conn: Connection, now: datetime) -> list[TaskResult]:
+        """Tries whose worker stopped sending heartbeats: failed (and retried if they may be)."""
+        ti = t.task_instance
+        stale = conn.execute(
+            select(ti.c.id, ti.c.hostname)
+            .where(ti.c.state == "running", ti.c.heartbeat_at < now - timedelta(seconds=HEARTBEAT_TIMEOUT))
+            .with_for_update(skip_locked=True)
+        ).all()
+        return [
+            TaskResult(
+                ti_id=int(r.id),
+                state="failed",
+                ended_at=now,
+                hostname=r.hostname,
+                error=f"the worker running the task ({r.hostname}) stopped sending heartbeats for "
+                f"{HEARTBEAT_TIMEOUT:g}s; it is presumed dead",
+            )
+            for r in stale
+        ]
+
+    def _queue_for_workers(self, conn: Connection, ti_ids: list[int]) -> None:
+        """Leave tries queued in the database for `herald worker` processes, and wake them."""
+        if not ti_ids:
+            return
+        ti = t.task_instance
+        conn.execute(
+            update(ti)
+            .where(ti.c.id.in_(ti_ids))
+            .values(state="queued", try_number=ti.c.try_number + 1, next_try_at=None, heartbeat_at=None)
+        )
+        if not notify.notify_in(conn, notify.WORKERS):
+            self._notify_after.add(notify.WORKERS)
 
     def _apply_result(self, conn: Connection, r: TaskResult, now: datetime, touched: set[int]) -> int:
         ti = t.task_instance
@@ -307,6 +391,7 @@ class Scheduler:
             .where(eq.c.dag_id.in_(runnable))
             .order_by(eq.c.id)
             .limit(EVENT_SCAN)
+            .with_for_update(skip_locked=True)
         ).all()
         names = {v: k for k, v in self.asset_ids.items()}
         pending: dict[str, list[Pending]] = defaultdict(list)
@@ -345,10 +430,15 @@ class Scheduler:
         )
 
     def _create_cron_runs(self, conn: Connection, paused: set[str], now: datetime) -> datetime | None:
+        d = t.dag
         due = conn.execute(
-            select(t.dag.c.dag_id, t.dag.c.next_cron_at).where(t.dag.c.is_active, t.dag.c.next_cron_at.is_not(None))
+            select(d.c.dag_id, d.c.next_cron_at)
+            .where(d.c.is_active, d.c.next_cron_at <= now)
+            .with_for_update(skip_locked=True)
         ).all()
-        earliest: datetime | None = None
+        earliest: datetime | None = conn.execute(
+            select(func.min(d.c.next_cron_at)).where(d.c.is_active, d.c.next_cron_at > now)
+        ).scalar()
         for row in due:
             dag = self.dags.get(row.dag_id)
             if dag is None or dag.cron is None or row.dag_id in paused:
@@ -364,13 +454,21 @@ class Scheduler:
     def _start_runs(self, conn: Connection, paused: set[str], now: datetime) -> tuple[list[int], bool]:
         dr = t.dag_run
         queued = conn.execute(
-            select(dr.c.id, dr.c.dag_id).where(dr.c.state == "queued").order_by(dr.c.id).limit(RUN_SCAN)
+            select(dr.c.id, dr.c.dag_id)
+            .where(dr.c.state == "queued")
+            .order_by(dr.c.id)
+            .limit(RUN_SCAN)
+            .with_for_update(skip_locked=True)
         ).all()
         if not queued:
             return [], False
-        limited = {d.dag_id for d in self.dags.values() if d.max_active_runs}
+        limited = {r.dag_id for r in queued if (d := self.dags.get(r.dag_id)) is not None and d.max_active_runs}
         active: dict[str, int] = {}
         if limited:
+            # Another scheduler starting runs of the same DAG waits here, then counts ours.
+            conn.execute(
+                select(t.dag.c.dag_id).where(t.dag.c.dag_id.in_(limited)).order_by(t.dag.c.dag_id).with_for_update()
+            ).all()
             active = {
                 r.dag_id: int(r.n)
                 for r in conn.execute(
@@ -404,6 +502,7 @@ class Scheduler:
                         "state": "scheduled" if not task.upstream else "none",
                         "try_number": 0,
                         "max_tries": task.retries + 1,
+                        "queue": task.queue,
                     }
                 )
         if missing:
@@ -429,7 +528,9 @@ class Scheduler:
         due = [
             int(i)
             for i in conn.execute(
-                select(ti.c.id).where(ti.c.state == "up_for_retry", ti.c.next_try_at <= now)
+                select(ti.c.id)
+                .where(ti.c.state == "up_for_retry", ti.c.next_try_at <= now)
+                .with_for_update(skip_locked=True)
             ).scalars()
         ]
         later = conn.execute(
@@ -441,90 +542,96 @@ class Scheduler:
         """Mark tries queued and build what the workers need to run them."""
         if not ti_ids:
             return []
-        ti, dr = t.task_instance, t.dag_run
+        ti = t.task_instance
         if bump:
             conn.execute(
                 update(ti)
                 .where(ti.c.id.in_(ti_ids))
                 .values(state="queued", try_number=ti.c.try_number + 1, next_try_at=None)
             )
-        rows = conn.execute(
-            select(
-                ti.c.id,
-                ti.c.run_pk,
-                ti.c.dag_id,
-                ti.c.task_id,
-                ti.c.try_number,
-                dr.c.run_id,
-                dr.c.run_type,
-                dr.c.conf,
-                dr.c.started_at,
+        return build_requests(conn, self.dags, ti_ids)
+
+
+def build_requests(conn: Connection, dags: dict[str, DAG], ti_ids: list[int]) -> list[TaskRequest]:
+    """What workers need to run these tries: the run, its events, upstream results, limits."""
+    if not ti_ids:
+        return []
+    ti, dr = t.task_instance, t.dag_run
+    rows = conn.execute(
+        select(
+            ti.c.id,
+            ti.c.run_pk,
+            ti.c.dag_id,
+            ti.c.task_id,
+            ti.c.try_number,
+            dr.c.run_id,
+            dr.c.run_type,
+            dr.c.conf,
+            dr.c.started_at,
+        )
+        .join(dr, dr.c.id == ti.c.run_pk)
+        .where(ti.c.id.in_(ti_ids))
+        .order_by(ti.c.id)
+    ).all()
+    run_pks = {int(r.run_pk) for r in rows}
+    events: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    ae, a, dre = t.asset_event, t.asset, t.dag_run_event
+    for e in conn.execute(
+        select(dre.c.run_pk, ae.c.id, ae.c.timestamp, ae.c.extra, ae.c.source, a.c.name, a.c.uri)
+        .join(ae, ae.c.id == dre.c.event_id)
+        .join(a, a.c.id == ae.c.asset_id)
+        .where(dre.c.run_pk.in_(run_pks))
+        .order_by(ae.c.id)
+    ):
+        events[int(e.run_pk)].append(
+            {
+                "id": int(e.id),
+                "asset": e.name,
+                "uri": e.uri,
+                "timestamp": e.timestamp.isoformat(),
+                "extra": e.extra,
+                "source": e.source,
+            }
+        )
+    results: dict[int, dict[str, Any]] = defaultdict(dict)
+    needs_upstream = [
+        r
+        for r in rows
+        if (d := dags.get(r.dag_id)) is not None and r.task_id in d.tasks and d.tasks[r.task_id].upstream
+    ]
+    if needs_upstream:
+        for x in conn.execute(
+            select(ti.c.run_pk, ti.c.task_id, ti.c.result).where(
+                ti.c.run_pk.in_({int(r.run_pk) for r in needs_upstream}), ti.c.state == "success"
             )
-            .join(dr, dr.c.id == ti.c.run_pk)
-            .where(ti.c.id.in_(ti_ids))
-            .order_by(ti.c.id)
-        ).all()
-        run_pks = {int(r.run_pk) for r in rows}
-        events: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        ae, a, dre = t.asset_event, t.asset, t.dag_run_event
-        for e in conn.execute(
-            select(dre.c.run_pk, ae.c.id, ae.c.timestamp, ae.c.extra, ae.c.source, a.c.name, a.c.uri)
-            .join(ae, ae.c.id == dre.c.event_id)
-            .join(a, a.c.id == ae.c.asset_id)
-            .where(dre.c.run_pk.in_(run_pks))
-            .order_by(ae.c.id)
         ):
-            events[int(e.run_pk)].append(
-                {
-                    "id": int(e.id),
-                    "asset": e.name,
-                    "uri": e.uri,
-                    "timestamp": e.timestamp.isoformat(),
-                    "extra": e.extra,
-                    "source": e.source,
-                }
+            results[int(x.run_pk)][x.task_id] = x.result
+    requests = []
+    for r in rows:
+        dag = dags.get(r.dag_id)
+        task = dag.tasks.get(r.task_id) if dag else None
+        requests.append(
+            TaskRequest(
+                ti_id=int(r.id),
+                dag_id=r.dag_id,
+                task_id=r.task_id,
+                try_number=int(r.try_number),
+                run={
+                    "run_id": r.run_id,
+                    "dag_id": r.dag_id,
+                    "run_type": r.run_type,
+                    "conf": r.conf or {},
+                    "start_date": r.started_at.isoformat() if r.started_at else None,
+                },
+                events=events.get(int(r.run_pk), []),
+                upstream={
+                    k: v for k, v in results.get(int(r.run_pk), {}).items() if task is not None and k in task.upstream
+                },
+                timeout=task.timeout if task else None,
+                queue=task.queue if task else None,
             )
-        results: dict[int, dict[str, Any]] = defaultdict(dict)
-        needs_upstream = [
-            r
-            for r in rows
-            if (d := self.dags.get(r.dag_id)) is not None and r.task_id in d.tasks and d.tasks[r.task_id].upstream
-        ]
-        if needs_upstream:
-            for x in conn.execute(
-                select(ti.c.run_pk, ti.c.task_id, ti.c.result).where(
-                    ti.c.run_pk.in_({int(r.run_pk) for r in needs_upstream}), ti.c.state == "success"
-                )
-            ):
-                results[int(x.run_pk)][x.task_id] = x.result
-        requests = []
-        for r in rows:
-            dag = self.dags.get(r.dag_id)
-            task = dag.tasks.get(r.task_id) if dag else None
-            requests.append(
-                TaskRequest(
-                    ti_id=int(r.id),
-                    dag_id=r.dag_id,
-                    task_id=r.task_id,
-                    try_number=int(r.try_number),
-                    run={
-                        "run_id": r.run_id,
-                        "dag_id": r.dag_id,
-                        "run_type": r.run_type,
-                        "conf": r.conf or {},
-                        "start_date": r.started_at.isoformat() if r.started_at else None,
-                    },
-                    events=events.get(int(r.run_pk), []),
-                    upstream={
-                        k: v
-                        for k, v in results.get(int(r.run_pk), {}).items()
-                        if task is not None and k in task.upstream
-                    },
-                    timeout=task.timeout if task else None,
-                    queue=task.queue if task else None,
-                )
-            )
-        return requests
+        )
+    return requests
 
 
 def trigger_run(conn: Connection, dag_id: str, conf: dict[str, Any], run_type: str = "manual") -> str:
