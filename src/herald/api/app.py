@@ -1,26 +1,54 @@
-"""The FastAPI application: health for now; the full API builds on it."""
+"""The FastAPI application: the REST API under /api/v1, /metrics, and the web UI at /."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Response
 from sqlalchemy import Engine, text
 
-from herald import __version__
+from herald import __version__, notify
+from herald.api import assets, dags, errors, metrics, runs, watchers
+from herald.api.deps import AUTH_RESPONSES, Db, Reader
+from herald.api.schemas import Health, WhoAmI
+
+DESCRIPTION = """\
+Herald's REST API. Every endpoint but `/api/v1/health` needs a bearer token
+(`Authorization: Bearer TOKEN`): `herald tokens create --scope read|write`, or the
+admin token `herald standalone` prints on first start. Reading needs the `read`
+scope, writing the `write` scope (which can read too).
+
+Lists are paginated with `limit` (1-1000, default 100) and `offset`; each page
+says the `offset` of the next one in `next_offset` (null on the last page).
+Errors are JSON: `{"status", "error", "message", "hint"}`.
+"""
 
 
-def create_app(engine: Engine) -> FastAPI:
-    """The API and UI application, reading the metadata database through `engine`."""
+def create_app(engine: Engine, *, database_url: str | None = None, wake: Callable[[], None] | None = None) -> FastAPI:
+    """The API and UI application, reading and writing the metadata database through `engine`.
+
+    Args:
+        engine: the metadata database.
+        database_url: the URL the scheduler listens for wake-ups under (default: the engine's).
+        wake: called after a write that the scheduler must see (default: a wake-up datagram).
+    """
     app = FastAPI(
         title="Herald",
         version=__version__,
+        description=DESCRIPTION,
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
+    url = database_url or engine.url.render_as_string(hide_password=False)
+    app.state.engine = engine
+    app.state.wake = wake or (lambda: notify.notify(url, notify.SCHEDULER))
+    errors.install(app)
 
-    @app.get("/api/v1/health")
+    api = APIRouter(prefix="/api/v1")
+
+    @api.get("/health", response_model=Health, tags=["health"], summary="Health (no token needed)")
     def health() -> dict[str, Any]:
         """Whether the metadata database answers."""
         try:
@@ -31,4 +59,27 @@ def create_app(engine: Engine) -> FastAPI:
             database = f"error: {type(exc).__name__}"
         return {"status": "ok" if database == "ok" else "degraded", "database": database, "version": __version__}
 
+    @api.get("/auth/whoami", response_model=WhoAmI, tags=["health"], responses=AUTH_RESPONSES, summary="The token")
+    def whoami(info: Reader) -> dict[str, Any]:
+        """The calling token's name and scope (never the token)."""
+        return {"name": info.name, "scope": info.scope}
+
+    for module in (dags, runs, assets, watchers):
+        api.include_router(module.router)
+    app.include_router(api)
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        responses={**AUTH_RESPONSES, 200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+        summary="Prometheus metrics",
+        response_class=Response,
+    )
+    def prometheus(_: Reader, db: Db) -> Response:
+        """Watcher counters, runs by state, queue lag, dead letters, event-to-run latency histograms."""
+        return Response(metrics.render(db), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    from herald.ui import mount
+
+    mount(app)
     return app

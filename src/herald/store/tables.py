@@ -216,6 +216,8 @@ dead_letter = Table(
     Column("error", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("replayed_at", UtcDateTime()),
+    # Set by the API or UI; the triggerer replays the body through its watcher's trigger.
+    Column("replay_requested_at", UtcDateTime()),
     sqlite_autoincrement=True,
 )
 
