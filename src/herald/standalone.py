@@ -107,10 +107,16 @@ class Standalone:
         import uvicorn
 
         from herald.api.app import create_app
+        from herald.api.tokens import ensure_admin_token
 
-        config = uvicorn.Config(
-            create_app(db.engine), host=self.settings.api_host, port=self.port, log_level="warning", lifespan="off"
-        )
+        def first_start_token() -> str | None:
+            with db.engine.begin() as conn:
+                return ensure_admin_token(conn)
+
+        # Made on the first start, shown once in the banner; only its hash is stored.
+        self.admin_token = await db.run(first_start_token)
+        app = create_app(db.engine, database_url=self.settings.db_url)
+        config = uvicorn.Config(app, host=self.settings.api_host, port=self.port, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         # Server.serve() would take over SIGINT/SIGTERM; Herald owns them and stops
         # the API itself, so run the inner coroutine that does not touch signals.
@@ -129,6 +135,8 @@ class Standalone:
         self.say(
             f"Herald is running.\n"
             f"  API:          http://{s.api_host}:{self.port}/api/v1/health\n"
+            f"  Web UI:       http://{s.api_host}:{self.port}/  admin token: "
+            f"{self.admin_token or '(shown on first start only; more: herald tokens create --scope write)'}\n"
             f"  DAGs folder:  {s.dags_path} ({len(bag.dags)} DAG(s), {len(bag.errors)} import error(s))\n"
             f"  Database:     {_mask(s.db_url)}\n"
             f"  Look at:      herald runs list | herald watchers list | herald dags errors\n"

@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from herald.cli.output import Output, console, fail, show, show_one
+from herald.cli.tokens import tokens_app
 
 app = typer.Typer(
     help="Herald: DAGs of Python tasks that run the moment a message arrives.",
@@ -39,6 +40,7 @@ for sub, name in [
     (db_app, "db"),
 ]:
     app.add_typer(sub, name=name)
+app.add_typer(tokens_app, name="tokens")
 
 Limit = Annotated[int, typer.Option("--limit", min=1, max=100000, help="At most N rows, newest first.")]
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json (one JSON array).")]
