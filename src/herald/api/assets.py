@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 from herald.api import actions
 from herald.api.deps import AUTH_RESPONSES, CONFLICT, NOT_FOUND, Conn, Db, Reader, Wake, Writer
 from herald.api.errors import NotFound
-from herald.api.paging import PageParams, utc
+from herald.api.paging import PageParams, RowId, utc
 from herald.api.schemas import (
     Asset,
     AssetDetail,
@@ -121,7 +121,7 @@ def list_events(
 
 
 @router.get("/events/{event_id}", response_model=Event, responses=NOT_FOUND, summary="One event")
-def get_event(event_id: int, _: Reader, conn: Conn) -> dict[str, Any]:
+def get_event(event_id: RowId, _: Reader, conn: Conn) -> dict[str, Any]:
     """An event: payload, where the message came from, and the runs it caused."""
     found = queries.get_event(conn, event_id)
     if found is None:
@@ -137,7 +137,7 @@ def get_event(event_id: int, _: Reader, conn: Conn) -> dict[str, Any]:
     summary="Replay an event",
 )
 def replay_event(
-    event_id: int, _: Writer, db: Db, wake: Wake, body: ReplayEventRequest | None = None
+    event_id: RowId, _: Writer, db: Db, wake: Wake, body: ReplayEventRequest | None = None
 ) -> dict[str, Any]:
     """New runs that consume this stored event again: one per DAG scheduled on its asset, or per `dag_ids`."""
     with db.begin() as conn:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Query
+from fastapi import Depends, Path, Query
 
 T = TypeVar("T")
 
@@ -47,3 +47,7 @@ def utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: a database id in a path: the range of a 64-bit integer column
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A row id.")]

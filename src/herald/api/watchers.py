@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from herald.api import actions
 from herald.api.deps import AUTH_RESPONSES, CONFLICT, NOT_FOUND, Conn, Db, Reader, Writer
 from herald.api.errors import NotFound
-from herald.api.paging import PageParams
+from herald.api.paging import PageParams, RowId
 from herald.api.schemas import DeadLetter, Page, Watcher
 from herald.store import queries
 
@@ -27,7 +27,7 @@ def list_dead_letters(
     _: Reader,
     conn: Conn,
     page: PageParams,
-    watcher_id: Annotated[int | None, Query(description="Only those of this watcher.")] = None,
+    watcher_id: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="Only those of this watcher.")] = None,
 ) -> dict[str, Any]:
     """Messages that could not become events, newest first, with the reason."""
     return page.page(lambda limit, offset: queries.list_dead_letters(conn, limit, offset=offset, watcher_id=watcher_id))
@@ -40,7 +40,7 @@ def list_dead_letters(
     tags=["dead letters"],
     summary="One dead letter",
 )
-def get_dead_letter(dead_letter_id: int, _: Reader, conn: Conn) -> dict[str, Any]:
+def get_dead_letter(dead_letter_id: RowId, _: Reader, conn: Conn) -> dict[str, Any]:
     found = queries.get_dead_letter(conn, dead_letter_id)
     if found is None:
         raise NotFound(f"no dead letter {dead_letter_id}", "list dead letters with GET /api/v1/dead-letters")
@@ -55,7 +55,7 @@ def get_dead_letter(dead_letter_id: int, _: Reader, conn: Conn) -> dict[str, Any
     tags=["dead letters"],
     summary="Replay a dead letter",
 )
-def replay_dead_letter(dead_letter_id: int, _: Writer, db: Db) -> dict[str, Any]:
+def replay_dead_letter(dead_letter_id: RowId, _: Writer, db: Db) -> dict[str, Any]:
     """Ask the triggerer to run the message through its watcher's trigger again (`replay_requested_at`).
 
     The triggerer owns the trigger (its `apply_function` lives in the DAG file):
