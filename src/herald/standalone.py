@@ -1,33 +1,43 @@
-"""`herald standalone`: triggerer, scheduler, executor and API in one process tree."""
+"""Herald's processes: `standalone` (all in one), or `scheduler`, `triggerer`, `worker` and `api` apart.
+
+Each runs until SIGINT or SIGTERM and then stops cleanly: watchers close
+(unacknowledged messages go back to their brokers), running tasks get a grace
+period, and the database is left consistent for the next start.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 from collections.abc import Callable
 from typing import Any
 
 from herald import notify
 from herald.config import Settings
+from herald.dagsource import DagSource
 from herald.executors.local import LocalExecutor
-from herald.loader import DagBag, changed, load_folder
 from herald.scheduler.scheduler import Scheduler
 from herald.store.db import Database
 from herald.store.migrate import upgrade
-from herald.store.sync import sync_bag
 from herald.triggerer.triggerer import Triggerer
 
 log = logging.getLogger("herald")
 
 
-class Standalone:
-    """Every Herald process in one, on the embedded SQLite default or PostgreSQL."""
+def process_name(kind: str) -> str:
+    """A name unique to this process, for leases and task hostnames: `triggerer:host:pid`."""
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}"
 
-    def __init__(self, settings: Settings, port: int | None, say: Callable[[str], None] = print) -> None:
+
+class Service:
+    """What every Herald process shares: settings, database, wake-ups, signals."""
+
+    def __init__(self, settings: Settings, say: Callable[[str], None] = print) -> None:
         self.settings = settings
-        self.port = settings.api_port if port is None else port
         self.say = say
         self._stop = asyncio.Event()
 
@@ -36,74 +46,30 @@ class Standalone:
         self._stop.set()
 
     async def run(self) -> None:
-        """Run until `request_stop`."""
+        """Open the database, run `serve` until a stop is requested, then close."""
         settings = self.settings
         settings.home.mkdir(parents=True, exist_ok=True)
-        settings.dags_path.mkdir(parents=True, exist_ok=True)
         db = Database(settings.db_url)
         await db.run(upgrade, db.engine)
         listener = notify.make_listener(settings.db_url)
         listener.start()
-        wake = listener.event(notify.SCHEDULER)
-        executor = LocalExecutor(str(settings.dags_path), settings.worker_count)
-        scheduler = Scheduler(db, executor, wake)
-        triggerer = Triggerer(db, listener, scheduler.wake)
-        executor.start(scheduler.on_started, scheduler.on_result)
-
-        bag = await asyncio.to_thread(load_folder, settings.dags_path)
-        await self._apply(db, bag, scheduler, triggerer)
-        scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
-        server, server_task = await self._serve_api(db)
-        self._banner(bag)
-        reload_task = asyncio.create_task(self._watch(db, bag, scheduler, triggerer, executor))
-
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
         try:
-            await self._stop.wait()
+            await self.serve(db, listener, self._stop)
         finally:
-            self.say("Stopping Herald: closing watchers, letting running tasks finish...")
-            reload_task.cancel()
-            await triggerer.stop()
-            await executor.stop(grace=10.0)
-            scheduler.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(scheduler_task, 10)
-            if server is not None:
-                server.should_exit = True
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(server_task, 5)
             listener.stop()
             db.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            self.say("Herald stopped.")
 
-    async def _apply(self, db: Database, bag: DagBag, scheduler: Scheduler, triggerer: Triggerer) -> None:
-        catalog = await db.run(sync_bag, db.engine, bag)
-        scheduler.update(bag.dags, catalog.asset_ids, catalog.consumers)
-        triggerer.update(catalog.watchers, catalog.consumers)
-        for path, error in bag.errors.items():
-            last = error.strip().splitlines()[-1] if error.strip() else "error"
-            log.error("DAG file %s failed to import: %s (see: herald dags errors)", path, last)
+    async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
+        """The process's own work."""
+        raise NotImplementedError
 
-    async def _watch(
-        self, db: Database, bag: DagBag, scheduler: Scheduler, triggerer: Triggerer, executor: LocalExecutor
-    ) -> None:
-        while True:
-            await asyncio.sleep(self.settings.dag_reload_interval)
-            try:
-                if not await asyncio.to_thread(changed, bag):
-                    continue
-                bag = await asyncio.to_thread(load_folder, self.settings.dags_path)
-                await self._apply(db, bag, scheduler, triggerer)
-                executor.reload()
-                self.say(f"DAG files changed: {len(bag.dags)} DAG(s), {len(bag.errors)} import error(s)")
-            except Exception:
-                log.exception("reloading the DAGs folder failed")
-
-    async def _serve_api(self, db: Database) -> tuple[Any, asyncio.Task[None]]:
+    async def serve_api(self, db: Database, port: int) -> tuple[Any, asyncio.Task[None] | None]:
+        """Serve the API and UI on the running loop; returns the server and its task."""
         import uvicorn
 
         from herald.api.app import create_app
@@ -116,22 +82,52 @@ class Standalone:
         # Made on the first start, shown once in the banner; only its hash is stored.
         self.admin_token = await db.run(first_start_token)
         app = create_app(db.engine, database_url=self.settings.db_url)
-        config = uvicorn.Config(app, host=self.settings.api_host, port=self.port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(app, host=self.settings.api_host, port=port, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         # Server.serve() would take over SIGINT/SIGTERM; Herald owns them and stops
         # the API itself, so run the inner coroutine that does not touch signals.
         task = asyncio.create_task(server._serve(), name="api")
-        for _ in range(100):
+        for _ in range(250):
             if server.started or task.done():
                 break
             await asyncio.sleep(0.02)
         if task.done() and not server.started:
-            self.say(f"warning: the API could not listen on {self.settings.api_host}:{self.port}")
-            return None, task
+            self.say(f"warning: the API could not listen on {self.settings.api_host}:{port}")
+            return None, None
         return server, task
 
-    def _banner(self, bag: DagBag) -> None:
-        s = self.settings
+    @staticmethod
+    async def stop_api(server: Any, task: asyncio.Task[None] | None) -> None:
+        """Stop a server started by `serve_api`."""
+        if server is not None and task is not None:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 5)
+
+
+class Standalone(Service):
+    """Every Herald process in one, on the embedded SQLite default or PostgreSQL."""
+
+    def __init__(self, settings: Settings, port: int | None, say: Callable[[str], None] = print) -> None:
+        super().__init__(settings, say)
+        self.port = settings.api_port if port is None else port
+
+    async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
+        settings = self.settings
+        settings.dags_path.mkdir(parents=True, exist_ok=True)
+        executor = LocalExecutor(str(settings.dags_path), settings.worker_count)
+        scheduler = Scheduler(db, executor, listener.event(notify.SCHEDULER))
+        triggerer = Triggerer(db, listener, scheduler.wake, owner="standalone")
+        executor.start(scheduler.on_started, scheduler.on_result)
+        source = DagSource(settings, db, say=self.say)
+        source.subscribe(lambda bag, cat: scheduler.update(bag.dags, cat.asset_ids, cat.consumers))
+        source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers))
+        bag = await source.load()
+        source.subscribe(lambda bag, cat: executor.reload())
+        scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
+        server, server_task = await self.serve_api(db, self.port)
+        watch = asyncio.create_task(source.watch(), name="dag-reload")
+        s = settings
         self.say(
             f"Herald is running.\n"
             f"  API:          http://{s.api_host}:{self.port}/api/v1/health\n"
@@ -142,6 +138,111 @@ class Standalone:
             f"  Look at:      herald runs list | herald watchers list | herald dags errors\n"
             f"  Stop with Ctrl-C."
         )
+        try:
+            await stop.wait()
+        finally:
+            self.say("Stopping Herald: closing watchers, letting running tasks finish...")
+            watch.cancel()
+            await triggerer.stop()
+            await executor.stop(grace=10.0)
+            scheduler.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(scheduler_task, 10)
+            await self.stop_api(server, server_task)
+            self.say("Herald stopped.")
+
+
+class SchedulerProcess(Service):
+    """`herald scheduler`: creates runs and queues tries for `herald worker` processes."""
+
+    async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
+        scheduler = Scheduler(db, None, listener.event(notify.SCHEDULER))
+        source = DagSource(self.settings, db, say=self.say)
+        source.subscribe(lambda bag, cat: scheduler.update(bag.dags, cat.asset_ids, cat.consumers))
+        bag = await source.load()
+        task = asyncio.create_task(scheduler.run(), name="scheduler")
+        watch = asyncio.create_task(source.watch(), name="dag-reload")
+        self.say(f"Herald scheduler running ({len(bag.dags)} DAG(s)); Ctrl-C stops it.")
+        try:
+            await stop.wait()
+        finally:
+            watch.cancel()
+            scheduler.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
+            self.say("Herald scheduler stopped.")
+
+
+class TriggererProcess(Service):
+    """`herald triggerer`: consumes the watchers whose leases it holds."""
+
+    async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
+        name = process_name("triggerer")
+        # Events reach the schedulers by pg_notify in the ingest transaction.
+        triggerer = Triggerer(db, listener, lambda: None, owner=name)
+        source = DagSource(self.settings, db, say=self.say)
+        source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers))
+        bag = await source.load()
+        watch = asyncio.create_task(source.watch(), name="dag-reload")
+        self.say(
+            f"Herald triggerer {name} running ({len(source.catalog.watchers)} watcher(s), {len(bag.dags)} DAG(s))."
+        )
+        try:
+            await stop.wait()
+        finally:
+            watch.cancel()
+            await triggerer.stop()
+            self.say("Herald triggerer stopped.")
+
+
+class WorkerProcess(Service):
+    """`herald worker`: runs tries claimed from the database on a local pool."""
+
+    def __init__(
+        self, settings: Settings, queues: list[str] | None, concurrency: int | None, say: Callable[[str], None] = print
+    ) -> None:
+        super().__init__(settings, say)
+        self.queues = queues
+        self.concurrency = concurrency or settings.worker_count
+
+    async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
+        from herald.executors.worker_service import WorkerService
+
+        name = process_name("worker")
+        service = WorkerService(db, listener, str(self.settings.dags_path), self.concurrency, self.queues, name)
+        source = DagSource(self.settings, db, sync=False, say=self.say)
+        source.subscribe(lambda bag, cat: service.update(bag.dags))
+        await source.load()
+        task = asyncio.create_task(service.run(), name="worker")
+        watch = asyncio.create_task(source.watch(), name="dag-reload")
+        queues = ", ".join(self.queues) if self.queues else "default"
+        self.say(f"Herald worker {name} running: {self.concurrency} process(es), queues: {queues}.")
+        try:
+            await stop.wait()
+        finally:
+            watch.cancel()
+            service.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 40)
+            self.say("Herald worker stopped.")
+
+
+class ApiProcess(Service):
+    """`herald api`: the REST API and the UI."""
+
+    def __init__(self, settings: Settings, port: int | None, say: Callable[[str], None] = print) -> None:
+        super().__init__(settings, say)
+        self.port = settings.api_port if port is None else port
+
+    async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
+        server, task = await self.serve_api(db, self.port)
+        if server is None:
+            raise SystemExit(1)
+        self.say(f"Herald API on http://{self.settings.api_host}:{self.port}/api/v1/health")
+        try:
+            await stop.wait()
+        finally:
+            await self.stop_api(server, task)
 
 
 def _mask(url: str) -> str:

@@ -55,6 +55,8 @@ class TriggererHarness:
         if fault is not None:
             self.triggerer.fault = fault
         self.triggerer.update(self.catalog.watchers, self.catalog.consumers)
+        triggerer = self.triggerer
+        await self.wait_for(lambda: triggerer.holds_all(), what="the watchers' leases")
         return self.triggerer
 
     def _woken(self) -> None:

@@ -94,23 +94,76 @@ def _json_option(value: str | None, name: str) -> dict[str, Any]:
     return data
 
 
-@app.command()
-def standalone(
-    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port of the API and UI.")] = None,
-) -> None:
-    """Run everything in one process tree: triggerer, scheduler, workers, API."""
-    import logging
+Port = Annotated[int | None, typer.Option(min=1, max=65535, help="Port of the API and UI.")]
 
-    from herald.standalone import Standalone
+
+def _serve(service: Any) -> None:
+    import logging
 
     logging.basicConfig(
         level=os.environ.get("HERALD_LOG_LEVEL", "WARNING").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = _settings()
-    runner = Standalone(settings, port, say=lambda m: console.print(m, highlight=False))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(runner.run())
+        asyncio.run(service.run())
+
+
+def _say(message: str) -> None:
+    console.print(message, highlight=False)
+
+
+def _require_postgres(command: str) -> Any:
+    settings = _settings()
+    if not settings.db_url.startswith("postgresql"):
+        fail(
+            f"herald {command} runs beside other Herald processes, which needs PostgreSQL",
+            "set HERALD_DATABASE_URL=postgresql://user@host:5432/db, or run everything in one with: herald standalone",
+        )
+    return settings
+
+
+@app.command()
+def standalone(port: Port = None) -> None:
+    """Run everything in one process tree: triggerer, scheduler, workers, API."""
+    from herald.standalone import Standalone
+
+    _serve(Standalone(_settings(), port, say=_say))
+
+
+@app.command()
+def scheduler() -> None:
+    """Run a scheduler (several may run at once, on PostgreSQL); tasks go to `herald worker`."""
+    from herald.standalone import SchedulerProcess
+
+    _serve(SchedulerProcess(_require_postgres("scheduler"), say=_say))
+
+
+@app.command()
+def triggerer() -> None:
+    """Run a triggerer: consumes the watchers whose leases it holds (several may run at once)."""
+    from herald.standalone import TriggererProcess
+
+    _serve(TriggererProcess(_require_postgres("triggerer"), say=_say))
+
+
+@app.command()
+def worker(
+    queues: Annotated[str | None, typer.Option(help="Comma-separated task queues to serve (default: default).")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, max=512, help="Worker processes.")] = None,
+) -> None:
+    """Run a pool of worker processes that take tasks from the database."""
+    from herald.standalone import WorkerProcess
+
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    _serve(WorkerProcess(_require_postgres("worker"), names, concurrency, say=_say))
+
+
+@app.command()
+def api(port: Port = None) -> None:
+    """Serve the REST API and the UI."""
+    from herald.standalone import ApiProcess
+
+    _serve(ApiProcess(_settings(), port, say=_say))
 
 
 @db_app.command("migrate")
@@ -449,6 +502,7 @@ def main() -> None:
             raise
         from herald.cli.output import err_console
 
-        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, markup=False)
+        err_console.print("[bold red]error:[/] ", end="")
+        err_console.print(f"{type(exc).__name__}: {exc}", highlight=False, markup=False)
         err_console.print("[dim]set HERALD_DEBUG=1 to see the traceback[/]")
         sys.exit(1)

@@ -99,6 +99,8 @@ class LocalExecutor:
     def reload(self) -> None:
         """Replace workers with fresh ones that import the changed DAG files."""
         self._generation += 1
+        if self._loop is None:
+            return  # not started yet: the workers will import the current files
         for worker in list(self._workers):
             if worker.busy is None:
                 self._retire(worker)

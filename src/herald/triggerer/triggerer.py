@@ -9,9 +9,10 @@ import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, or_, update
 
 from herald import notify
 from herald.store import local_queue
@@ -28,6 +29,10 @@ log = logging.getLogger("herald.triggerer")
 #: messages taken from a broker per receive (each broker may cap it lower, SQS at 10)
 BATCH_SIZE = 500
 LAG_INTERVAL = 5.0
+#: a watcher's lease lasts this long unless renewed; a dead triggerer's watchers
+#: move to a live one within about this time
+LEASE_TTL = 10.0
+LEASE_RENEW = 3.0
 
 
 @dataclass
@@ -66,43 +71,88 @@ class Triggerer:
         on_events: called after each commit that created events (wakes the scheduler).
     """
 
-    def __init__(self, db: Database, listener: notify.Listener, on_events: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        listener: notify.Listener,
+        on_events: Callable[[], None],
+        owner: str = "standalone",
+    ) -> None:
         self.db = db
         self.runtime = _Runtime(db, listener)
         self.on_events = on_events
+        # Watchers are consumed by the triggerer holding their lease; a standalone
+        # Herald always uses the same owner name, so it takes its own leases back at
+        # once after a crash, while a second triggerer waits for them to expire.
+        self.owner = owner
         self.consumers: dict[str, Consumer] = {}
         self.consumers_of_asset: dict[int, list[str]] = {}
+        self._wanted: dict[str, list[WatcherSpec]] = {}
         self._lag_task: asyncio.Task[None] | None = None
+        self._lease_task: asyncio.Task[None] | None = None
+        self._lease_wake = asyncio.Event()
         #: called at "before_commit" and "after_commit"; raising there aborts the
         #: delivery as a crash would (fault-injection tests use it)
         self.fault: Callable[[str], None] = env_fault()
 
     def update(self, watchers: list[WatcherSpec], consumers_of_asset: dict[int, list[str]]) -> None:
-        """Start, keep or stop consumers to match the watchers of the latest DAG load."""
+        """Match the watchers of the latest DAG load: consumers start once their lease is held."""
         self.consumers_of_asset = consumers_of_asset
         grouped: dict[str, list[WatcherSpec]] = {}
         for spec in watchers:
             grouped.setdefault(spec.consumer_key, []).append(spec)
+        self._wanted = grouped
         for key in list(self.consumers):
             if key not in grouped:
-                consumer = self.consumers.pop(key)
-                if consumer.task is not None:
-                    consumer.task.cancel()
-        for key, specs in grouped.items():
-            if key in self.consumers:
-                self.consumers[key].watchers = specs
-                continue
-            consumer = Consumer(key=key, trigger=specs[0].watcher.trigger, watchers=specs)
-            consumer.task = asyncio.create_task(self._consume(consumer), name=f"consumer {key[:80]}")
-            self.consumers[key] = consumer
+                self._stop_consumer(key)
+            else:
+                self.consumers[key].watchers = grouped[key]
         if self._lag_task is None:
             self._lag_task = asyncio.create_task(self._measure_lag())
+        if self._lease_task is None:
+            self._lease_task = asyncio.create_task(self._hold_leases(), name="leases")
+        self._lease_wake.set()
+
+    def holds_all(self) -> bool:
+        """True when this triggerer consumes every watcher it was given."""
+        return set(self.consumers) >= set(self._wanted)
+
+    def _start_consumer(self, key: str, specs: list[WatcherSpec]) -> None:
+        consumer = Consumer(key=key, trigger=specs[0].watcher.trigger, watchers=specs)
+        consumer.task = asyncio.create_task(self._consume(consumer), name=f"consumer {key[:80]}")
+        self.consumers[key] = consumer
+
+    def _stop_consumer(self, key: str) -> None:
+        consumer = self.consumers.pop(key)
+        if consumer.task is not None:
+            consumer.task.cancel()
+
+    async def _hold_leases(self) -> None:
+        """Claim and renew the leases of the wanted watchers; start or stop consumers to match."""
+        while True:
+            self._lease_wake.clear()
+            wanted = {key: [s.id for s in specs] for key, specs in self._wanted.items()}
+            try:
+                owned = await self.db.run(claim_leases, self.db.engine, self.owner, wanted, LEASE_TTL)
+            except Exception as exc:
+                log.warning("could not renew watcher leases: %s", exc)
+                owned = set(self.consumers)  # keep going; the database is probably restarting
+            for key in list(self.consumers):
+                if key not in owned:
+                    log.warning("lost the lease of %s; another triggerer consumes it now", key[:80])
+                    self._stop_consumer(key)
+            for key in owned:
+                if key not in self.consumers and key in self._wanted:
+                    self._start_consumer(key, self._wanted[key])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lease_wake.wait(), LEASE_RENEW)
 
     async def stop(self) -> None:
         """Cancel every consumer and wait for them to close their connections."""
         tasks = [c.task for c in self.consumers.values() if c.task is not None]
-        if self._lag_task is not None:
-            tasks.append(self._lag_task)
+        for extra in (self._lag_task, self._lease_task):
+            if extra is not None:
+                tasks.append(extra)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -111,6 +161,8 @@ class Triggerer:
         if ids:
             with contextlib.suppress(Exception):
                 await self.db.run(_set_state, self.db.engine, ids, "stopped", None)
+            with contextlib.suppress(Exception):
+                await self.db.run(release_leases, self.db.engine, self.owner, ids)
 
     async def _consume(self, consumer: Consumer) -> None:
         backoff = Backoff()
@@ -169,6 +221,8 @@ class Triggerer:
                 result = ingest(conn, outcomes, consumers_of_asset, sources)
                 if trigger.transactional_ack:
                     trigger.ack_in_transaction(conn, messages)
+                if result.events:
+                    notify.notify_in(conn, notify.SCHEDULER)  # schedulers in other processes
                 self.fault("before_commit")
             return result.events
 
@@ -212,6 +266,38 @@ def env_fault() -> Callable[[str], None]:
                 os._exit(137)
 
     return crash
+
+
+def claim_leases(engine: Engine, owner: str, wanted: dict[str, list[int]], ttl: float) -> set[str]:
+    """Take or renew the leases of each consumer group's watchers; returns the groups held.
+
+    A group is held only when all its watchers are (they share one connection).
+    """
+    now = utcnow()
+    w = t.watcher
+    owned: set[str] = set()
+    with engine.begin() as conn:
+        for key, ids in wanted.items():
+            taken = conn.execute(
+                update(w)
+                .where(
+                    w.c.id.in_(ids),
+                    or_(w.c.lease_owner.is_(None), w.c.lease_owner == owner, w.c.lease_expires_at < now),
+                )
+                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl))
+            ).rowcount
+            if taken == len(ids):
+                owned.add(key)
+            elif taken:
+                conn.execute(update(w).where(w.c.id.in_(ids), w.c.lease_owner == owner).values(lease_owner=None))
+    return owned
+
+
+def release_leases(engine: Engine, owner: str, ids: list[int]) -> None:
+    """Give leases up at a clean stop, so another triggerer takes the watchers at once."""
+    w = t.watcher
+    with engine.begin() as conn:
+        conn.execute(update(w).where(w.c.id.in_(ids), w.c.lease_owner == owner).values(lease_owner=None))
 
 
 def _set_state(engine: Engine, ids: list[int], state: str, error: str | None) -> None:
