@@ -476,6 +476,12 @@ def test_message_queue_trigger_takes_airflow_queue_url() -> None:
 def test_publisher_reuses_one_client_per_connection(port: int, queue_url: str) -> None:
     async def scenario() -> None:
         await CASE.prepare(queue_url)
+        await sqs.close_publishers()
+        await asyncio.gather(*(apublish(queue_url, b"at once") for _ in range(20)))
+        assert len(sqs._publishers) == 1  # the race to make the client left one
+        async with admin(port) as client:
+            url = parse_url(queue_url).queue_url
+            await client.purge_queue(QueueUrl=url)
         await apublish(queue_url, b"one")
         clients = {id(p.client) for p in sqs._publishers.values()}
         await apublish(queue_url, b"two")

@@ -511,27 +511,33 @@ class SqsTrigger(BaseEventTrigger):
             log.debug("sqs %s: visibility change failed: %s", self.address.queue, failure)
 
     async def close(self) -> None:
-        """Make unacknowledged messages visible again at once, then disconnect."""
-        if self._extender is not None:
-            self._extender.cancel()
-            with contextlib.suppress(BaseException):
-                await self._extender
-            self._extender = None
+        """Make unacknowledged messages visible again at once, then disconnect.
+
+        The client is closed even when `close` itself is cancelled (the
+        triggerer stopping while it reconnects).
+        """
+        extender, self._extender = self._extender, None
         handles = list(self._inflight)
         self._inflight.clear()
         self._duplicates.clear()
-        if self._client is not None and handles:
-            for start in range(0, len(handles), MAX_BATCH):
-                try:
-                    await self._change_visibility(handles[start : start + MAX_BATCH], 0)
-                except Exception as exc:
-                    # They come back after their visibility timeout instead.
-                    log.warning("sqs %s: could not release unacknowledged messages: %s", self.address.queue, exc)
-                    break
-        stack, self._stack, self._client = self._stack, None, None
-        if stack is not None:
-            with contextlib.suppress(Exception):
-                await stack.aclose()
+        client = self._client
+        try:
+            if extender is not None:
+                extender.cancel()
+                await asyncio.wait([extender])  # never raises the task's CancelledError here
+            if client is not None and handles:
+                for start in range(0, len(handles), MAX_BATCH):
+                    try:
+                        await self._change_visibility(handles[start : start + MAX_BATCH], 0)
+                    except Exception as exc:
+                        # They come back after their visibility timeout instead.
+                        log.warning("sqs %s: could not release unacknowledged messages: %s", self.address.queue, exc)
+                        break
+        finally:
+            stack, self._stack, self._client = self._stack, None, None
+            if stack is not None:
+                with contextlib.suppress(Exception):
+                    await stack.aclose()
 
     async def lag(self) -> int | None:
         """`ApproximateNumberOfMessages`: visible messages waiting in the queue."""
@@ -580,7 +586,6 @@ class _Publisher:
 
 
 _publishers: dict[str, _Publisher] = {}
-_publisher_locks: dict[tuple[int, str], asyncio.Lock] = {}
 _exit_hook: list[bool] = []
 
 
@@ -595,19 +600,21 @@ async def _hold_client(kwargs: dict[str, Any]) -> AsyncGenerator[Any, None]:
 async def _publisher_client(address: SqsAddress) -> Any:
     loop = asyncio.get_running_loop()
     key = address.connection_key()
-    lock = _publisher_locks.setdefault((id(loop), key), asyncio.Lock())
-    async with lock:
-        cached = _publishers.get(key)
-        if cached is not None and cached.loop is loop and not loop.is_closed():
-            return cached.client
-        # A client made in another event loop cannot be used here; its loop closes it.
-        holder = _hold_client(address.client_kwargs())
-        client = await holder.__anext__()
-        _publishers[key] = _Publisher(loop, holder, client)
-        if not _exit_hook:
-            _exit_hook.append(True)
-            atexit.register(_close_at_exit)
-        return client
+    cached = _publishers.get(key)
+    if cached is not None and cached.loop is loop:
+        return cached.client
+    # A client made in another event loop cannot be used here; its loop closes it.
+    holder = _hold_client(address.client_kwargs())
+    client = await holder.__anext__()
+    cached = _publishers.get(key)
+    if cached is not None and cached.loop is loop:  # a concurrent call made one meanwhile
+        await holder.aclose()
+        return cached.client
+    _publishers[key] = _Publisher(loop, holder, client)
+    if not _exit_hook:
+        _exit_hook.append(True)
+        atexit.register(_close_at_exit)
+    return client
 
 
 def _close_at_exit() -> None:
@@ -629,8 +636,6 @@ async def close_publishers() -> None:
             del _publishers[key]
             with contextlib.suppress(Exception):
                 await cached.holder.aclose()
-    for lock_key in [k for k in _publisher_locks if k[0] == id(loop)]:
-        del _publisher_locks[lock_key]
 
 
 async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
