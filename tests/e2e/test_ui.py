@@ -247,7 +247,7 @@ def test_the_api_of_a_real_standalone(herald: Herald) -> None:
     _, log = call(herald, token, "GET", f"/api/v1/runs/{run['run_id']}/tasks/load/log")
     assert "loaded order 7 for 70" in log["log"]
     status, manual = call(herald, token, "POST", "/api/v1/dags/nightly_report/runs", {"conf": {"day": "monday"}})
-    assert status == 201
+    assert status == 201 and manual["conf"] == {"day": "monday"}
     herald.wait_for(lambda: len(succeeded()) == 2, 60, "the manual run")
     _, metrics = call(herald, token, "GET", "/metrics")
     assert 'herald_dag_runs{dag_id="process_orders",state="success"} 1.0' in metrics
