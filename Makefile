@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast services lint typecheck clean
+.PHONY: install demo test test-fast test-faults services chromium lint clean
 
 install: $(STAMP)
 
@@ -21,8 +21,16 @@ demo: install
 services:
 	bash scripts/services.sh
 
-test: install services
+# The browser tests drive Debian's Chromium (never a downloaded browser).
+chromium:
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: install services chromium
 	$(BIN)/python -m pytest -p no:cacheprovider
+
+# The fault-injection harness at full size (CI runs it at 2,000 messages).
+test-faults: install services
+	HERALD_FAULT_MESSAGES=100000 HERALD_FAULT_KILLS=10 $(BIN)/python -m pytest -p no:cacheprovider tests/faults
 
 test-fast: install
 	$(BIN)/python -m pytest -p no:cacheprovider tests/unit

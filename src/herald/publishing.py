@@ -67,12 +67,16 @@ def publish(url: str, body: Any, headers: dict[str, str] | None = None, *, timeo
 
 def _engine(url: str) -> Engine:
     from herald.store.db import make_engine
+    from herald.store.migrate import is_current, upgrade
 
     with _engines_lock:
         if url not in _engines:
             if not _engines:
                 atexit.register(_dispose_engines)
-            _engines[url] = make_engine(url, pool_size=1)
+            engine = make_engine(url, pool_size=1)
+            if not is_current(engine):
+                upgrade(engine)  # publishing before Herald ever started: the queue still works
+            _engines[url] = engine
         return _engines[url]
 
 

@@ -60,8 +60,8 @@ class Herald:
 
     # -- the process ----------------------------------------------------------------------
 
-    def start(self, extra_env: dict[str, str] | None = None) -> None:
-        """Start `herald standalone` and wait until its API answers."""
+    def start(self, extra_env: dict[str, str] | None = None, wait: bool = True) -> None:
+        """Start `herald standalone` and (unless `wait=False`) wait until its API answers."""
         env = {**self.env, **(extra_env or {})}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -72,7 +72,7 @@ class Herald:
                 cwd=self.home,
             )
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while wait and time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"herald standalone exited with {self.proc.returncode}:\n{self.output()}")
             try:
@@ -81,6 +81,8 @@ class Herald:
                         return
             except OSError:
                 time.sleep(0.1)
+        if not wait:
+            return
         raise AssertionError(f"herald standalone did not answer within 60s:\n{self.output()}")
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int:

@@ -466,7 +466,6 @@ def test_airflow_queue_url_with_connection_and_airflow_payload(
         harness.close()
 
 
-@pytest.mark.xfail(reason="registry.py does not yet route https://sqs.REGION.amazonaws.com/... to SqsTrigger")
 def test_message_queue_trigger_takes_airflow_queue_url() -> None:
     trigger = MessageQueueTrigger(queue="https://sqs.us-east-1.amazonaws.com/123456789012/orders")
     assert isinstance(trigger, SqsTrigger)

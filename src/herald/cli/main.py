@@ -451,6 +451,7 @@ def publish(
 ) -> None:
     """Send a message to any queue Herald can watch."""
     from herald.triggers.registry import UnknownSchemeError, scheme_of
+    from herald.triggers.urls import mask_url
 
     try:
         scheme_of(url)
@@ -486,9 +487,9 @@ def publish(
                 send(url, data, headers)
             except ImportError as exc:
                 fail(str(exc))
-            except (OSError, ValueError) as exc:
-                fail(f"could not publish to {url}: {exc}", code=1)
-    console.print(f"Published {count} message(s) to {url}.", highlight=False)
+            except Exception as exc:  # any broker client's error: say it, no traceback
+                fail(f"could not publish to {mask_url(url)}: {type(exc).__name__}: {exc}", code=1)
+    console.print(f"Published {count} message(s) to {mask_url(url)}.", highlight=False)
 
 
 def main() -> None:

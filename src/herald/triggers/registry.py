@@ -8,6 +8,7 @@ group; two classes claiming one scheme is an error, never a silent choice.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
@@ -33,6 +34,9 @@ BUILTIN: dict[str, tuple[str, str, str, str | None]] = {
 }
 
 
+_AWS_SQS_HOST = re.compile(r"^sqs[.-][a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+
+
 class UnknownSchemeError(ValueError):
     """No trigger serves this URL scheme."""
 
@@ -41,7 +45,10 @@ def scheme_of(url: str) -> str:
     """The scheme of a queue URL, checked against the known ones."""
     if not isinstance(url, str) or "://" not in url:
         raise UnknownSchemeError(f"{url!r} is not a queue URL: expected SCHEME://..., for example local://orders")
-    scheme = urlsplit(url).scheme.lower()
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "https" and _AWS_SQS_HOST.match(parts.hostname or ""):
+        return "sqs"  # Airflow's MessageQueueTrigger(queue="https://sqs.REGION.amazonaws.com/...")
     if scheme not in BUILTIN and scheme not in _plugins():
         known = ", ".join(sorted(set(BUILTIN) | set(_plugins())))
         raise UnknownSchemeError(f"no trigger for scheme {scheme!r} in {url!r}; known: {known}")
