@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import textwrap
 import time
 
 from tests.e2e.conftest import Herald
@@ -347,6 +348,44 @@ def test_bad_messages_become_dead_letters_and_good_ones_still_run(herald: Herald
     watcher = herald.cli_json("watchers", "list")[0]
     assert (watcher["received"], watcher["events"], watcher["dead_lettered"]) == (3, 1, 2)
     assert herald.runs("strict")[0]["state"] == "success"
+
+
+def test_a_dead_letter_replayed_after_the_dag_file_is_fixed_becomes_a_run(herald: Herald) -> None:
+    source = """
+        import json
+        from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, task
+
+        def parse(message):
+            return {"value": VERSION(message.value())}
+
+        orders = Asset("orders", watchers=[AssetWatcher("w", MessageQueueTrigger("local://orders", apply_function=parse))])
+
+        @dag(schedule=[orders])
+        def fixable():
+            @task
+            def handle(triggering_asset_events):
+                return triggering_asset_events[orders][0].extra["payload"]["value"]
+            handle()
+
+        fixable()
+        """
+    herald.write_dag("fixable", "VERSION = int\n" + textwrap.dedent(source))
+    herald.start()
+    herald.publish("orders", "12", "twelve")
+    herald.wait_runs(1, "fixable")
+    dead = herald.wait_for(lambda: herald.cli_json("dead-letters", "list"), what="a dead letter")
+    assert "invalid literal for int()" in dead[0]["error"]
+    herald.write_dag("fixable", "VERSION = lambda b: len(b)\n" + textwrap.dedent(source))
+    herald.wait_for(lambda: "1 DAG(s)" in herald.output().split("Herald is running.")[-1], what="the reload")
+    time.sleep(1.0)  # let the workers and the triggerer pick the new file up
+    code, out = herald.cli("dead-letters", "replay", str(dead[0]["id"]))
+    assert code == 0, out
+    runs = herald.wait_runs(2, "fixable")
+    results = sorted(herald.cli_json("runs", "show", r["run_id"])["tasks"][0]["result"] for r in runs)
+    assert results == [6, 12]  # "twelve" has 6 bytes: replayed through the fixed apply_function
+    assert herald.cli_json("dead-letters", "list")[0]["replayed_at"] is not None
+    code, out = herald.cli("dead-letters", "replay", str(dead[0]["id"]))
+    assert code == 2 and "already replayed" in out
 
 
 def test_manual_trigger_with_conf_and_params(herald: Herald) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from herald import notify
 from herald.api.errors import Conflict, NotFound
 from herald.scheduler.scheduler import consumers_from_db, trigger_run
 from herald.store import tables as t
@@ -184,3 +185,4 @@ def request_dead_letter_replay(conn: Connection, dead_letter_id: int) -> None:
     if row.watcher_id is None:
         raise Conflict(f"dead letter {dead_letter_id} has no watcher to replay it through")
     conn.execute(update(d).where(d.c.id == dead_letter_id).values(replay_requested_at=utcnow()))
+    notify.notify_in(conn, "replay")  # herald.triggerer.replay.REPLAY: PostgreSQL wakes the triggerer now

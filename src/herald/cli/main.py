@@ -439,6 +439,18 @@ def dead_letters_list(limit: Limit = 100, output: OutputOpt = Output.table) -> N
     show(rows, output, ["id", "source", "error", "body", "created_at"], "Dead letters")
 
 
+@dead_app.command("replay")
+def dead_letters_replay(dead_letter_id: int) -> None:
+    """Feed a dead letter back through its watcher's trigger (after fixing the DAG file)."""
+    from herald.triggerer.replay import REPLAY, request_replay
+
+    problem = request_replay(_engine(), dead_letter_id)
+    if problem is not None:
+        fail(problem, "list dead letters with: herald dead-letters list")
+    _wake(REPLAY)
+    console.print(f"Dead letter {dead_letter_id} will be replayed by the triggerer holding its watcher.")
+
+
 # -- publish -------------------------------------------------------------------------------
 
 

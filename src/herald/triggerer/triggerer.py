@@ -22,6 +22,7 @@ from herald.store.sync import WatcherSpec
 from herald.store.types import utcnow
 from herald.triggerer.backoff import Backoff
 from herald.triggerer.ingest import Outcome, ingest
+from herald.triggerer.replay import REPLAY, replay_requested
 from herald.triggers.base import BaseEventTrigger, Message
 
 log = logging.getLogger("herald.triggerer")
@@ -29,6 +30,8 @@ log = logging.getLogger("herald.triggerer")
 #: messages taken from a broker per receive (each broker may cap it lower, SQS at 10)
 BATCH_SIZE = 500
 LAG_INTERVAL = 5.0
+#: dead letters asked for replay are also looked for this often (a lost wake-up)
+REPLAY_INTERVAL = 2.0
 #: a watcher's lease lasts this long unless renewed; a dead triggerer's watchers
 #: move to a live one within about this time
 LEASE_TTL = 10.0
@@ -91,6 +94,7 @@ class Triggerer:
         self._lag_task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
         self._lease_wake = asyncio.Event()
+        self._replay_wake = listener.event(REPLAY)
         #: called at "before_commit" and "after_commit"; raising there aborts the
         #: delivery as a crash would (fault-injection tests use it)
         self.fault: Callable[[str], None] = env_fault()
@@ -108,7 +112,7 @@ class Triggerer:
             else:
                 self.consumers[key].watchers = grouped[key]
         if self._lag_task is None:
-            self._lag_task = asyncio.create_task(self._measure_lag())
+            self._lag_task = asyncio.create_task(self._housekeeping())
         if self._lease_task is None:
             self._lease_task = asyncio.create_task(self._hold_leases(), name="leases")
         self._lease_wake.set()
@@ -233,9 +237,29 @@ class Triggerer:
         if created:
             self.on_events()
 
-    async def _measure_lag(self) -> None:
+    async def _replay(self) -> None:
+        """Replay requested dead letters of the watchers this triggerer consumes."""
+        specs = {w.id: w for c in self.consumers.values() for w in c.watchers}
+        if not specs:
+            return
+        created = await self.db.run(replay_requested, self.db.engine, specs, self.consumers_of_asset)
+        if created:
+            self.on_events()
+
+    async def _housekeeping(self) -> None:
+        last_lag = 0.0
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(LAG_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._replay_wake.wait(), REPLAY_INTERVAL)
+            self._replay_wake.clear()
+            try:
+                await self._replay()
+            except Exception as exc:
+                log.warning("replaying dead letters failed: %s", exc)
+            if loop.time() - last_lag < LAG_INTERVAL:
+                continue
+            last_lag = loop.time()
             for consumer in list(self.consumers.values()):
                 try:
                     lag = await consumer.trigger.lag()
