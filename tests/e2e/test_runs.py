@@ -358,7 +358,8 @@ def test_a_dead_letter_replayed_after_the_dag_file_is_fixed_becomes_a_run(herald
         def parse(message):
             return {"value": VERSION(message.value())}
 
-        orders = Asset("orders", watchers=[AssetWatcher("w", MessageQueueTrigger("local://orders", apply_function=parse))])
+        trigger = MessageQueueTrigger("local://orders", apply_function=parse)
+        orders = Asset("orders", watchers=[AssetWatcher("w", trigger)])
 
         @dag(schedule=[orders])
         def fixable():

@@ -73,7 +73,8 @@ class Ledger:
             payloads = sorted(e.extra["payload"]["n"] for e in events)
             assert payloads == list(range(n)), f"{len(events)} events for {n} messages"
             links = conn.execute(select(t.dag_run_event.c.event_id, t.dag_run_event.c.run_pk)).all()
-            assert sorted(link.event_id for link in links) == sorted(e.id for e in events), "an event ran twice or never"
+            consumed = sorted(link.event_id for link in links)
+            assert consumed == sorted(e.id for e in events), "an event ran twice or never"
             assert len({link.run_pk for link in links}) == n, "runs are not one per event"
             states = dict(conn.execute(select(t.dag_run.c.state, func.count()).group_by(t.dag_run.c.state)).all())
             assert states == {"success": n}, states
