@@ -28,6 +28,8 @@ class BrokerCase:
     headers: ClassVar[bool] = True
     #: options every trigger of this broker gets in the suite (short timeouts...)
     options: ClassVar[dict[str, Any]] = {}
+    #: the largest body the broker accepts (the bad-input test sends one this big, up to 10 MiB)
+    max_body: ClassVar[int] = 10 * 1024 * 1024
 
     def require(self) -> None:
         """Skip or fail (in CI) when the broker cannot be reached."""
@@ -191,6 +193,62 @@ class ContractSuite:
             assert bytes(dead[0]["body"]) == b"{not json"
             assert "JSONDecodeError" in dead[0]["error"]
             assert [e["payload"] for e in harness.events()] == [{"ok": True}]
+
+        run(scenario)
+
+    def test_bad_input_becomes_dead_letters_and_consumption_goes_on(
+        self, harness: TriggererHarness, url: str
+    ) -> None:
+        big = min(self.case.max_body, 10 * 1024 * 1024)
+
+        def strict(message: Message) -> Any:
+            data = json.loads(message.value())  # raises on empty, non-UTF-8 and non-JSON bodies
+            if data.get("kind") == "raise":
+                raise RuntimeError("apply_function refused this message")
+            if data.get("kind") == "set":
+                return {1, 2}  # not JSON-serialisable
+            return data
+
+        many_headers = {f"h{i}": "x" * 50 for i in range(100)} if self.case.headers else None
+        bad: list[tuple[bytes, dict[str, str] | None]] = [
+            (b"", None),
+            (b"\x81\x82 not UTF-8 \xff", None),
+            (b"{not json", None),
+            (b'{"kind": "raise"}', None),
+            (b'{"kind": "set"}', None),
+            (b'{"kind": "big", "pad": "' + b"x" * (big - 26) + b'"}', None),
+        ]
+        good: list[tuple[bytes, dict[str, str] | None]] = [
+            (b'{"kind": "ok", "n": 1}', many_headers),
+            (b'{"kind": "ok", "n": 2}', None),
+        ]
+
+        async def scenario() -> None:
+            await self.case.prepare(url)
+            trigger = self.case.trigger(url, apply_function=strict, max_payload_bytes=big - 1)
+            await harness.start(("orders", trigger))
+            for body, headers in [*bad[:3], good[0], *bad[3:], good[1]]:
+                await self.case.publish(url, body, headers)
+            published = len(bad) + len(good)
+            await harness.wait_for(
+                lambda: len(harness.events()) + len(harness.dead_letters()) >= published, 60, "every message"
+            )
+            await harness.settle(0.5)
+            await harness.stop()
+            await self.case.cleanup(url)
+            dead = harness.dead_letters()
+            assert len(dead) == len(bad), [d["error"] for d in dead]
+            assert len(harness.events()) == len(good), harness.events()
+            reasons = " | ".join(d["error"] for d in dead)
+            for expected in ("JSONDecodeError", "UnicodeDecodeError", "apply_function refused",
+                             "not JSON-serialisable", "over the limit"):
+                assert expected in reasons, reasons
+            assert sorted(e["payload"]["n"] for e in harness.events()) == [1, 2]
+            if many_headers:
+                with_headers = next(e for e in harness.events() if e["payload"]["n"] == 1)
+                assert with_headers["message"]["headers"]["h99"] == "x" * 50
+            w = harness.watchers()[0]
+            assert w["dead_lettered"] + w["events"] == published
 
         run(scenario)
 

@@ -36,6 +36,7 @@ FAST_GROUP: dict[str, Any] = {"poll_timeout": 1.0, "session_timeout_ms": 3000, "
 
 
 class KafkaCase(BrokerCase):
+    max_body: ClassVar[int] = 900 * 1024  # the broker's default message.max.bytes is 1 MB
     broker: ClassVar[str] = "kafka"
     options: ClassVar[dict[str, Any]] = FAST_GROUP
     cluster: MockKafkaCluster | None = None

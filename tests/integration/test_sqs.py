@@ -95,6 +95,7 @@ async def admin(port: int) -> AsyncIterator[Any]:
 
 
 class SqsCase(BrokerCase):
+    max_body: ClassVar[int] = 200 * 1024  # SQS takes 256 KiB per message, attributes included
     broker: ClassVar[str] = "sqs"
     port: ClassVar[int | None] = None
     # Short polls and visibility so that a long poll orphaned by a test's restart
