@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8321
     dag_reload_interval: float = 2.0
+    max_event_backlog: int = Field(
+        default=20_000, ge=1, description="Events waiting for runs beyond which triggerers stop taking messages."
+    )
+    max_waiting_tries: int = Field(
+        default=2_000, ge=1, description="Tries waiting for a worker beyond which schedulers start no new run."
+    )
 
     @field_validator("home", mode="after")
     @classmethod

@@ -116,8 +116,8 @@ class Standalone(Service):
         settings = self.settings
         settings.dags_path.mkdir(parents=True, exist_ok=True)
         executor = LocalExecutor(str(settings.dags_path), settings.worker_count)
-        scheduler = Scheduler(db, executor, listener.event(notify.SCHEDULER))
-        triggerer = Triggerer(db, listener, scheduler.wake, owner="standalone")
+        scheduler = Scheduler(db, executor, listener.event(notify.SCHEDULER), settings.max_waiting_tries)
+        triggerer = Triggerer(db, listener, scheduler.wake, owner="standalone", max_backlog=settings.max_event_backlog)
         executor.start(scheduler.on_started, scheduler.on_result)
         source = DagSource(settings, db, say=self.say)
         source.subscribe(lambda bag, cat: scheduler.update(bag.dags, cat.asset_ids, cat.consumers))
@@ -156,7 +156,7 @@ class SchedulerProcess(Service):
     """`herald scheduler`: creates runs and queues tries for `herald worker` processes."""
 
     async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
-        scheduler = Scheduler(db, None, listener.event(notify.SCHEDULER))
+        scheduler = Scheduler(db, None, listener.event(notify.SCHEDULER), self.settings.max_waiting_tries)
         source = DagSource(self.settings, db, say=self.say)
         source.subscribe(lambda bag, cat: scheduler.update(bag.dags, cat.asset_ids, cat.consumers))
         bag = await source.load()
@@ -179,7 +179,7 @@ class TriggererProcess(Service):
     async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
         name = process_name("triggerer")
         # Events reach the schedulers by pg_notify in the ingest transaction.
-        triggerer = Triggerer(db, listener, lambda: None, owner=name)
+        triggerer = Triggerer(db, listener, lambda: None, owner=name, max_backlog=self.settings.max_event_backlog)
         source = DagSource(self.settings, db, say=self.say)
         source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers))
         bag = await source.load()

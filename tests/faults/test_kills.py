@@ -78,9 +78,11 @@ class Ledger:
             assert len({link.run_pk for link in links}) == n, "runs are not one per event"
             states = dict(conn.execute(select(t.dag_run.c.state, func.count()).group_by(t.dag_run.c.state)).all())
             assert states == {"success": n}, states
-            results = conn.execute(
-                select(t.task_instance.c.result).where(t.task_instance.c.state == "success")
-            ).scalars().all()
+            results = (
+                conn.execute(select(t.task_instance.c.result).where(t.task_instance.c.state == "success"))
+                .scalars()
+                .all()
+            )
             assert sorted(results) == list(range(n)), "a task succeeded twice or never"
             assert self.count(t.local_queue_message) == 0
             assert self.count(t.dead_letter) == 0
@@ -151,3 +153,43 @@ def test_crash_in_the_middle_of_a_task(herald: Herald, ledger: Ledger) -> None:
     ledger.check(n)
     # The task really took Herald down once; after the restart it ran again and succeeded once.
     assert (herald.home / "crashed-once").exists()
+
+
+def test_back_pressure_keeps_the_backlog_in_the_queue(herald: Herald, ledger: Ledger) -> None:
+    """Slow tasks: runs and events stop piling up; messages wait in their queue instead."""
+    herald.write_dag(
+        "slow",
+        """\
+
+        import time
+        from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, task
+
+        jobs = Asset("jobs", watchers=[AssetWatcher("w", MessageQueueTrigger("local://jobs"))])
+
+        @dag(schedule=[jobs])
+        def slow():
+            @task
+            def work(triggering_asset_events):
+                time.sleep(0.02)
+                return triggering_asset_events[jobs][0].extra["payload"]["n"]
+            work()
+
+        slow()
+        """,
+    )
+    n = 300
+    herald.publish("jobs", *[{"n": i} for i in range(n)])
+    herald.start(extra_env={"HERALD_MAX_EVENT_BACKLOG": "20", "HERALD_MAX_WAITING_TRIES": "4"})
+    most_events_waiting = most_tries_waiting = 0
+    saw_messages_held_back = False
+    while not ledger.drained(n):
+        most_events_waiting = max(most_events_waiting, ledger.count(t.event_queue))
+        most_tries_waiting = max(most_tries_waiting, ledger.count(t.task_instance, t.task_instance.c.state == "queued"))
+        saw_messages_held_back |= ledger.count(t.local_queue_message) > 0 and ledger.count(t.asset_event) > 0
+        time.sleep(0.05)
+    ledger.check(n)
+    assert saw_messages_held_back
+    assert most_events_waiting <= 20
+    # Besides the 4 waiting: the 2 workers' tries (queued until the next pass marks them
+    # running) and one downstream task or retry.
+    assert most_tries_waiting <= 4 + 2 + 1

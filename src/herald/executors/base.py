@@ -58,6 +58,10 @@ class Executor(Protocol):
         """Queue tries to run."""
         ...
 
+    def queued(self) -> int:
+        """Tries waiting for a free worker."""
+        ...
+
     def reload(self) -> None:
         """Let workers pick up changed DAG files (between tasks)."""
         ...

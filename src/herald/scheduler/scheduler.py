@@ -32,6 +32,8 @@ RUN_SCAN = 2000
 RESULT_SCAN = 1000
 #: longest sleep without a wake-up (a safety net; wake-ups are the normal path)
 IDLE_WAIT = 2.0
+#: tries waiting for a worker beyond which no new run starts (back-pressure)
+MAX_WAITING_TRIES = 2000
 #: a running try whose worker has been silent this long is failed as lost
 HEARTBEAT_TIMEOUT = 30.0
 
@@ -61,7 +63,13 @@ class Scheduler:
             the executor, or a wake-up from another process).
     """
 
-    def __init__(self, db: Database, executor: Executor | None, wake_event: asyncio.Event) -> None:
+    def __init__(
+        self,
+        db: Database,
+        executor: Executor | None,
+        wake_event: asyncio.Event,
+        max_waiting_tries: int = MAX_WAITING_TRIES,
+    ) -> None:
         self.db = db
         # None: tries are left queued in the database for `herald worker` processes,
         # whose results come back through the task_result table.
@@ -72,6 +80,7 @@ class Scheduler:
         self.asset_ids: dict[str, int] = {}
         self._results: list[TaskResult] = []
         self._notify_after: set[str] = set()
+        self.max_waiting_tries = max_waiting_tries
         self._started: list[TaskStarted] = []
         self._stopping = False
 
@@ -185,7 +194,7 @@ class Scheduler:
             deadline, more = self._create_asset_runs(conn, paused, now)
             outcome.more |= more
             cron_at = self._create_cron_runs(conn, paused, now)
-            started_runs, more = self._start_runs(conn, paused, now)
+            started_runs, more = self._start_runs(conn, paused, now, self._budget(conn))
             outcome.more |= more
             to_queue += started_runs
             retry_ids, retry_at = self._due_retries(conn, now)
@@ -451,7 +460,21 @@ class Scheduler:
             earliest = when if earliest is None else min(earliest, when)
         return earliest
 
-    def _start_runs(self, conn: Connection, paused: set[str], now: datetime) -> tuple[list[int], bool]:
+    def _budget(self, conn: Connection) -> int:
+        """How many more runs may start now: back-pressure when the workers fall behind.
+
+        Runs beyond it stay queued in the database, not in memory; they start as
+        tries finish (each result wakes the scheduler).
+        """
+        if self.executor is not None:
+            waiting = self.executor.queued()
+        else:
+            ti = t.task_instance
+            sub = select(ti.c.id).where(ti.c.state == "queued").limit(self.max_waiting_tries).subquery()
+            waiting = int(conn.execute(select(func.count()).select_from(sub)).scalar_one())
+        return max(0, self.max_waiting_tries - waiting)
+
+    def _start_runs(self, conn: Connection, paused: set[str], now: datetime, budget: int) -> tuple[list[int], bool]:
         dr = t.dag_run
         queued = conn.execute(
             select(dr.c.id, dr.c.dag_id)
@@ -488,6 +511,8 @@ class Scheduler:
             if dag is None:
                 missing.append(int(row.id))
                 continue
+            if len(started) >= budget:
+                break
             if dag.max_active_runs is not None:
                 if active.get(row.dag_id, 0) >= dag.max_active_runs:
                     continue
@@ -521,7 +546,7 @@ class Scheduler:
                     select(ti.c.id).where(ti.c.run_pk.in_(started), ti.c.state == "scheduled").order_by(ti.c.id)
                 ).scalars()
             ]
-        return ready, len(queued) == RUN_SCAN and bool(started)
+        return ready, len(queued) == RUN_SCAN and bool(started) and len(started) < budget
 
     def _due_retries(self, conn: Connection, now: datetime) -> tuple[list[int], datetime | None]:
         ti = t.task_instance

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, or_, update
+from sqlalchemy import Engine, func, or_, select, update
 
 from herald import notify
 from herald.store import local_queue
@@ -30,6 +30,9 @@ log = logging.getLogger("herald.triggerer")
 #: messages taken from a broker per receive (each broker may cap it lower, SQS at 10)
 BATCH_SIZE = 500
 LAG_INTERVAL = 5.0
+#: events waiting for runs beyond which the triggerer stops taking messages (back-pressure)
+MAX_BACKLOG = 20_000
+BACKLOG_CHECK_INTERVAL = 0.25
 #: dead letters asked for replay are also looked for this often (a lost wake-up)
 REPLAY_INTERVAL = 2.0
 #: a watcher's lease lasts this long unless renewed; a dead triggerer's watchers
@@ -80,6 +83,7 @@ class Triggerer:
         listener: notify.Listener,
         on_events: Callable[[], None],
         owner: str = "standalone",
+        max_backlog: int = MAX_BACKLOG,
     ) -> None:
         self.db = db
         self.runtime = _Runtime(db, listener)
@@ -95,6 +99,9 @@ class Triggerer:
         self._lease_task: asyncio.Task[None] | None = None
         self._lease_wake = asyncio.Event()
         self._replay_wake = listener.event(REPLAY)
+        self.max_backlog = max_backlog
+        self._backlog = 0
+        self._backlog_checked = -1e9
         #: called at "before_commit" and "after_commit"; raising there aborts the
         #: delivery as a crash would (fault-injection tests use it)
         self.fault: Callable[[str], None] = env_fault()
@@ -179,7 +186,8 @@ class Triggerer:
                 await self.db.run(_set_state, self.db.engine, ids, "running", None)
                 backoff.reset()
                 while True:
-                    messages = await trigger.receive(BATCH_SIZE)
+                    room = await self._wait_for_room()
+                    messages = await trigger.receive(min(BATCH_SIZE, room))
                     if messages:
                         await self._deliver(consumer, messages)
             except asyncio.CancelledError:
@@ -245,6 +253,26 @@ class Triggerer:
         created = await self.db.run(replay_requested, self.db.engine, specs, self.consumers_of_asset)
         if created:
             self.on_events()
+
+    async def _wait_for_room(self) -> int:
+        """Back-pressure: while the scheduler has a large backlog of events, take no more.
+
+        Messages then wait in their broker (where they are safe and cheap) instead of
+        piling up in the database faster than runs are made of them.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            if loop.time() - self._backlog_checked > BACKLOG_CHECK_INTERVAL:
+                self._backlog_checked = loop.time()
+                try:
+                    self._backlog = await self.db.run(_backlog, self.db.engine, self.max_backlog)
+                except Exception:
+                    self._backlog = 0  # the delivery itself will report a database problem
+            if self._backlog < self.max_backlog:
+                room = self.max_backlog - self._backlog
+                self._backlog += room  # until the next count, assume this consumer fills it
+                return room
+            await asyncio.sleep(BACKLOG_CHECK_INTERVAL)
 
     async def _housekeeping(self) -> None:
         last_lag = 0.0
@@ -330,6 +358,13 @@ def _set_state(engine: Engine, ids: list[int], state: str, error: str | None) ->
         values["last_error"] = error
     with engine.begin() as conn:
         conn.execute(update(t.watcher).where(t.watcher.c.id.in_(ids)).values(**values))
+
+
+def _backlog(engine: Engine, cap: int) -> int:
+    """Events queued for runs, counted up to `cap` (cheap however large the backlog)."""
+    with engine.connect() as conn:
+        sub = select(t.event_queue.c.id).limit(cap).subquery()
+        return int(conn.execute(select(func.count()).select_from(sub)).scalar_one())
 
 
 def _set_lag(engine: Engine, ids: list[int], lag: int) -> None:
