@@ -193,3 +193,36 @@ def test_back_pressure_keeps_the_backlog_in_the_queue(herald: Herald, ledger: Le
     # Besides the 4 waiting: the 2 workers' tries (queued until the next pass marks them
     # running) and one downstream task or retry.
     assert most_tries_waiting <= 4 + 2 + 1
+
+
+def test_database_connections_cut_while_messages_flow(tmp_path: Any, pg_database: str) -> None:
+    """PostgreSQL drops every connection (as in a restart) three times: Herald reconnects, nothing is lost."""
+    import psycopg
+
+    from tests.conftest import PG_ADMIN_URL
+
+    herald = Herald(tmp_path / "home", pg_database)
+    ledger = Ledger(pg_database)
+    name = pg_database.rsplit("/", 1)[1]
+    try:
+        herald.write_dag("faulty", HEADER + DAG)
+        herald.start()
+        n = 600
+        sender = publish_in_background(herald, [{"n": i} for i in range(n)], chunk=20)
+        for _ in range(3):
+            time.sleep(0.7)
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                cut = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> "
+                    "pg_backend_pid()",
+                    (name,),
+                ).fetchone()
+            assert cut is not None and cut[0] > 0
+        sender.join(120)
+        wait_drained(herald, ledger, n)
+        ledger.check(n)
+        assert herald.proc is not None and herald.proc.poll() is None, "Herald must survive the outage"
+    finally:
+        if herald.proc is not None:
+            herald.stop()
+        ledger.close()
