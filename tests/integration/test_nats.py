@@ -42,6 +42,8 @@ class NatsCase(BrokerCase):
     # close() naks what it holds, so redelivery after a crash does not wait for ack_wait;
     # a short fetch keeps each test's shutdown quick.
     options: ClassVar[dict[str, Any]] = {"ack_wait": 10, "fetch_timeout": 1}
+    # the server's default max_payload is 1 MiB
+    max_body: ClassVar[int] = 1_000_000
 
     def require(self) -> None:
         require_service("NATS", "127.0.0.1", 4222)

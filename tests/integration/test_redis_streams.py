@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -11,7 +18,7 @@ import redis.asyncio as aioredis
 from herald.triggers import redis_streams
 from herald.triggers.base import Message
 from herald.triggers.redis_streams import RedisStreamTrigger
-from tests.conftest import require_service
+from tests.conftest import reachable, require_service
 from tests.integration.contract import BrokerCase, ContractSuite, run
 from tests.integration.harness import TriggererHarness
 
@@ -216,3 +223,99 @@ def test_describe_masks_password_and_conn_id(monkeypatch: pytest.MonkeyPatch) ->
     assert "s3cret" not in str(described)
     assert described["stream"] == "s" and described["block_ms"] == 100
     assert trigger.url.startswith("redis://:s3cret@127.0.0.1:6379")
+
+
+def test_consumer_name_is_per_process_and_not_described() -> None:
+    trigger = RedisStreamTrigger.from_url(f"{REDIS}?stream=s&group=g")
+    assert trigger.consumer == redis_streams.default_consumer_name()
+    assert "consumer" not in trigger.describe()
+    assert RedisStreamTrigger.from_url(f"{REDIS}?stream=s&group=g&consumer=c").describe()["consumer"] == "c"
+
+
+# -- a broker of the test's own, to stop and restart ---------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class PrivateRedis:
+    """A redis-server on 127.0.0.1 with an fsync'd append-only file, that a test may stop."""
+
+    def __init__(self, data: Path) -> None:
+        self.port = _free_port()
+        self.data = data
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data),
+                "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not reachable("127.0.0.1", self.port, timeout=0.5):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("the private redis-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_watcher_resumes_after_the_broker_restarts(tmp_path: Path, private_redis: PrivateRedis) -> None:
+    url = f"{private_redis.url}?stream=sensors&group=herald&block_ms=500"
+    harness = TriggererHarness(f"sqlite:///{tmp_path}/herald.db")
+
+    async def scenario() -> None:
+        await harness.start(("readings", RedisStreamTrigger.from_url(url)))
+        await redis_streams.publish(url, b'{"n": 1}')
+        await harness.wait_events(1, timeout=30)
+        await redis_streams.close_publishers()
+
+        # When the broker stops, the watcher says so rather than stopping silently
+        await asyncio.to_thread(private_redis.stop)
+        await harness.wait_for(
+            lambda: harness.watchers()[0]["state"] == "reconnecting", timeout=30, what="state reconnecting"
+        )
+        # and when it comes back (from its append-only file), the watcher resumes and loses nothing
+        await asyncio.to_thread(private_redis.start)
+        for n in range(2, 5):
+            await redis_streams.publish(url, f'{{"n": {n}}}'.encode())
+        await harness.wait_events(4, timeout=60)
+        await harness.wait_for(lambda: harness.watchers()[0]["state"] == "running", what="state running")
+        await harness.settle(0.5)
+        await harness.stop()
+        await redis_streams.close_publishers()
+        assert sorted(e["payload"]["n"] for e in harness.events()) == [1, 2, 3, 4]
+
+    try:
+        run(scenario)
+    finally:
+        harness.close()

@@ -101,6 +101,8 @@ class RedisStreamTrigger(BaseEventTrigger):
         self.stream = stream
         self.group = group
         self.consumer = consumer or default_consumer_name()
+        # A derived name differs in every process: keep it out of describe(), which is stored.
+        self._consumer_given = consumer is not None
         self.block_ms = int(block_ms)
         self.claim_idle_ms = int(claim_idle_ms)
         self.start_id = start_id
@@ -142,6 +144,17 @@ class RedisStreamTrigger(BaseEventTrigger):
         self._next_claim = 0.0
 
     async def receive(self, max_messages: int) -> list[Message]:
+        messages = await self._receive(max_messages)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # redis-py can swallow a cancellation that lands during a blocking XREADGROUP
+            # (seen with redis 8.1 on Python 3.11) and return normally; the triggerer could
+            # then never stop this consumer. The entries read are in our pending list and
+            # are re-read after the next open.
+            raise asyncio.CancelledError
+        return messages
+
+    async def _receive(self, max_messages: int) -> list[Message]:
         client = self._require_client()
         if self._pending_cursor is not None:
             # Our own entries delivered before a reconnect and never acknowledged.
@@ -229,7 +242,9 @@ class RedisStreamTrigger(BaseEventTrigger):
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose()
+            # Shielded: the triggerer may be cancelled while it closes after an error, and
+            # a close cut short leaves sockets open.
+            await asyncio.shield(client.aclose())
 
     async def lag(self) -> int | None:
         """Entries pending in the group (delivered, not acknowledged) plus those not yet delivered."""
@@ -242,16 +257,18 @@ class RedisStreamTrigger(BaseEventTrigger):
         return None
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described: dict[str, Any] = {
             "url": mask_url(self.url),
             "broker": "redis",
             "stream": self.stream,
             "group": self.group,
-            "consumer": self.consumer,
             "block_ms": self.block_ms,
             "claim_idle_ms": self.claim_idle_ms,
             "start_id": self.start_id,
         }
+        if self._consumer_given:
+            described["consumer"] = self.consumer
+        return described
 
     def _require_client(self) -> aioredis.Redis:
         if self._client is None:
