@@ -58,9 +58,17 @@ class BrokerCase:
         return MessageQueueTrigger(url, **{**self.options, **options})
 
 
-def run(coro_fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run an async scenario to the end in a fresh event loop."""
-    asyncio.run(coro_fn())
+def run(coro_fn: Callable[[], Coroutine[Any, Any, None]], harness: TriggererHarness | None = None) -> None:
+    """Run an async scenario to the end in a fresh event loop; a failing one still stops `harness`."""
+
+    async def main() -> None:
+        try:
+            await coro_fn()
+        finally:
+            if harness is not None:
+                await harness.stop()
+
+    asyncio.run(main())
 
 
 class ContractSuite:
@@ -104,7 +112,7 @@ class ContractSuite:
             assert binary["payload"] == "//4AYmluYXJ5"
             assert harness.queued() == 3  # one queue entry per event for the DAG on the asset
 
-        run(scenario)
+        run(scenario, harness)
 
     def test_crash_after_commit_before_ack_makes_no_duplicate(self, harness: TriggererHarness, url: str) -> None:
         crashed: list[str] = []
@@ -130,7 +138,7 @@ class ContractSuite:
             assert crashed
             assert sorted(e["payload"]["order"] for e in harness.events()) == [1, 2]
 
-        run(scenario)
+        run(scenario, harness)
 
     def test_crash_before_commit_redelivers(self, harness: TriggererHarness, url: str) -> None:
         crashed: list[str] = []
@@ -151,7 +159,7 @@ class ContractSuite:
             assert crashed, "the fault point was never reached"
             assert [e["payload"] for e in events] == [{"order": 1}]
 
-        run(scenario)
+        run(scenario, harness)
 
     def test_apply_function_and_filter(self, harness: TriggererHarness, url: str) -> None:
         def parse(message: Message) -> Any:
@@ -172,7 +180,7 @@ class ContractSuite:
             w = harness.watchers()[0]
             assert (w["received"], w["events"], w["skipped"], w["dead_lettered"]) == (4, 2, 2, 0)
 
-        run(scenario)
+        run(scenario, harness)
 
     def test_poison_message_becomes_dead_letter_and_consumption_goes_on(
         self, harness: TriggererHarness, url: str
@@ -194,7 +202,7 @@ class ContractSuite:
             assert "JSONDecodeError" in dead[0]["error"]
             assert [e["payload"] for e in harness.events()] == [{"ok": True}]
 
-        run(scenario)
+        run(scenario, harness)
 
     def test_bad_input_becomes_dead_letters_and_consumption_goes_on(
         self, harness: TriggererHarness, url: str
@@ -250,7 +258,7 @@ class ContractSuite:
             w = harness.watchers()[0]
             assert w["dead_lettered"] + w["events"] == published
 
-        run(scenario)
+        run(scenario, harness)
 
     def test_watcher_state_is_running(self, harness: TriggererHarness, url: str) -> None:
         async def scenario() -> None:
@@ -261,4 +269,4 @@ class ContractSuite:
             await self.case.cleanup(url)
             assert harness.watchers()[0]["state"] == "stopped"
 
-        run(scenario)
+        run(scenario, harness)

@@ -191,8 +191,7 @@ class Triggerer:
                     if messages:
                         await self._deliver(consumer, messages)
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await trigger.close()
+                await _close_quietly(trigger)
                 raise
             except Exception as exc:
                 delay = backoff.next()
@@ -200,8 +199,7 @@ class Triggerer:
                 error = f"{type(exc).__name__}: {exc}"
                 log.warning("watcher(s) %s: %s; retrying in %.1fs", ids, error, delay)
                 log.debug("%s", traceback.format_exc())
-                with contextlib.suppress(Exception):
-                    await trigger.close()
+                await _close_quietly(trigger)
                 with contextlib.suppress(Exception):
                     await self.db.run(_set_state, self.db.engine, ids, state, error)
                 await asyncio.sleep(delay)
@@ -297,6 +295,19 @@ class Triggerer:
                     ids = [w.id for w in consumer.watchers]
                     with contextlib.suppress(Exception):
                         await self.db.run(_set_lag, self.db.engine, ids, lag)
+
+
+async def _close_quietly(trigger: BaseEventTrigger) -> None:
+    """Close a trigger to the end even if the consumer is being cancelled (no leaked sockets)."""
+    task = asyncio.ensure_future(trigger.close())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
+    except Exception as exc:
+        log.debug("closing %r failed: %s", trigger, exc)
 
 
 def env_fault() -> Callable[[str], None]:

@@ -47,4 +47,5 @@ def with_connection(url: str, conn_id: str | None) -> str:
     scheme = target.scheme or conn.scheme
     if conn.scheme.startswith(target.scheme) and conn.scheme != target.scheme:
         scheme = conn.scheme  # sqs + a connection saying sqs+http
-    return urlunsplit((scheme, conn.netloc, target.path or conn.path, urlencode(query), ""))
+    path = target.path if target.path.strip("/") else conn.path  # "redis://_/?stream=s": the connection's db
+    return urlunsplit((scheme, conn.netloc, path, urlencode(query), ""))
