@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -80,6 +81,10 @@ class Scheduler:
         self.asset_ids: dict[str, int] = {}
         self._results: list[TaskResult] = []
         self._notify_after: set[str] = set()
+        #: called (on the event loop) with the ids of tries left queued in the database for
+        #: workers, after the pass that queued them committed: the Celery executor's hook
+        self.on_queued: Callable[[list[int]], None] | None = None
+        self._queued_now: list[int] = []
         self.max_waiting_tries = max_waiting_tries
         self._started: list[TaskStarted] = []
         self._stopping = False
@@ -124,12 +129,16 @@ class Scheduler:
                 outcome = await self.db.run(self._pass, results, started)
             except Exception:
                 log.exception("scheduler pass failed; retrying")
+                self._queued_now.clear()  # rolled back with the pass
                 self._results[:0] = results
                 self._started[:0] = started
                 await asyncio.sleep(1.0)
                 continue
             if outcome.requests and self.executor is not None:
                 self.executor.submit(outcome.requests)
+            queued, self._queued_now = self._queued_now, []
+            if queued and self.on_queued is not None:
+                self.on_queued(queued)
             if self._notify_after:
                 channels, self._notify_after = self._notify_after, set()
                 notify.notify(self.db.url, *channels)
@@ -268,6 +277,7 @@ class Scheduler:
             .where(ti.c.id.in_(ti_ids))
             .values(state="queued", try_number=ti.c.try_number + 1, next_try_at=None, heartbeat_at=None)
         )
+        self._queued_now.extend(ti_ids)
         if not notify.notify_in(conn, notify.WORKERS):
             self._notify_after.add(notify.WORKERS)
 
