@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import threading
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ def _background_loop() -> asyncio.AbstractEventLoop:
             thread = threading.Thread(target=loop.run_forever, name="herald-publish", daemon=True)
             thread.start()
             _loop = loop
+            atexit.register(_close_publishers, loop)
         return _loop
 
 
@@ -63,6 +65,24 @@ def publish(url: str, body: Any, headers: dict[str, str] | None = None, *, timeo
     """
     future: Future[None] = asyncio.run_coroutine_threadsafe(apublish(url, body, headers), _background_loop())
     future.result(timeout)
+
+
+def _close_publishers(loop: asyncio.AbstractEventLoop) -> None:
+    """At exit: close every broker connection the publishers keep, on the loop that opened them."""
+    import sys
+
+    async def close_all() -> None:
+        for name, module in list(sys.modules.items()):
+            close = getattr(module, "close_publishers", None) if name.startswith("herald.triggers.") else None
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+    if loop.is_closed():
+        return
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(close_all(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
 
 
 def _engine(url: str) -> Engine:
