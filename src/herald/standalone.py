@@ -157,19 +157,32 @@ class SchedulerProcess(Service):
 
     async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
         scheduler = Scheduler(db, None, listener.event(notify.SCHEDULER), self.settings.max_waiting_tries)
+        sender = None
+        if self.settings.executor == "celery":
+            # Tries stay queued in the database; each also goes to a Celery queue.
+            from herald.executors.celery_executor import CelerySender
+
+            sender = CelerySender.from_settings(self.settings.celery_broker_url, db.engine, lambda: scheduler.dags)
+            scheduler.on_queued = sender.on_queued
         source = DagSource(self.settings, db, say=self.say)
         source.subscribe(lambda bag, cat: scheduler.update(bag.dags, cat.asset_ids, cat.consumers))
         bag = await source.load()
         task = asyncio.create_task(scheduler.run(), name="scheduler")
         watch = asyncio.create_task(source.watch(), name="dag-reload")
-        self.say(f"Herald scheduler running ({len(bag.dags)} DAG(s)); Ctrl-C stops it.")
+        resend = asyncio.create_task(sender.run(), name="celery-resend") if sender is not None else None
+        to = "Celery" if sender is not None else "herald worker processes"
+        self.say(f"Herald scheduler running ({len(bag.dags)} DAG(s), tasks go to {to}); Ctrl-C stops it.")
         try:
             await stop.wait()
         finally:
             watch.cancel()
+            if resend is not None:
+                resend.cancel()
             scheduler.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)
+            if sender is not None:
+                await asyncio.to_thread(sender.stop)
             self.say("Herald scheduler stopped.")
 
 
@@ -196,7 +209,7 @@ class TriggererProcess(Service):
 
 
 class WorkerProcess(Service):
-    """`herald worker`: runs tries claimed from the database on a local pool."""
+    """`herald worker`: runs tries claimed from the database on a local pool, or is a Celery worker."""
 
     def __init__(
         self, settings: Settings, queues: list[str] | None, concurrency: int | None, say: Callable[[str], None] = print
@@ -204,6 +217,19 @@ class WorkerProcess(Service):
         super().__init__(settings, say)
         self.queues = queues
         self.concurrency = concurrency or settings.worker_count
+
+    def run_celery(self) -> None:
+        """With `HERALD_EXECUTOR=celery`: a Celery worker of the task queues (blocks until stopped)."""
+        from herald.executors.celery_worker import run_worker
+        from herald.store.db import make_engine
+        from herald.store.migrate import upgrade
+
+        engine = make_engine(self.settings.db_url, pool_size=0)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()  # before the pool processes fork: each opens its own
+        run_worker(self.settings, self.queues, self.concurrency, process_name("worker"), say=self.say)
 
     async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
         from herald.executors.worker_service import WorkerService

@@ -151,11 +151,26 @@ def worker(
     queues: Annotated[str | None, typer.Option(help="Comma-separated task queues to serve (default: default).")] = None,
     concurrency: Annotated[int | None, typer.Option(min=1, max=512, help="Worker processes.")] = None,
 ) -> None:
-    """Run a pool of worker processes that take tasks from the database."""
+    """Run worker processes that take tasks from the database (a Celery worker if HERALD_EXECUTOR=celery)."""
     from herald.standalone import WorkerProcess
 
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
-    _serve(WorkerProcess(_require_postgres("worker"), names, concurrency, say=_say))
+    settings = _require_postgres("worker")
+    if settings.executor == "celery":
+        if not settings.celery_broker_url:
+            fail(
+                "HERALD_EXECUTOR=celery needs HERALD_CELERY_BROKER_URL",
+                "for example HERALD_CELERY_BROKER_URL=redis://127.0.0.1:6379/1",
+            )
+        import logging
+
+        logging.basicConfig(
+            level=os.environ.get("HERALD_LOG_LEVEL", "WARNING").upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        WorkerProcess(settings, names, concurrency, say=_say).run_celery()
+        return
+    _serve(WorkerProcess(settings, names, concurrency, say=_say))
 
 
 @app.command()

@@ -1,0 +1,236 @@
+"""Tasks on Celery workers: two schedulers, two triggerers, two Celery workers on PostgreSQL.
+
+Messages come from two brokers (the embedded local:// queue and Redis Streams);
+Celery's own broker is Redis, then RabbitMQ. Every message makes one successful
+run, the runs are spread over both workers, and a worker killed mid-task loses
+nothing and runs no try twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_service
+from tests.e2e.conftest import HERALD, Herald
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
+
+CELERY_DAG = """
+import os, time
+from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, get_current_context, task
+
+local_jobs = Asset("local_jobs", watchers=[AssetWatcher("local", MessageQueueTrigger("local://jobs"))])
+redis_jobs = Asset("redis_jobs", watchers=[AssetWatcher("redis", MessageQueueTrigger(os.environ["TEST_STREAM_URL"]))])
+
+@dag(schedule=(local_jobs | redis_jobs))
+def celery_job():
+    @task(retries=2)
+    def work(triggering_asset_events):
+        ctx = get_current_context()
+        payload = [e for events in triggering_asset_events.values() for e in events][0].extra["payload"]
+        # One line per try that starts: the same try starting twice would show here.
+        with open(os.environ["TEST_STARTS"], "a") as fh:
+            fh.write(f"{ctx['run_id']} {ctx['ti']['try_number']} {os.getpid()}\\n")
+        time.sleep(payload.get("sleep", 0.005))
+        return {"n": payload["n"]}
+
+    @task
+    def after(result):
+        return result["n"]
+
+    after(work())
+
+celery_job()
+"""
+
+
+class CeleryCluster:
+    """Herald's processes, each in a session of its own (a worker's pool dies with it)."""
+
+    def __init__(self, herald: Herald) -> None:
+        self.herald = herald
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> None:
+        with (self.herald.home / f"{name}.log").open("ab") as out:
+            self.procs[name] = subprocess.Popen(
+                [HERALD, *args],
+                env=self.herald.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.herald.home,
+                start_new_session=True,
+            )
+
+    def kill_group(self, name: str) -> None:
+        """kill -9 the worker and its Celery pool processes, as a lost machine would."""
+        proc = self.procs[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                pass
+            # Whatever is left of the session (Celery pool processes included).
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+    def logs(self) -> str:
+        return "\n".join(f"== {p.name}\n{p.read_text()[-3000:]}" for p in Path(self.herald.home).glob("*.log"))
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.herald.env["HERALD_DATABASE_URL"]) as conn:
+            return conn.execute(query, params).fetchall()
+
+
+def _cluster(tmp_path: Path, pg_database: str, broker_url: str) -> Iterator[CeleryCluster]:
+    herald = Herald(tmp_path / "home", pg_database)
+    tag = uuid.uuid4().hex[:10]
+    herald.env.update(
+        {
+            "HERALD_EXECUTOR": "celery",
+            "HERALD_CELERY_BROKER_URL": broker_url,
+            # A Celery queue of this test's own on the shared broker.
+            "HERALD_CELERY_QUEUE_PREFIX": f"herald-test-{tag}.",
+            # Redis gives a dead worker's unacknowledged messages back this soon.
+            "HERALD_CELERY_VISIBILITY_TIMEOUT": "10",
+            "HERALD_CELERY_RESEND_AFTER": "10",
+            "TEST_STREAM_URL": f"redis://127.0.0.1:6379/0?stream=herald-celery-{tag}&group=herald",
+            "TEST_STARTS": str(tmp_path / "starts.txt"),
+        }
+    )
+    (tmp_path / "starts.txt").touch()
+    c = CeleryCluster(herald)
+    yield c
+    c.stop_all()
+    import redis
+
+    redis.Redis.from_url("redis://127.0.0.1:6379/0").delete(f"herald-celery-{tag}")
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path, pg_database: str) -> Iterator[CeleryCluster]:
+    require_service("Redis", "127.0.0.1", 6379)
+    yield from _cluster(tmp_path, pg_database, "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def rabbitmq_cluster(tmp_path: Path, pg_database: str) -> Iterator[CeleryCluster]:
+    require_service("Redis", "127.0.0.1", 6379)  # the Redis Streams watcher
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    yield from _cluster(tmp_path, pg_database, "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def _publish(cluster: CeleryCluster, bodies: list[dict[str, Any]]) -> None:
+    """Half to local://jobs, half to the Redis stream."""
+    from herald.publishing import publish
+
+    cluster.herald.publish("jobs", *bodies[::2])
+    for body in bodies[1::2]:
+        publish(cluster.herald.env["TEST_STREAM_URL"], body)
+
+
+def _finished(herald: Herald, count: int, timeout: float) -> list[dict[str, Any]]:
+    return herald.wait_runs(count, "celery_job", timeout=timeout)
+
+
+def scenario(cluster: CeleryCluster, messages: int) -> None:
+    herald = cluster.herald
+    herald.write_dag("celery_dag", CELERY_DAG)
+    for name in ("scheduler-1", "scheduler-2"):
+        cluster.start(name, "scheduler")
+    for name in ("triggerer-1", "triggerer-2"):
+        cluster.start(name, "triggerer")
+    for name in ("worker-1", "worker-2"):
+        cluster.start(name, "worker", "--concurrency", "2")
+    herald.wait_for(
+        lambda: len([w for w in herald.cli_json("watchers", "list") if w["state"] == "running"]) == 2,
+        what="both watchers running",
+        timeout=60,
+    )
+
+    # 1. Messages from both brokers: one successful run each, on both workers.
+    began = time.monotonic()
+    _publish(cluster, [{"n": i} for i in range(messages)])
+    runs = _finished(herald, messages, timeout=90)
+    elapsed = time.monotonic() - began
+    print(f"\n{messages} runs (2 tasks each) through Celery in {elapsed:.1f}s: {messages / elapsed:.0f} runs/s")
+    assert len(runs) == messages, cluster.logs()
+    assert {r["state"] for r in runs} == {"success"}, cluster.logs()
+    workers = {
+        str(host).split("/")[0]
+        for (host,) in cluster.sql("SELECT hostname FROM task_instance WHERE state = 'success'")
+    }
+    pids = {str(cluster.procs[n].pid) for n in ("worker-1", "worker-2")}
+    assert {w.rsplit(":", 1)[1] for w in workers} == pids, f"both workers should have run tasks: {workers}"
+
+    # 2. A worker dies (with its pool) while it runs tasks: nothing is lost.
+    slow = [{"n": messages + i, "sleep": 4} for i in range(4)]
+    quick = [{"n": messages + len(slow) + i} for i in range(100)]
+    _publish(cluster, slow + quick)
+
+    def running_slow() -> str | None:
+        rows = cluster.sql(
+            "SELECT hostname FROM task_instance WHERE state = 'running' AND task_id = 'work' "
+            "AND started_at < now() - interval '1 second'"
+        )
+        return str(rows[0][0]) if rows else None
+
+    host = herald.wait_for(running_slow, timeout=60, what="a slow task running on a worker")
+    victim = next(n for n in ("worker-1", "worker-2") if host.split("/")[0].endswith(f":{cluster.procs[n].pid}"))
+    cluster.kill_group(victim)
+    total = messages + len(slow) + len(quick)
+    runs = _finished(herald, total, timeout=100)
+
+    assert len(runs) == total, cluster.logs()
+    assert {r["state"] for r in runs} == {"success"}, cluster.logs()
+    assert not cluster.sql("SELECT id FROM task_instance WHERE state <> 'success'")
+    events = [e for r in runs for e in r["event_ids"]]
+    assert len(events) == len(set(events)) == total
+    payloads = Counter(
+        e["extra"]["payload"]["n"] for e in herald.cli_json("events", "list", "--limit", str(total + 100))
+    )
+    assert sorted(payloads) == list(range(total)) and set(payloads.values()) == {1}
+    # No try started twice; the tries the dead worker was running were tried again.
+    starts = Counter(
+        tuple(line.split()[:2]) for line in Path(herald.env["TEST_STARTS"]).read_text().splitlines() if line
+    )
+    assert [k for k, v in starts.items() if v > 1] == []
+    retried = {run_id for run_id, number in starts if number == "2"}
+    assert retried, "the killed worker's tasks should have been tried again"
+    assert len(retried) <= 2  # at most what the dead worker was running (2 processes)
+    errors = cluster.sql("SELECT count(*) FROM task_instance WHERE try_number > 1")
+    assert errors[0][0] == len(retried)
+
+
+@pytest.mark.broker("redis")
+def test_celery_on_redis_runs_every_message_once_and_survives_a_killed_worker(redis_cluster: CeleryCluster) -> None:
+    scenario(redis_cluster, 1000)
+
+
+@pytest.mark.broker("rabbitmq")
+def test_celery_on_rabbitmq_runs_every_message_once_and_survives_a_killed_worker(
+    rabbitmq_cluster: CeleryCluster,
+) -> None:
+    scenario(rabbitmq_cluster, 200)
