@@ -8,6 +8,7 @@ nothing and runs no try twice.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -83,15 +84,11 @@ class CeleryCluster:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for proc in self.procs.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
             # Whatever is left of the session (Celery pool processes included).
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait()
 
     def logs(self) -> str:
@@ -179,8 +176,7 @@ def scenario(cluster: CeleryCluster, messages: int) -> None:
     assert len(runs) == messages, cluster.logs()
     assert {r["state"] for r in runs} == {"success"}, cluster.logs()
     workers = {
-        str(host).split("/")[0]
-        for (host,) in cluster.sql("SELECT hostname FROM task_instance WHERE state = 'success'")
+        str(host).split("/")[0] for (host,) in cluster.sql("SELECT hostname FROM task_instance WHERE state = 'success'")
     }
     pids = {str(cluster.procs[n].pid) for n in ("worker-1", "worker-2")}
     assert {w.rsplit(":", 1)[1] for w in workers} == pids, f"both workers should have run tasks: {workers}"

@@ -4,8 +4,10 @@ The division of labour with the database stays the one of `herald worker`:
 
 - A scheduler leaves tries `queued` in the database (try number bumped) and,
   after the pass commits, `CelerySender.on_queued` publishes one Celery message
-  per try, `herald.run_try(ti_id, try_number)`, to the try's queue
-  (`@task(queue="gpu")`, else `default`).
+  per try, `herald.run_try(ti_id, try_number, request)`, to the try's queue
+  (`@task(queue="gpu")`, else `default`); `request` is what the task needs (its
+  run, events, upstream results), or None when that is large and the worker
+  reads it from the database.
 - A Celery worker (`herald worker` with `HERALD_EXECUTOR=celery`, see
   `celery_worker`) claims the try in the database before running it
   (`UPDATE ... WHERE state='queued' AND try_number=N`): a message delivered twice,
@@ -30,15 +32,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, select
 
+from herald.executors.base import TaskRequest
+from herald.scheduler.scheduler import build_requests
 from herald.sdk.dag import DAG
 from herald.store import tables as t
 
@@ -53,6 +59,8 @@ PREFETCH_MULTIPLIER = 4
 RESEND_AFTER = float(os.environ.get("HERALD_CELERY_RESEND_AFTER", "60"))
 #: Redis: an unacknowledged message (its worker died) comes back after this many seconds
 VISIBILITY_TIMEOUT = float(os.environ.get("HERALD_CELERY_VISIBILITY_TIMEOUT", "300"))
+#: a try's request (run, events, upstream results) up to this size (JSON) travels in its message
+MAX_INLINE_REQUEST = 64 * 1024
 #: how often (seconds) a scheduler looks for queued tries that lost their message
 SWEEP_INTERVAL = 5.0
 #: put before every Celery queue name: Herald installations that share one broker stay apart
@@ -161,23 +169,25 @@ class CelerySender:
 
     def _send_ids(self, ti_ids: list[int]) -> None:
         ti = t.task_instance
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(ti.c.id, ti.c.dag_id, ti.c.task_id, ti.c.try_number, ti.c.queue)
-                .where(ti.c.id.in_(ti_ids), ti.c.state == "queued")
-                .order_by(ti.c.id)
-            ).all()
-        now = time.monotonic()
-        for r in rows:
-            self._seen[int(r.id)] = _Seen(int(r.try_number), now)
-        self._publish(rows)
-
-    def _publish(self, rows: Sequence[Any]) -> None:
-        if not rows:
-            return
         dags = self.dags()
+        with self.engine.connect() as conn:
+            queued = [
+                int(i)
+                for i in conn.execute(
+                    select(ti.c.id).where(ti.c.id.in_(ti_ids), ti.c.state == "queued").order_by(ti.c.id)
+                ).scalars()
+            ]
+            requests = build_requests(conn, dags, queued)
+        now = time.monotonic()
+        for r in requests:
+            self._seen[r.ti_id] = _Seen(r.try_number, now)
+        self._publish(requests, dags)
+
+    def _publish(self, requests: list[TaskRequest], dags: dict[str, DAG]) -> None:
+        if not requests:
+            return
         with self.app.producer_or_acquire() as producer:
-            for r in rows:
+            for r in requests:
                 options: dict[str, Any] = {}
                 dag = dags.get(r.dag_id)
                 task = dag.tasks.get(r.task_id) if dag is not None else None
@@ -185,9 +195,14 @@ class CelerySender:
                     # The task fails with SoftTimeLimitExceeded in its log; a task that
                     # ignores it is killed a little later (and failed by its heartbeat).
                     options = {"soft_time_limit": task.timeout, "time_limit": task.timeout + 10}
+                # What the try needs (its run, events, upstream results) does not change
+                # once it is queued: sent along, it spares the worker the queries.
+                body: dict[str, Any] | None = dataclasses.asdict(r)
+                if len(json.dumps(body, default=str)) > MAX_INLINE_REQUEST:
+                    body = None  # large events: the worker reads them from the database
                 self.app.send_task(
                     TASK_NAME,
-                    args=[int(r.id), int(r.try_number)],
+                    args=[r.ti_id, r.try_number, body],
                     queue=celery_queue(r.queue),
                     producer=producer,
                     **options,
@@ -224,7 +239,10 @@ class CelerySender:
             seen.since, seen.resends = now, seen.resends + 1
         if due:
             log.warning("sending %d try(s) to Celery again: queued for %gs or more", len(due), self.resend_after)
-            self._publish(due)
+            dags = self.dags()
+            with self.engine.connect() as conn:
+                requests = build_requests(conn, dags, [int(r.id) for r in due])
+            self._publish([r for r in requests if r.try_number == self._seen[r.ti_id].try_number], dags)
 
     def _queue_sizes(self, names: set[str]) -> dict[str, int | None]:
         """Messages waiting in each Celery queue (0 if it does not exist, None if unknown)."""

@@ -2,7 +2,8 @@
 
 The worker's pool processes (prefork) import the DAG files once, when they
 start, and again when a file changes. Each message names one try
-(`ti_id`, `try_number`); the pool process:
+(`ti_id`, `try_number`, and usually carries what it needs: its run, events and
+upstream results); the pool process:
 
 1. claims it: `UPDATE task_instance SET state='running', hostname=... WHERE
    id=... AND state='queued' AND try_number=...`. Nothing claimed means a
@@ -47,17 +48,27 @@ from herald.store.types import utcnow
 log = logging.getLogger("herald.celery.worker")
 
 
-def claim_try(engine: Engine, dags: dict[str, DAG], ti_id: int, try_number: int, name: str) -> TaskRequest | None:
-    """Claim one queued try for this worker; None when it is not (or no longer) queued under that number."""
+def claim_try(
+    engine: Engine, dags: dict[str, DAG], ti_id: int, try_number: int, name: str, request: TaskRequest | None = None
+) -> TaskRequest | None:
+    """Claim one queued try for this worker; None when it is not (or no longer) queued under that number.
+
+    With the `request` its message carried, the claim is one statement; without, the
+    request is read from the database in the claiming transaction.
+    """
     ti = t.task_instance
     now = utcnow()
+    claim = (
+        update(ti)
+        .where(ti.c.id == ti_id, ti.c.state == "queued", ti.c.try_number == try_number)
+        .values(state="running", started_at=now, hostname=name, heartbeat_at=now)
+    )
+    if request is not None:
+        with engine.connect() as conn:
+            claimed = conn.execution_options(isolation_level="AUTOCOMMIT").execute(claim).rowcount
+        return request if claimed else None
     with engine.begin() as conn:
-        claimed = conn.execute(
-            update(ti)
-            .where(ti.c.id == ti_id, ti.c.state == "queued", ti.c.try_number == try_number)
-            .values(state="running", started_at=now, hostname=name, heartbeat_at=now)
-        ).rowcount
-        if not claimed:
+        if not conn.execute(claim).rowcount:
             return None
         requests = build_requests(conn, dags, [ti_id])
     return requests[0] if requests else None
@@ -85,9 +96,10 @@ class _PoolProcess:
                 self.bag = load_folder(self.bag.folder)
         return self.bag.dags
 
-    def run(self, ti_id: int, try_number: int) -> str:
+    def run(self, ti_id: int, try_number: int, body: dict[str, Any] | None) -> str:
         dags = self.dags()
-        request = claim_try(self.engine, dags, ti_id, try_number, self.name)
+        sent = TaskRequest(**body) if body else None
+        request = claim_try(self.engine, dags, ti_id, try_number, self.name, sent)
         if request is None:
             log.info("try %s (number %s) is not queued any more: duplicate delivery dropped", ti_id, try_number)
             return "skipped"
@@ -137,11 +149,11 @@ def build_worker_app(settings: Settings, worker_name: str) -> Any:
     worker_process_init.connect(init_pool_process, weak=False)
 
     @app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]
-    def run_try(ti_id: int, try_number: int) -> str:
+    def run_try(ti_id: int, try_number: int, request: dict[str, Any] | None = None) -> str:
         global _process
         if _process is None:  # a solo or threads pool: no pool-process start signal
             _process = _PoolProcess(settings, worker_name)
-        return _process.run(int(ti_id), int(try_number))
+        return _process.run(int(ti_id), int(try_number), request)
 
     return app
 
