@@ -103,9 +103,9 @@ def left_in_broker(url: str) -> int | None:
 
 
 # MQTT: Mosquitto keeps at most 1,000 messages for a session while its client is away
-# (max_queued_messages); SQS: moto answers one publish at a time, slowly; Kafka: after a
-# kill the mock cluster serves the restarted group member slowly (about 10 messages/s,
-# still being investigated), so CI sends it fewer messages.
+# (max_queued_messages); SQS: moto answers one publish at a time, slowly; Kafka: each
+# restart waits for the killed group member's session to expire (6 s) before the
+# partitions move, so CI keeps its run short with fewer messages.
 SIZES: dict[str, Callable[[int], int]] = {
     "mqtt": lambda n: min(n, 500),
     "sqs": lambda n: min(n, 500),

@@ -188,6 +188,7 @@ class Triggerer:
                 while True:
                     room = await self._wait_for_room()
                     messages = await trigger.receive(min(BATCH_SIZE, room))
+                    self._backlog += len(messages)  # until the next count
                     if messages:
                         await self._deliver(consumer, messages)
             except asyncio.CancelledError:
@@ -267,9 +268,7 @@ class Triggerer:
                 except Exception:
                     self._backlog = 0  # the delivery itself will report a database problem
             if self._backlog < self.max_backlog:
-                room = self.max_backlog - self._backlog
-                self._backlog += room  # until the next count, assume this consumer fills it
-                return room
+                return self.max_backlog - self._backlog
             await asyncio.sleep(BACKLOG_CHECK_INTERVAL)
 
     async def _housekeeping(self) -> None:
