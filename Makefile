@@ -30,7 +30,7 @@ test: install services chromium
 
 # The fault-injection harness at full size (CI runs it at 2,000 messages).
 test-faults: install services
-	HERALD_FAULT_MESSAGES=100000 HERALD_FAULT_KILLS=10 $(BIN)/python -m pytest -p no:cacheprovider tests/faults
+	HERALD_FAULT_MESSAGES=100000 HERALD_FAULT_KILLS=10 HERALD_BACKLOG=1000000 $(BIN)/python -m pytest -p no:cacheprovider tests/faults
 
 test-fast: install
 	$(BIN)/python -m pytest -p no:cacheprovider tests/unit
