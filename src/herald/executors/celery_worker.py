@@ -13,7 +13,9 @@ upstream results); the pool process:
 2. runs it exactly as the local pool does (`worker.run_task`: context, captured
    log, JSON result), sending heartbeats every few seconds while it runs;
 3. writes the result and the log to `task_result` (and wakes the schedulers),
-   then returns, and only then is the message acknowledged.
+   then returns, and only then is the message acknowledged. A try that the
+   scheduler failed as lost while it ran (its heartbeats did not get through)
+   and may have started again keeps no late result.
 
 A pool process that dies mid-task leaves its message unacknowledged: it is
 requeued (`reject_on_worker_lost`; on Redis, also after the visibility timeout),
@@ -32,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 
 from herald.config import Settings
 from herald.executors.base import TaskRequest, TaskResult
@@ -113,6 +115,11 @@ class _PoolProcess:
         message.pop("ti_id", None)
         message["hostname"] = self.name
         result = TaskResult(ti_id=ti_id, **message)
+        if not self._still_ours(ti_id, try_number):
+            # Failed as lost meanwhile (its heartbeats did not reach the database) and
+            # perhaps running again elsewhere: this late result must not count.
+            log.warning("try %s (number %s) was failed as lost while it ran; its result is dropped", ti_id, try_number)
+            return "dropped"
         for attempt in range(10):
             try:
                 store_results(self.engine, [result])
@@ -123,6 +130,22 @@ class _PoolProcess:
                 stop.wait(min(2.0**attempt, 10.0))
         heartbeat.join(timeout=1)
         return str(result.state)
+
+    def _still_ours(self, ti_id: int, try_number: int) -> bool:
+        ti = t.task_instance
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    select(ti.c.id).where(
+                        ti.c.id == ti_id,
+                        ti.c.state == "running",
+                        ti.c.try_number == try_number,
+                        ti.c.hostname == self.name,
+                    )
+                ).first()
+        except Exception:
+            return True  # the database is away: store_results retries, and decides nothing
+        return row is not None
 
     def _heartbeat(self, ti_id: int, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_INTERVAL):
