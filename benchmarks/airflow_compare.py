@@ -140,6 +140,18 @@ def send(client: Any, queue_url: str, keys: list[str]) -> dict[str, float]:
     return published
 
 
+def empty_queue(client: Any, queue_url: str) -> None:
+    """Delete what an earlier side left (PurgeQueue is allowed once a minute only)."""
+    while True:
+        got = client.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not got:
+            return
+        client.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)],
+        )
+
+
 def run_side(
     client: Any, queue_url: str, stamps: Stamps, latency_n: int, drain_n: int, drain_timeout: float, label: str
 ) -> dict[str, Any]:
@@ -283,15 +295,23 @@ def main() -> None:
     parser.add_argument("--drain", type=int, default=1000)
     parser.add_argument("--drain-timeout", type=float, default=240)
     parser.add_argument("--sides", default="herald,airflow_fastest,airflow_defaults")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other sides of an earlier airflow_compare.json (re-run one side)"
+    )
     args = parser.parse_args()
     exe = ensure_airflow()
     version = subprocess.run([str(exe), "version"], capture_output=True, text=True).stdout.strip().splitlines()
     sides: dict[str, Any] = {}
+    earlier = RESULTS / "airflow_compare.json"
+    if args.merge and earlier.exists():
+        sides = json.loads(earlier.read_text())["sides"]
+        for side in args.sides.split(","):
+            sides.pop(side, None)
     with moto_server() as port:
         client = sqs_client(port)
         queue_url = client.create_queue(QueueName="airflow-vs-herald")["QueueUrl"]
         for side in args.sides.split(","):
-            client.purge_queue(QueueUrl=queue_url)
+            empty_queue(client, queue_url)
             print(f"{side}:", flush=True)
             try:
                 if side == "herald":
@@ -324,6 +344,10 @@ def main() -> None:
             )
     for side, r in ratios.items():
         print(f"ratio {side} / herald: {r}")
+    patched = bool(os.environ.get("HERALD_BENCH_PATCHED"))
+    for side in args.sides.split(","):
+        if side in sides:
+            sides[side]["measured"] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "patched": patched}
     write_result("airflow_compare", {"airflow_version": version, "sides": sides, "ratios": ratios})
 
 

@@ -25,6 +25,7 @@ from herald.executors.worker import worker_main
 from herald.store.types import utcnow
 
 log = logging.getLogger("herald.executor")
+_REQUEST_FIELDS = dataclasses.fields(TaskRequest)
 
 
 @dataclass
@@ -136,7 +137,8 @@ class LocalExecutor:
             if worker.ready and worker.busy is None and not worker.retired and worker.generation == self._generation:
                 request = self._queue.popleft()
                 try:
-                    worker.conn.send(dataclasses.asdict(request))
+                    # A shallow dict: pickling copies the nested values anyway (asdict deep-copies first).
+                    worker.conn.send({f.name: getattr(request, f.name) for f in _REQUEST_FIELDS})
                 except (OSError, BrokenPipeError):
                     self._queue.appendleft(request)
                     continue

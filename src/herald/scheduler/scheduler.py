@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 
 from herald import notify
 from herald.executors.base import Executor, TaskRequest, TaskResult, TaskStarted
@@ -182,11 +182,15 @@ class Scheduler:
         now = utcnow()
         outcome = PassOutcome()
         with self.db.engine.begin() as conn:
-            for s in started:
+            if started:
+                ti = t.task_instance
+                # One statement for the whole batch (executemany), not one round trip per try.
                 conn.execute(
-                    update(t.task_instance)
-                    .where(t.task_instance.c.id == s.ti_id, t.task_instance.c.state == "queued")
-                    .values(state="running", started_at=s.started_at, hostname=s.hostname)
+                    update(ti)
+                    .where(ti.c.id == bindparam("b_id"), ti.c.state == "queued")
+                    .values(state="running", started_at=bindparam("b_started_at"), hostname=bindparam("b_hostname"))
+                    .execution_options(synchronize_session=False),
+                    [{"b_id": s.ti_id, "b_started_at": s.started_at, "b_hostname": s.hostname} for s in started],
                 )
             touched_runs: set[int] = set()
             if self.executor is None:
@@ -194,8 +198,7 @@ class Scheduler:
                 results = [*results, *claimed, *self._lost_workers(conn, now)]
                 outcome.more |= more
             self._lock_runs(conn, [r.ti_id for r in results])
-            for r in results:
-                outcome.events_created += self._apply_result(conn, r, now, touched_runs)
+            outcome.events_created += self._apply_results(conn, results, now, touched_runs)
             to_queue: list[int] = []
             to_queue += self._ready_downstream(conn, touched_runs)
             self._finish_runs(conn, touched_runs, now)
@@ -282,35 +285,62 @@ class Scheduler:
             self._notify_after.add(notify.WORKERS)
 
     def _apply_result(self, conn: Connection, r: TaskResult, now: datetime, touched: set[int]) -> int:
-        ti = t.task_instance
-        row = conn.execute(
-            select(ti.c.run_pk, ti.c.dag_id, ti.c.task_id, ti.c.try_number, ti.c.max_tries, ti.c.state).where(
-                ti.c.id == r.ti_id
-            )
-        ).first()
-        if row is None or row.state in TERMINAL:
+        return self._apply_results(conn, [r], now, touched)
+
+    def _apply_results(self, conn: Connection, results: list[TaskResult], now: datetime, touched: set[int]) -> int:
+        """Apply ended tries: one SELECT for the batch, one UPDATE per shape of change (executemany).
+
+        Returns how many outlet events were created.
+        """
+        if not results:
             return 0
-        touched.add(int(row.run_pk))
-        values: dict[str, Any] = {"ended_at": r.ended_at or now, "log": r.log, "error": r.error}
-        if r.started_at is not None:
-            values["started_at"] = r.started_at
-        if r.hostname:
-            values["hostname"] = r.hostname
-        if r.state == "success":
-            conn.execute(update(ti).where(ti.c.id == r.ti_id).values(state="success", result=r.result, **values))
-            return self._emit_outlets(conn, row.dag_id, row.task_id, int(row.run_pk), r, now)
-        if row.try_number < row.max_tries:
-            task = self.dags.get(row.dag_id)
-            delay = task.tasks[row.task_id].retry_delay if task and row.task_id in task.tasks else 0.0
+        ti = t.task_instance
+        rows: dict[int, Any] = {}
+        ids = sorted({r.ti_id for r in results})
+        for i in range(0, len(ids), 500):
+            for found in conn.execute(
+                select(
+                    ti.c.id, ti.c.run_pk, ti.c.dag_id, ti.c.task_id, ti.c.try_number, ti.c.max_tries, ti.c.state
+                ).where(ti.c.id.in_(ids[i : i + 500]))
+            ):
+                rows[int(found.id)] = found
+        states = {ti_id: row.state for ti_id, row in rows.items()}
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        outlets: list[tuple[Any, TaskResult]] = []
+        failed: list[Any] = []
+        for r in results:
+            row = rows.get(r.ti_id)
+            if row is None or states[r.ti_id] in TERMINAL:
+                continue
+            touched.add(int(row.run_pk))
+            values: dict[str, Any] = {"ended_at": r.ended_at or now, "log": r.log, "error": r.error}
+            if r.started_at is not None:
+                values["started_at"] = r.started_at
+            if r.hostname:
+                values["hostname"] = r.hostname
+            if r.state == "success":
+                values.update(state="success", result=r.result)
+                outlets.append((row, r))
+            elif row.try_number < row.max_tries:
+                task = self.dags.get(row.dag_id)
+                delay = task.tasks[row.task_id].retry_delay if task and row.task_id in task.tasks else 0.0
+                values.update(state="up_for_retry", next_try_at=now + timedelta(seconds=delay))
+            else:
+                values["state"] = "failed"
+                failed.append(row)
+            states[r.ti_id] = values["state"]
+            updates[tuple(sorted(values))].append({"b_id": r.ti_id, **{f"b_{k}": v for k, v in values.items()}})
+        for keys, params in updates.items():
             conn.execute(
                 update(ti)
-                .where(ti.c.id == r.ti_id)
-                .values(state="up_for_retry", next_try_at=now + timedelta(seconds=delay), **values)
+                .where(ti.c.id == bindparam("b_id"))
+                .values({k: bindparam(f"b_{k}") for k in keys})
+                .execution_options(synchronize_session=False),
+                params,
             )
-        else:
-            conn.execute(update(ti).where(ti.c.id == r.ti_id).values(state="failed", **values))
+        for row in failed:
             self._fail_downstream(conn, row.dag_id, int(row.run_pk), row.task_id, now)
-        return 0
+        return sum(self._emit_outlets(conn, row.dag_id, row.task_id, int(row.run_pk), r, now) for row, r in outlets)
 
     def _emit_outlets(
         self, conn: Connection, dag_id: str, task_id: str, run_pk: int, r: TaskResult, now: datetime
@@ -390,14 +420,16 @@ class Scheduler:
         states: dict[int, list[str]] = defaultdict(list)
         for row in conn.execute(select(ti.c.run_pk, ti.c.state).where(ti.c.run_pk.in_(runs))):
             states[int(row.run_pk)].append(row.state)
+        finished: dict[str, list[int]] = defaultdict(list)
         for run_pk, run_states in states.items():
             if all(s in TERMINAL for s in run_states):
-                final = "success" if all(s == "success" for s in run_states) else "failed"
-                conn.execute(
-                    update(t.dag_run)
-                    .where(t.dag_run.c.id == run_pk, t.dag_run.c.state == "running")
-                    .values(state=final, ended_at=now)
-                )
+                finished["success" if all(s == "success" for s in run_states) else "failed"].append(run_pk)
+        for final, pks in finished.items():
+            conn.execute(
+                update(t.dag_run)
+                .where(t.dag_run.c.id.in_(pks), t.dag_run.c.state == "running")
+                .values(state=final, ended_at=now)
+            )
 
     def _create_asset_runs(self, conn: Connection, paused: set[str], now: datetime) -> tuple[datetime | None, bool]:
         eq = t.event_queue
@@ -419,6 +451,7 @@ class Scheduler:
                 continue
             pending[r.dag_id].append(Pending(int(r.id), int(r.event_id), names.get(int(r.asset_id), ""), r.queued_at))
         deadline: datetime | None = None
+        planned: list[tuple[str, list[Pending]]] = []
         for dag_id, items in pending.items():
             dag = self.dags.get(dag_id)
             if dag is None or dag.asset_condition is None:
@@ -426,11 +459,45 @@ class Scheduler:
             runs, wake_at = plan_runs(dag.asset_condition, dag.batch, items, now)
             if wake_at is not None:
                 deadline = wake_at if deadline is None else min(deadline, wake_at)
-            for run_events in runs:
-                run_pk = self._insert_run(conn, dag_id, "asset_triggered", {}, now)
-                conn.execute(insert(t.dag_run_event), [{"run_pk": run_pk, "event_id": p.event_id} for p in run_events])
-                conn.execute(delete(eq).where(eq.c.id.in_([p.queue_id for p in run_events])))
+            planned += [(dag_id, run_events) for run_events in runs]
+        if planned:
+            # All the pass's runs in one INSERT (ids back in order), their events in one, one DELETE.
+            run_pks = self._insert_runs(conn, [dag_id for dag_id, _ in planned], "asset_triggered", now)
+            conn.execute(
+                insert(t.dag_run_event),
+                [
+                    {"run_pk": run_pk, "event_id": p.event_id}
+                    for run_pk, (_, run_events) in zip(run_pks, planned, strict=True)
+                    for p in run_events
+                ],
+            )
+            queue_ids = [p.queue_id for _, run_events in planned for p in run_events]
+            for i in range(0, len(queue_ids), 500):
+                conn.execute(delete(eq).where(eq.c.id.in_(queue_ids[i : i + 500])))
         return deadline, len(rows) == EVENT_SCAN
+
+    def _insert_runs(self, conn: Connection, dag_ids: list[str], run_type: str, now: datetime) -> list[int]:
+        """Insert queued runs with empty conf; returns their ids in the order given."""
+        if len(dag_ids) == 1:
+            return [self._insert_run(conn, dag_ids[0], run_type, {}, now)]
+        dr = t.dag_run
+        return [
+            int(r[0])
+            for r in conn.execute(
+                insert(dr).returning(dr.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "run_id": new_run_id(run_type, now),
+                        "dag_id": dag_id,
+                        "state": "queued",
+                        "run_type": run_type,
+                        "conf": {},
+                        "queued_at": now,
+                    }
+                    for dag_id in dag_ids
+                ],
+            )
+        ]
 
     def _insert_run(self, conn: Connection, dag_id: str, run_type: str, conf: dict[str, Any], now: datetime) -> int:
         return int(
@@ -544,7 +611,8 @@ class Scheduler:
             conn.execute(update(dr).where(dr.c.id.in_(missing)).values(state="failed", ended_at=now))
         if started:
             conn.execute(update(dr).where(dr.c.id.in_(started)).values(state="running", started_at=now))
-            empty = [pk for pk in started if not any(r["run_pk"] == pk for r in ti_rows)]
+            with_tasks = {r["run_pk"] for r in ti_rows}
+            empty = [pk for pk in started if pk not in with_tasks]
             if ti_rows:
                 conn.execute(insert(t.task_instance), ti_rows)
             if empty:
