@@ -62,6 +62,17 @@ def gpu_job():
     infer()
 
 gpu_job()
+
+@dag(schedule=None)
+def stuck_job():
+    @task(timeout=1)
+    def stuck():
+        print("waiting for ever")
+        time.sleep(60)
+
+    stuck()
+
+stuck_job()
 """
 
 
@@ -220,10 +231,18 @@ def scenario(cluster: CeleryCluster, messages: int, lose_messages: bool = False,
     for _ in range(4):
         code, out = herald.cli("dags", "trigger", "gpu_job")
         assert code == 0, out
+    code, out = herald.cli("dags", "trigger", "stuck_job")
+    assert code == 0, out
     gpu_runs = herald.wait_runs(4, "gpu_job", timeout=60)
     assert {r["state"] for r in gpu_runs} == {"success"}, cluster.logs()
     gpu_hosts = {str(h) for (h,) in cluster.sql("SELECT hostname FROM task_instance WHERE task_id = 'infer'")}
     assert {h.split("/")[0].rsplit(":", 1)[1] for h in gpu_hosts} == {str(cluster.procs["worker-2"].pid)}
+
+    # A task past its timeout fails with the reason, its log kept.
+    (stuck,) = herald.wait_runs(1, "stuck_job", timeout=60)
+    assert stuck["state"] == "failed"
+    ((error, log),) = cluster.sql("SELECT error, log FROM task_instance WHERE task_id = 'stuck'")
+    assert error == "timed out after 1s (timeout=1)" and "waiting for ever" in log, (error, log)
 
     # 2. A worker dies (with its pool) while it runs tasks: nothing is lost.
     slow = [{"n": messages + i, "sleep": 4} for i in range(4)]
@@ -251,7 +270,7 @@ def scenario(cluster: CeleryCluster, messages: int, lose_messages: bool = False,
 
     assert len(runs) == total, cluster.logs()
     assert {r["state"] for r in runs} == {"success"}, cluster.logs()
-    assert not cluster.sql("SELECT id FROM task_instance WHERE state <> 'success'")
+    assert not cluster.sql("SELECT id FROM task_instance WHERE state <> 'success' AND dag_id <> 'stuck_job'")
     events = [e for r in runs for e in r["event_ids"]]
     assert len(events) == len(set(events)) == total
     payloads = Counter(

@@ -114,6 +114,8 @@ class _PoolProcess:
             stop.set()
         message.pop("ti_id", None)
         message["hostname"] = self.name
+        if request.timeout and str(message.get("error") or "").startswith("SoftTimeLimitExceeded"):
+            message["error"] = f"timed out after {request.timeout:g}s (timeout={request.timeout:g})"
         result = TaskResult(ti_id=ti_id, **message)
         if not self._still_ours(ti_id, try_number):
             # Failed as lost meanwhile (its heartbeats did not reach the database) and
