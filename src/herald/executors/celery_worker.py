@@ -34,15 +34,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, update
 
 from herald.config import Settings
 from herald.executors.base import TaskRequest, TaskResult
 from herald.executors.celery_executor import DEFAULT_QUEUE, TASK_NAME, celery_queue, make_app
 from herald.executors.worker import run_task
-from herald.executors.worker_service import HEARTBEAT_INTERVAL, beat, store_results
+from herald.executors.worker_service import HEARTBEAT_INTERVAL, store_results
 from herald.loader import DagBag, changed, load_folder
-from herald.scheduler.scheduler import build_requests
+from herald.scheduler.scheduler import HEARTBEAT_TIMEOUT, build_requests
 from herald.sdk.dag import DAG
 from herald.store import tables as t
 from herald.store.types import utcnow
@@ -105,19 +105,21 @@ class _PoolProcess:
         if request is None:
             log.info("try %s (number %s) is not queued any more: duplicate delivery dropped", ti_id, try_number)
             return "skipped"
+        held = _Held(ti_id, try_number, time.monotonic())
         stop = threading.Event()
-        heartbeat = threading.Thread(target=self._heartbeat, args=(ti_id, stop), daemon=True, name="heartbeat")
+        heartbeat = threading.Thread(target=self._heartbeat, args=(held, stop), daemon=True, name="heartbeat")
         heartbeat.start()
         try:
             message = run_task(dags, dataclasses.asdict(request))
         finally:
             stop.set()
+        heartbeat.join(timeout=5)
         message.pop("ti_id", None)
         message["hostname"] = self.name
         if request.timeout and str(message.get("error") or "").startswith("SoftTimeLimitExceeded"):
             message["error"] = f"timed out after {request.timeout:g}s (timeout={request.timeout:g})"
         result = TaskResult(ti_id=ti_id, **message)
-        if not self._still_ours(ti_id, try_number):
+        if not self._still_ours(held):
             # Failed as lost meanwhile (its heartbeats did not reach the database) and
             # perhaps running again elsewhere: this late result must not count.
             log.warning("try %s (number %s) was failed as lost while it ran; its result is dropped", ti_id, try_number)
@@ -129,32 +131,58 @@ class _PoolProcess:
             except Exception as exc:
                 # Silent meanwhile: past the heartbeat timeout the scheduler fails the try.
                 log.warning("could not store the result of try %s (attempt %d): %s", ti_id, attempt + 1, exc)
-                stop.wait(min(2.0**attempt, 10.0))
-        heartbeat.join(timeout=1)
+                time.sleep(min(2.0**attempt, 10.0))
         return str(result.state)
 
-    def _still_ours(self, ti_id: int, try_number: int) -> bool:
+    def _beat(self, held: _Held) -> bool:
+        """Record a sign of life; False when the try is no longer this process's (failed as lost)."""
         ti = t.task_instance
-        try:
-            with self.engine.connect() as conn:
-                row = conn.execute(
-                    select(ti.c.id).where(
-                        ti.c.id == ti_id,
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(ti)
+                    .where(
+                        ti.c.id == held.ti_id,
                         ti.c.state == "running",
-                        ti.c.try_number == try_number,
+                        ti.c.try_number == held.try_number,
                         ti.c.hostname == self.name,
                     )
-                ).first()
+                    .values(heartbeat_at=utcnow())
+                ).rowcount
+            )
+
+    def _still_ours(self, held: _Held) -> bool:
+        if held.lost:
+            return False
+        if time.monotonic() - held.confirmed < HEARTBEAT_TIMEOUT / 2:
+            # Alive in the database this recently: no scheduler can have failed it yet.
+            return True
+        try:
+            return self._beat(held)
         except Exception:
             return True  # the database is away: store_results retries, and decides nothing
-        return row is not None
 
-    def _heartbeat(self, ti_id: int, stop: threading.Event) -> None:
+    def _heartbeat(self, held: _Held, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_INTERVAL):
             try:
-                beat(self.engine, [ti_id])
+                if self._beat(held):
+                    held.confirmed = time.monotonic()
+                else:
+                    held.lost = True
+                    log.warning("try %s was failed as lost while running here", held.ti_id)
+                    return
             except Exception as exc:
-                log.warning("heartbeat of try %s failed: %s", ti_id, exc)
+                log.warning("heartbeat of try %s failed: %s", held.ti_id, exc)
+
+
+@dataclasses.dataclass
+class _Held:
+    """A try this pool process runs: when the database last saw it alive, and whether it was lost."""
+
+    ti_id: int
+    try_number: int
+    confirmed: float
+    lost: bool = False
 
 
 _process: _PoolProcess | None = None
