@@ -15,7 +15,7 @@ import pytest
 from herald import MessageQueueTrigger, publish
 from tests.conftest import require_service
 from tests.e2e.conftest import Herald
-from tests.faults.test_kills import KILLS, MESSAGES, Ledger
+from tests.faults.test_kills import DRAIN_TIMEOUT, KILLS, MESSAGES, TEST_TIMEOUT, Ledger
 from tests.integration.kafka_mock import MockKafkaCluster, mock_kafka_cluster
 from tests.integration.test_sqs import _free_port, _moto_exe, _start_moto, _stop_moto, admin
 
@@ -113,7 +113,7 @@ SIZES: dict[str, Callable[[int], int]] = {
 }
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(TEST_TIMEOUT)
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq", "nats", "postgres", "mqtt", "sqs", "kafka"])
 def test_random_kills_lose_and_double_nothing(broker: str, request: pytest.FixtureRequest, tmp_path: Any) -> None:
     url = make_url(broker, request)
@@ -138,8 +138,8 @@ def test_random_kills_lose_and_double_nothing(broker: str, request: pytest.Fixtu
             time.sleep(rng.uniform(0.5, 1.5))
             herald.kill()
             herald.start()
-        sender.join(300)
-        herald.wait_for(lambda: ledger.drained(n), timeout=300, what=f"{n} messages drained")
+        sender.join(DRAIN_TIMEOUT)
+        herald.wait_for(lambda: ledger.drained(n), timeout=DRAIN_TIMEOUT, what=f"{n} messages drained")
         ledger.check(n)
         herald.stop()
         left = left_in_broker(url)

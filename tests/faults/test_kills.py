@@ -25,6 +25,9 @@ from tests.e2e.conftest import Herald
 
 MESSAGES = int(os.environ.get("HERALD_FAULT_MESSAGES", "2000"))
 KILLS = int(os.environ.get("HERALD_FAULT_KILLS", "3"))
+#: generous limits that grow with the size (`make test-faults` sends 50 times more)
+DRAIN_TIMEOUT = max(240.0, MESSAGES / 40)
+TEST_TIMEOUT = int(DRAIN_TIMEOUT * 2 + 120)
 
 DAG = """
 from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, task
@@ -110,9 +113,10 @@ def publish_in_background(herald: Herald, bodies: list[dict[str, Any]], chunk: i
 
 
 def wait_drained(herald: Herald, ledger: Ledger, n: int) -> None:
-    herald.wait_for(lambda: ledger.drained(n), timeout=240, what=f"{n} messages drained")
+    herald.wait_for(lambda: ledger.drained(n), timeout=DRAIN_TIMEOUT, what=f"{n} messages drained")
 
 
+@pytest.mark.timeout(TEST_TIMEOUT)
 def test_random_kills_while_messages_flow(herald: Herald, ledger: Ledger) -> None:
     herald.write_dag("faulty", HEADER + DAG)
     herald.start()
