@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, ROOT  # noqa: E402
+from common import RESULTS, ROOT
 
 OUT = ROOT / "benchmarks" / "latency_vs_load.png"
 
