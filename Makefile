@@ -44,11 +44,9 @@ clean:
 
 # Every figure of BENCHMARKS.md at a size that takes under 10 minutes (results in
 # benchmarks/results/, git-ignored; the chart in benchmarks/latency_vs_load.png).
-# BENCH_PATCHED=1 measures the tree with benchmarks/*.patch applied (proposed fixes).
 .PHONY: bench
 bench: install services
-	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/python -m pip install --quiet matplotlib
-	export HERALD_BENCH_PATCHED=$(BENCH_PATCHED); \
+	$(BIN)/python -m pip install --quiet -e '.[bench]' -c constraints.txt
 	$(BIN)/python benchmarks/latency.py --broker all --messages 100 && \
 	$(BIN)/python benchmarks/throughput.py --rates 100,250,500,1000,1250,1500 --seconds 8 && \
 	$(BIN)/python benchmarks/ingest.py --broker local,redis,kafka --messages 50000 && \

@@ -89,7 +89,6 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "command": " ".join([".venv/bin/python", *sys.argv]),
-        "proposed_patches_applied": bool(os.environ.get("HERALD_BENCH_PATCHED")),
         "git_commit": subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip(),
@@ -194,19 +193,6 @@ class Stamps:
 # -- a Herald process --------------------------------------------------------------------------
 
 
-def patched_pythonpath() -> str | None:
-    """With HERALD_BENCH_PATCHED=1: a copy of src/ with benchmarks/*.patch applied (fixes
-    proposed for files the benchmark's author does not own), put first on Herald's path."""
-    if not os.environ.get("HERALD_BENCH_PATCHED"):
-        return None
-    overlay = RESULTS / "overlay"
-    shutil.rmtree(overlay, ignore_errors=True)
-    shutil.copytree(ROOT / "src", overlay / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    for patch in sorted((ROOT / "benchmarks").glob("*.patch")):
-        subprocess.run(["patch", "-s", "-p1", "-d", str(overlay), "-i", str(patch)], check=True)
-    return str(overlay / "src")
-
-
 class Herald:
     """`herald standalone` (or another `herald` command) in a home of its own."""
 
@@ -224,9 +210,6 @@ class Herald:
         }
         if database_url:
             self.env["HERALD_DATABASE_URL"] = database_url
-        overlay = patched_pythonpath()
-        if overlay:
-            self.env["PYTHONPATH"] = overlay
         self.procs: list[subprocess.Popen[bytes]] = []
         self.stamps_path = self.home / "stamps.txt"
 

@@ -72,6 +72,7 @@ PUBLISH_OPTIONS: dict[str, type] = {"key": str, "acks": str}
 ALL_OPTIONS = {**CONSUMER_OPTIONS, **PUBLISH_OPTIONS}
 DEFAULT_GROUP_ID = "herald"
 DEFAULT_POLL_TIMEOUT = 5.0
+DEFAULT_FETCH_MAX_WAIT_MS = 50
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 CLIENTS = ("aiokafka", "confluent")
 
@@ -468,6 +469,9 @@ class KafkaTrigger(BaseEventTrigger):
         self.group_id: str = typed.pop("group_id", None) or DEFAULT_GROUP_ID
         self.poll_timeout: float = typed.pop("poll_timeout", None) or DEFAULT_POLL_TIMEOUT
         typed["auto_offset_reset"] = typed.get("auto_offset_reset") or "earliest"
+        # A fetch that finds nothing waits this long on the broker before answering; the
+        # clients' 500 ms default delays a message arriving on a quiet topic by as much.
+        typed.setdefault("fetch_max_wait_ms", DEFAULT_FETCH_MAX_WAIT_MS)
         if typed["auto_offset_reset"] not in ("earliest", "latest", "none"):
             raise ValueError(f"auto_offset_reset must be earliest, latest or none, not {typed['auto_offset_reset']!r}")
         #: the consumer's own options (what is left once the connection settings are taken out)
