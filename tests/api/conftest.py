@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -168,7 +169,7 @@ class Api:
                     .values(
                         watcher_id=wid,
                         source="local://api_orders",
-                        dedupe_key="x",
+                        dedupe_key=f"message-{uuid.uuid4().hex}",  # one dead letter per message
                         body=body,
                         headers={},
                         message={"broker": "local"},

@@ -122,14 +122,19 @@ class ContractSuite:
                 crashed.append(point)
                 raise ConnectionError("injected crash between commit and ack")
 
+        def parse(message: Message) -> Any:
+            return json.loads(message.value())
+
         async def scenario() -> None:
             await self.case.prepare(url)
-            await harness.start(("orders", self.case.trigger(url)), fault=crash_once)
+            await harness.start(("orders", self.case.trigger(url, apply_function=parse)), fault=crash_once)
+            await self.case.publish(url, b"{poison")
             await self.case.publish(url, b'{"order": 1}')
             await harness.wait_events(1)
             # The failed ack makes the consumer reconnect; the broker redelivers the
-            # message, and its dedupe key keeps it from becoming a second event.
-            await harness.restart(("orders", self.case.trigger(url)))
+            # messages, and their dedupe keys keep them from becoming a second event
+            # or a second dead letter.
+            await harness.restart(("orders", self.case.trigger(url, apply_function=parse)))
             await self.case.publish(url, b'{"order": 2}')
             await harness.wait_events(2)
             await harness.settle(1.0)
@@ -137,6 +142,7 @@ class ContractSuite:
             await self.case.cleanup(url)
             assert crashed
             assert sorted(e["payload"]["order"] for e in harness.events()) == [1, 2]
+            assert len(harness.dead_letters()) == 1
 
         run(scenario, harness)
 

@@ -36,6 +36,8 @@ class TaskResult:
     ended_at: datetime | None = None
     hostname: str | None = None
     outlet_extras: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: which try this is the result of: a late result of an earlier try is ignored
+    try_number: int | None = None
 
 
 @dataclass

@@ -118,7 +118,7 @@ class _PoolProcess:
         message["hostname"] = self.name
         if request.timeout and str(message.get("error") or "").startswith("SoftTimeLimitExceeded"):
             message["error"] = f"timed out after {request.timeout:g}s (timeout={request.timeout:g})"
-        result = TaskResult(ti_id=ti_id, **message)
+        result = TaskResult(ti_id=ti_id, try_number=try_number, **message)
         if not self._still_ours(held):
             # Failed as lost meanwhile (its heartbeats did not reach the database) and
             # perhaps running again elsewhere: this late result must not count.

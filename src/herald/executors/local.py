@@ -165,7 +165,7 @@ class LocalExecutor:
         message.pop("ti_id", None)
         if request is not None:
             message["hostname"] = f"local:{worker.proc.pid}"
-            self._on_result(TaskResult(ti_id=request.ti_id, **message))
+            self._on_result(TaskResult(ti_id=request.ti_id, try_number=request.try_number, **message))
         if worker.generation != self._generation:
             self._retire(worker)
             self._fill()
@@ -179,6 +179,7 @@ class LocalExecutor:
             self._on_result(
                 TaskResult(
                     ti_id=request.ti_id,
+                    try_number=request.try_number,
                     state="failed",
                     ended_at=utcnow(),
                     error=f"the worker process running the task died ({describe_exit(worker.proc.exitcode)})",
@@ -201,6 +202,7 @@ class LocalExecutor:
         self._on_result(
             TaskResult(
                 ti_id=request.ti_id,
+                try_number=request.try_number,
                 state="failed",
                 ended_at=utcnow(),
                 error=f"timed out after {request.timeout:g}s (timeout={request.timeout:g}); the worker was killed",

@@ -65,6 +65,7 @@ def store_results(engine: Engine, results: list[TaskResult]) -> None:
                 k: row[k]
                 for k in (
                     "ti_id",
+                    "try_number",
                     "state",
                     "result",
                     "error",

@@ -245,6 +245,7 @@ class Scheduler:
                 ended_at=r.ended_at,
                 hostname=r.hostname,
                 outlet_extras=r.outlet_extras or {},
+                try_number=r.try_number,
             )
             for r in rows
         ]
@@ -310,8 +311,10 @@ class Scheduler:
         failed: list[Any] = []
         for r in results:
             row = rows.get(r.ti_id)
-            if row is None or states[r.ti_id] in TERMINAL:
-                continue
+            if row is None or states[r.ti_id] not in ("queued", "running"):
+                continue  # already ended, or waiting for a retry: a late or repeated result
+            if r.try_number is not None and r.try_number != row.try_number:
+                continue  # the result of an earlier try (its worker was presumed dead)
             touched.add(int(row.run_pk))
             values: dict[str, Any] = {"ended_at": r.ended_at or now, "log": r.log, "error": r.error}
             if r.started_at is not None:

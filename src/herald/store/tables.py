@@ -192,6 +192,7 @@ task_result = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("ti_id", Id, nullable=False),
+    Column("try_number", Integer),
     Column("state", String(20), nullable=False),
     Column("result", JSON),
     Column("error", Text),
@@ -218,6 +219,8 @@ dead_letter = Table(
     Column("replayed_at", UtcDateTime()),
     # Set by the API or UI; the triggerer replays the body through its watcher's trigger.
     Column("replay_requested_at", UtcDateTime()),
+    # A poison message redelivered after a crash is one dead letter, not two.
+    UniqueConstraint("watcher_id", "dedupe_key"),
     sqlite_autoincrement=True,
 )
 

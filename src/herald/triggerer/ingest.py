@@ -155,7 +155,7 @@ def ingest(
     for _eid, _aid, source in new:
         created[int(source.split(":", 1)[1])] += 1
     if dead_rows:
-        conn.execute(insert(t.dead_letter), dead_rows)
+        conn.execute(upsert_ignore(conn, t.dead_letter), dead_rows)
     result.dead = len(dead_rows)
     result.skipped = sum(c["skipped"] for c in counts.values())
     for wid, c in counts.items():
