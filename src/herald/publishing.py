@@ -67,22 +67,31 @@ def publish(url: str, body: Any, headers: dict[str, str] | None = None, *, timeo
     future.result(timeout)
 
 
-def _close_publishers(loop: asyncio.AbstractEventLoop) -> None:
-    """At exit: close every broker connection the publishers keep, on the loop that opened them."""
+async def aclose_publishers() -> None:
+    """Close every broker connection the publishers opened on the running loop."""
     import sys
 
-    async def close_all() -> None:
-        for name, module in list(sys.modules.items()):
-            close = getattr(module, "close_publishers", None) if name.startswith("herald.triggers.") else None
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
+    for name, module in list(sys.modules.items()):
+        close = getattr(module, "close_publishers", None) if name.startswith("herald.triggers.") else None
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
 
-    if loop.is_closed():
+
+def close_publishers() -> None:
+    """Close the connections `publish` keeps (they reopen on the next call)."""
+    loop = _loop
+    if loop is None or loop.is_closed() or not loop.is_running():
         return
     with contextlib.suppress(Exception):
-        asyncio.run_coroutine_threadsafe(close_all(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
+        asyncio.run_coroutine_threadsafe(aclose_publishers(), loop).result(10)
+
+
+def _close_publishers(loop: asyncio.AbstractEventLoop) -> None:
+    """At exit: close the publishers' connections on the loop that opened them, then stop it."""
+    close_publishers()
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(loop.stop)
 
 
 def _engine(url: str) -> Engine:

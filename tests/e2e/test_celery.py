@@ -162,11 +162,14 @@ def rabbitmq_cluster(tmp_path: Path, pg_database: str) -> Iterator[CeleryCluster
 
 def _publish(cluster: CeleryCluster, bodies: list[dict[str, Any]]) -> None:
     """Half to local://jobs, half to the Redis stream."""
-    from herald.publishing import publish
+    from herald.publishing import close_publishers, publish
 
     cluster.herald.publish("jobs", *bodies[::2])
-    for body in bodies[1::2]:
-        publish(cluster.herald.env["TEST_STREAM_URL"], body)
+    try:
+        for body in bodies[1::2]:
+            publish(cluster.herald.env["TEST_STREAM_URL"], body)
+    finally:
+        close_publishers()  # no connection of this test's outlives it
 
 
 def _finished(herald: Herald, count: int, timeout: float) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from herald import MessageQueueTrigger, publish
+from herald.publishing import close_publishers
 from tests.conftest import require_service
 from tests.e2e.conftest import Herald
 from tests.faults.test_kills import DRAIN_TIMEOUT, KILLS, MESSAGES, TEST_TIMEOUT, Ledger
@@ -145,6 +146,7 @@ def test_random_kills_lose_and_double_nothing(broker: str, request: pytest.Fixtu
         left = left_in_broker(url)
         assert left in (None, 0), f"{left} message(s) left in {broker}"
     finally:
+        close_publishers()  # the connections `publish` opened here must not outlive the test
         if herald.proc is not None:
             herald.stop()
         ledger.close()
