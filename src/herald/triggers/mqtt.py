@@ -68,7 +68,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from herald.triggers.base import BaseEventTrigger, Message
-from herald.triggers.urls import mask_url, with_connection
+from herald.triggers.urls import flag, mask_url, with_connection
 
 DEFAULT_PORT = 1883
 DEFAULT_RECEIVE_MAXIMUM = 1000
@@ -85,17 +85,6 @@ PROTOCOLS = {"5": aiomqtt.ProtocolVersion.V5, "3.1.1": aiomqtt.ProtocolVersion.V
 def _escape(url: str) -> str:
     # `#` is MQTT's multi-level wildcard, not a URL fragment, in an mqtt:// URL.
     return url.replace("#", "%23")
-
-
-def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"option {name}={value!r} must be true or false")
 
 
 def _protocol(value: Any) -> str:
@@ -243,7 +232,7 @@ class MqttTrigger(BaseEventTrigger):
                 "(PUBREC) before the commit, so a crash would lose the message"
             )
         self.client_id = client_id or query.get("client_id") or default_client_id(url)
-        self.clean_session = _flag(
+        self.clean_session = flag(
             clean_session if clean_session is not None else query.get("clean_session", "false"), "clean_session"
         )
         self.protocol = _protocol(protocol if protocol is not None else query.get("protocol", "5"))

@@ -31,7 +31,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from herald.triggers.base import BaseEventTrigger, Message
-from herald.triggers.urls import mask_url, query_options, with_connection
+from herald.triggers.urls import flag, mask_url, query_options, with_connection
 
 log = logging.getLogger("herald.triggers.postgres")
 
@@ -56,10 +56,6 @@ def _split_url(url: str) -> tuple[str, dict[str, str]]:
 def _table_sql(table: str) -> sql.Identifier:
     """`schema.table` or `table` as a quoted identifier."""
     return sql.Identifier(*table.split(".", 1))
-
-
-def _flag(value: str | bool) -> bool:
-    return value if isinstance(value, bool) else value.lower() not in ("0", "false", "no", "off")
 
 
 async def _create_table(conn: psycopg.AsyncConnection[Any], table: str) -> None:
@@ -107,7 +103,7 @@ class PostgresTrigger(BaseEventTrigger):
         self.channel = channel or table
         if len(self.channel.encode()) > 63:
             raise ValueError(f"channel {self.channel!r} is longer than PostgreSQL's 63 bytes; pass channel=")
-        self.create_table = _flag(create_table)
+        self.create_table = flag(create_table, "create_table")
         self.wait_seconds = float(wait_seconds)
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lag_conn: psycopg.AsyncConnection[Any] | None = None
@@ -119,7 +115,7 @@ class PostgresTrigger(BaseEventTrigger):
         if ours.get("channel"):
             kwargs["channel"] = ours["channel"]
         if "create_table" in ours:
-            kwargs["create_table"] = _flag(ours["create_table"])
+            kwargs["create_table"] = flag(ours["create_table"], "create_table")
         if ours.get("wait_seconds"):
             kwargs["wait_seconds"] = float(ours["wait_seconds"])
         return cls(dsn, **{**kwargs, **options})
@@ -276,7 +272,7 @@ async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) 
     try:
         await conn.execute(statement, params)
     except psycopg.errors.UndefinedTable:
-        if not _flag(ours.get("create_table", True)):
+        if not flag(ours.get("create_table", True), "create_table"):
             raise
         await _create_table(conn, table)
         await conn.execute(statement, params)

@@ -46,7 +46,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from herald.triggers.base import BaseEventTrigger, Message
-from herald.triggers.urls import mask_url, query_options, with_connection
+from herald.triggers.urls import flag, mask_url, query_options, with_connection
 
 DEFAULT_PREFETCH = 500
 #: how long one `receive` waits for a first message before returning [] (a long poll)
@@ -54,17 +54,6 @@ WAIT_SECONDS = 20.0
 #: query options that are Herald's; any other query option goes to aio-pika (heartbeat...)
 HERALD_OPTIONS = frozenset({"queue", "prefetch", "declare", "dedupe", "exchange", "routing_key"})
 DEDUPE_MODES = ("message_id", "body")
-
-
-def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"option {name}={value!r} must be true or false")
 
 
 def connection_url(url: str) -> str:
@@ -128,7 +117,7 @@ class RabbitMQTrigger(BaseEventTrigger):
         self.prefetch = int(prefetch if prefetch is not None else query.get("prefetch", DEFAULT_PREFETCH))
         if self.prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {self.prefetch}")
-        self.declare = _flag(declare if declare is not None else query.get("declare", "true"), "declare")
+        self.declare = flag(declare if declare is not None else query.get("declare", "true"), "declare")
         self.dedupe = dedupe or query.get("dedupe", "message_id")
         if self.dedupe not in DEDUPE_MODES:
             raise ValueError(f"dedupe={self.dedupe!r}: expected one of {', '.join(DEDUPE_MODES)}")
@@ -345,7 +334,7 @@ async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) 
         raise ValueError(f"{mask_url(url)!r} names no queue, exchange or routing_key to publish to")
     publisher = await _publisher(connection_url(url))
     channel = publisher.channel
-    if not exchange_name and _flag(query.get("declare", "true"), "declare") and routing_key not in publisher.declared:
+    if not exchange_name and flag(query.get("declare", "true"), "declare") and routing_key not in publisher.declared:
         await channel.declare_queue(routing_key, durable=True)
         publisher.declared.add(routing_key)
     exchange = await channel.get_exchange(exchange_name, ensure=False) if exchange_name else channel.default_exchange

@@ -46,7 +46,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from herald.triggers.base import BaseEventTrigger, Message
-from herald.triggers.urls import mask_url, query_options, with_connection
+from herald.triggers.urls import flag, mask_url, query_options, with_connection
 
 log = logging.getLogger("herald.triggers.sqs")
 
@@ -184,16 +184,6 @@ def parse_url(url: str) -> SqsAddress:
         access_key=unquote(parts.username) if parts.username else None,
         secret_key=unquote(parts.password) if parts.password is not None else None,
     )
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off", ""):
-            return False
-        raise ValueError(f"expected true or false, got {value!r}")
-    return bool(value)
 
 
 def _as_int(name: str, value: Any, low: int, high: int | None = None) -> int:
@@ -349,7 +339,7 @@ class SqsTrigger(BaseEventTrigger):
         query.pop("message_group_id", None)  # the publisher's
         merged: dict[str, Any] = {**query, **options}
         if "airflow_compat" in merged:
-            merged["airflow_compat"] = _as_bool(merged["airflow_compat"])
+            merged["airflow_compat"] = flag(merged["airflow_compat"], "airflow_compat")
         if "max_payload_bytes" in merged and merged["max_payload_bytes"] is not None:
             merged["max_payload_bytes"] = _as_int("max_payload_bytes", merged["max_payload_bytes"], 1)
         return cls(resolved, conn_id=conn_id, **merged)

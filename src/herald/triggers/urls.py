@@ -11,6 +11,18 @@ def query_options(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
 
 
+def flag(value: object, name: str = "option") -> bool:
+    """A true/false option as a URL query or a keyword gives it: `1/0`, `true/false`, `yes/no`, `on/off`."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"option {name}={value!r} must be true or false")
+
+
 def mask_url(url: str) -> str:
     """`url` with its password replaced by `***`, safe for logs, the API and the UI."""
     parts = urlsplit(url)
