@@ -32,6 +32,18 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
+def require_tool(name: str, why: str) -> None:
+    """Fail in CI, skip (saying why) elsewhere, when a command the test needs is missing."""
+    import shutil
+
+    if shutil.which(name) is not None:
+        return
+    message = f"{name} is not installed; {why}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     """A fresh, empty PostgreSQL database; dropped afterwards."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import subprocess
 import time
@@ -19,7 +18,7 @@ import pytest
 from herald.triggers import nats as nats_trigger
 from herald.triggers.base import Message
 from herald.triggers.nats import NatsTrigger
-from tests.conftest import reachable, require_service
+from tests.conftest import reachable, require_service, require_tool
 from tests.integration.contract import BrokerCase, ContractSuite, run
 from tests.integration.harness import TriggererHarness
 
@@ -175,8 +174,7 @@ class PrivateNats:
 
 @pytest.fixture
 def private_nats(tmp_path: Path) -> Iterator[PrivateNats]:
-    if shutil.which("nats-server") is None:
-        pytest.skip("nats-server is not installed")
+    require_tool("nats-server", "the restart test runs a private server (make services installs it)")
     server = PrivateNats(tmp_path / "jetstream")
     server.start()
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import uuid
 from types import SimpleNamespace
@@ -16,7 +15,7 @@ import pytest
 from herald.triggers import rabbitmq
 from herald.triggers.base import Message
 from herald.triggers.rabbitmq import RabbitMQTrigger
-from tests.conftest import require_service
+from tests.conftest import require_service, require_tool
 from tests.integration.contract import BrokerCase, ContractSuite, run
 from tests.integration.harness import TriggererHarness
 
@@ -71,8 +70,7 @@ async def receive_until(trigger: RabbitMQTrigger, count: int) -> list[Message]:
 
 def close_connection_from_server(name: str) -> None:
     """Have RabbitMQ itself close the connection whose client-given name is `name`."""
-    if shutil.which("rabbitmqctl") is None:
-        pytest.skip("rabbitmqctl is not installed here; it is needed to close a connection from the server side")
+    require_tool("rabbitmqctl", "it closes a connection from the server side (it comes with rabbitmq-server)")
     listing = subprocess.run(
         ["rabbitmqctl", "--quiet", "--no-table-headers", "list_connections", "pid", "client_properties"],
         check=True,

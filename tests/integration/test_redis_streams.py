@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import subprocess
 import time
@@ -18,7 +17,7 @@ import redis.asyncio as aioredis
 from herald.triggers import redis_streams
 from herald.triggers.base import Message
 from herald.triggers.redis_streams import RedisStreamTrigger
-from tests.conftest import reachable, require_service
+from tests.conftest import reachable, require_service, require_tool
 from tests.integration.contract import BrokerCase, ContractSuite, run
 from tests.integration.harness import TriggererHarness
 
@@ -279,8 +278,7 @@ class PrivateRedis:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+    require_tool("redis-server", "the restart test runs a private server (make services installs it)")
     server = PrivateRedis(tmp_path / "redis")
     server.start()
     try:
