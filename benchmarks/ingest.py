@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import patched_pythonpath, port_open, write_result
+from common import port_open, write_result
 
 BROKERS = ("local", "redis", "kafka")
 
@@ -164,9 +164,6 @@ def main() -> None:
     parser.add_argument("--broker", default=",".join(BROKERS))
     parser.add_argument("--messages", type=int, default=50_000)
     args = parser.parse_args()
-    overlay = patched_pythonpath()
-    if overlay:
-        sys.path.insert(0, overlay)
     rows = []
     for broker in args.broker.split(","):
         try:
