@@ -210,9 +210,7 @@ class ContractSuite:
 
         run(scenario, harness)
 
-    def test_bad_input_becomes_dead_letters_and_consumption_goes_on(
-        self, harness: TriggererHarness, url: str
-    ) -> None:
+    def test_bad_input_becomes_dead_letters_and_consumption_goes_on(self, harness: TriggererHarness, url: str) -> None:
         big = min(self.case.max_body, 10 * 1024 * 1024)
 
         def strict(message: Message) -> Any:
@@ -254,8 +252,13 @@ class ContractSuite:
             assert len(dead) == len(bad), [d["error"] for d in dead]
             assert len(harness.events()) == len(good), harness.events()
             reasons = " | ".join(d["error"] for d in dead)
-            for expected in ("JSONDecodeError", "UnicodeDecodeError", "apply_function refused",
-                             "not JSON-serialisable", "over the limit"):
+            for expected in (
+                "JSONDecodeError",
+                "UnicodeDecodeError",
+                "apply_function refused",
+                "not JSON-serialisable",
+                "over the limit",
+            ):
                 assert expected in reasons, reasons
             assert sorted(e["payload"]["n"] for e in harness.events()) == [1, 2]
             if many_headers:
