@@ -176,20 +176,26 @@ class LocalExecutor:
         worker.proc.join(timeout=2)
         request, worker.busy = worker.busy, None
         if request is not None:
-            self._on_result(
-                TaskResult(
-                    ti_id=request.ti_id,
-                    try_number=request.try_number,
-                    state="failed",
-                    ended_at=utcnow(),
-                    error=f"the worker process running the task died ({describe_exit(worker.proc.exitcode)})",
-                    hostname=f"local:{worker.proc.pid}",
-                )
+            self._fail(
+                worker, request, f"the worker process running the task died ({describe_exit(worker.proc.exitcode)})"
             )
         elif not self._stopping and not worker.retired:
             log.warning("worker %s exited (%s)", worker.proc.pid, describe_exit(worker.proc.exitcode))
         self._fill()
         self._dispatch()
+
+    def _fail(self, worker: _Worker, request: TaskRequest, error: str) -> None:
+        """Report a try that the pool itself ended (its worker died, or it ran out of time)."""
+        self._on_result(
+            TaskResult(
+                ti_id=request.ti_id,
+                try_number=request.try_number,
+                state="failed",
+                ended_at=utcnow(),
+                error=error,
+                hostname=f"local:{worker.proc.pid}",
+            )
+        )
 
     def _timed_out(self, worker: _Worker, request: TaskRequest) -> None:
         if worker.busy is not request:
@@ -199,15 +205,10 @@ class LocalExecutor:
         self._drop(worker)
         worker.proc.kill()
         worker.proc.join(timeout=2)
-        self._on_result(
-            TaskResult(
-                ti_id=request.ti_id,
-                try_number=request.try_number,
-                state="failed",
-                ended_at=utcnow(),
-                error=f"timed out after {request.timeout:g}s (timeout={request.timeout:g}); the worker was killed",
-                hostname=f"local:{worker.proc.pid}",
-            )
+        self._fail(
+            worker,
+            request,
+            f"timed out after {request.timeout:g}s (timeout={request.timeout:g}); the worker was killed",
         )
         self._fill()
         self._dispatch()

@@ -188,6 +188,11 @@ class Triggerer:
                 while True:
                     room = await self._wait_for_room()
                     messages = await trigger.receive(min(BATCH_SIZE, room))
+                    if _cancel_swallowed():
+                        # Some clients (redis-py during a blocking XREADGROUP) swallow a
+                        # cancellation and return normally; the consumer must stop anyway.
+                        # What was received is unacknowledged: the broker delivers it again.
+                        raise asyncio.CancelledError
                     self._backlog += len(messages)  # until the next count
                     if messages:
                         await self._deliver(consumer, messages)
@@ -294,6 +299,11 @@ class Triggerer:
                     ids = [w.id for w in consumer.watchers]
                     with contextlib.suppress(Exception):
                         await self.db.run(_set_lag, self.db.engine, ids, lag)
+
+
+def _cancel_swallowed() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _close_quietly(trigger: BaseEventTrigger) -> None:

@@ -133,15 +133,6 @@ class PostgresTrigger(BaseEventTrigger):
         await self._conn.commit()
 
     async def receive(self, max_messages: int) -> list[Message]:
-        messages = await self._receive(max_messages)
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            # A cancellation a client library swallowed must still stop the consumer;
-            # close() rolls the claim back.
-            raise asyncio.CancelledError
-        return messages
-
-    async def _receive(self, max_messages: int) -> list[Message]:
         conn = self._require_conn()
         rows = await self._claim(conn, max_messages)
         if not rows:

@@ -144,17 +144,6 @@ class RedisStreamTrigger(BaseEventTrigger):
         self._next_claim = 0.0
 
     async def receive(self, max_messages: int) -> list[Message]:
-        messages = await self._receive(max_messages)
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            # redis-py can swallow a cancellation that lands during a blocking XREADGROUP
-            # (seen with redis 8.1 on Python 3.11) and return normally; the triggerer could
-            # then never stop this consumer. The entries read are in our pending list and
-            # are re-read after the next open.
-            raise asyncio.CancelledError
-        return messages
-
-    async def _receive(self, max_messages: int) -> list[Message]:
         client = self._require_client()
         if self._pending_cursor is not None:
             # Our own entries delivered before a reconnect and never acknowledged.
