@@ -1,6 +1,7 @@
 """Ingest alone: messages per second turned into committed events by one triggerer process.
 
     .venv/bin/python benchmarks/ingest.py --broker local,redis,kafka --messages 50000
+    .venv/bin/python benchmarks/ingest.py --broker sqs --messages 1000     # moto's SQS server
 
 No scheduler runs: a backlog of `--messages` is put in the broker first, then
 one triggerer (in this process, on SQLite, back-pressure off) consumes it
@@ -26,9 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import port_open, write_result
+from common import moto_server, port_open, sqs_client, write_result
 
-BROKERS = ("local", "redis", "kafka")
+BROKERS = ("local", "redis", "kafka", "sqs")
 
 
 async def fill(broker: str, url: str, n: int, extra: dict[str, Any]) -> None:
@@ -49,6 +50,11 @@ async def fill(broker: str, url: str, n: int, extra: dict[str, Any]) -> None:
                 pipe.xadd(stream, {"body": body})
             await pipe.execute()
         await client.aclose()
+    elif broker == "sqs":
+        client = extra["client"]
+        for i in range(0, n, 10):
+            entries = [{"Id": str(j), "MessageBody": b.decode()} for j, b in enumerate(bodies[i : i + 10])]
+            await asyncio.to_thread(client.send_message_batch, QueueUrl=extra["queue_url"], Entries=entries)
     elif broker == "kafka":
         from confluent_kafka import Producer
 
@@ -91,6 +97,14 @@ async def measure(broker: str, n: int) -> dict[str, Any]:
             raise RuntimeError("Redis is not listening on 127.0.0.1:6379")
         extra["stream"] = f"ingest-{tag}"
         url = f"redis://127.0.0.1:6379/0?stream={extra['stream']}&group=herald"
+    elif broker == "sqs":
+        cluster_cm = moto_server()
+        port = cluster_cm.__enter__()
+        extra["client"] = sqs_client(port)
+        extra["queue_url"] = extra["client"].create_queue(QueueName=f"ingest-{tag}")["QueueUrl"]
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        url = f"sqs+http://127.0.0.1:{port}/000000000000/ingest-{tag}?region=us-east-1"
     else:
         from tests.integration.kafka_mock import mock_kafka_cluster
 

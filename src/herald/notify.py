@@ -2,7 +2,7 @@
 
 A process that commits work for another (a published local:// message, events
 for the scheduler, task tries for the workers, results for the scheduler)
-notifies a channel: "local:QUEUE", "scheduler" or "workers". Waiters wake at
+notifies a channel: "local:QUEUE", "scheduler", "workers" or "replay". Waiters wake at
 once. A lost wake-up costs only latency: every waiter also re-checks the
 database on a short timeout.
 
@@ -10,17 +10,19 @@ database on a short timeout.
   committing transaction (delivered on commit) and heard by every process, on
   any machine, that LISTENs.
 - On SQLite (one machine, one Herald process tree) it is a datagram on a Unix
-  socket named after the database.
+  socket named after the database, 0600 in a 0700 folder (`socket_path`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import socket
+import stat
 import tempfile
 from collections import defaultdict
 
@@ -30,6 +32,10 @@ log = logging.getLogger("herald.notify")
 
 SCHEDULER = "scheduler"
 WORKERS = "workers"
+#: dead letters were marked for replay (heard by the triggerers)
+REPLAY = "replay"
+#: a watcher was paused or resumed (heard by the triggerers)
+WATCHERS = "watchers"
 PG_CHANNEL = "herald"
 
 
@@ -38,15 +44,63 @@ def is_postgres(database_url: str) -> bool:
     return database_url.startswith(("postgresql", "postgres:"))
 
 
+#: the longest path a Unix socket address holds (`sun_path` is 108 bytes, NUL included)
+SUN_PATH_MAX = 107
+
+
 def socket_path(database_url: str) -> str:
-    """Where the wake-up socket of the SQLite database at `database_url` lives."""
+    """Where the wake-up socket of the SQLite database at `database_url` lives.
+
+    Next to the database when its folder is private to this user (HERALD_HOME is
+    made 0700), else - a database in a shared folder, or a path too long for a
+    Unix socket address - in a 0700 folder of this user under the temporary
+    directory. Either way no other local user can reach the socket, nor put a
+    file of theirs in its place. Named after the database file itself, however
+    its URL is spelled, so every process of one Herald finds the same socket.
+    """
     from sqlalchemy.engine import make_url
 
-    # Named after the database file itself, however its URL is spelled.
     database = make_url(database_url).database or database_url
-    key = os.path.realpath(database) if database != ":memory:" else database_url
+    if database == ":memory:" or database.startswith("file:"):
+        key = database_url
+    else:
+        key = os.path.realpath(database)
+        folder, name = os.path.split(key)
+        beside = os.path.join(folder, f"{name}.sock")
+        if _private(folder) and len(os.fsencode(beside)) <= SUN_PATH_MAX:
+            return beside
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    return os.path.join(tempfile.gettempdir(), f"herald-{digest}.sock")
+    return os.path.join(_runtime_dir(), f"herald-{digest}.sock")
+
+
+def _private(folder: str) -> bool:
+    """True when `folder` is a real folder of this user that nobody else may enter."""
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
+@functools.cache
+def _runtime_dir() -> str:
+    """`$TMPDIR/herald-<uid>`, 0700 and this user's; a fresh private folder if someone else holds that name."""
+    base = tempfile.gettempdir()
+    if len(os.fsencode(base)) > SUN_PATH_MAX - 40:
+        base = "/tmp"
+    folder = os.path.join(base, f"herald-{os.getuid()}")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    with contextlib.suppress(OSError):
+        info = os.lstat(folder)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+            if info.st_mode & 0o077:
+                os.chmod(folder, 0o700)
+            return folder
+    # Another user made (or linked) that name first: wake-ups across processes then fall
+    # back to each waiter's periodic re-check, which costs only latency.
+    log.warning("%s is not a private folder of this user; wake-ups use a folder of this process", folder)
+    return tempfile.mkdtemp(prefix="herald-", dir=base)
 
 
 def local_channel(queue: str) -> str:
@@ -142,6 +196,7 @@ class SocketListener(Listener):
             os.unlink(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(self.path)
+        os.chmod(self.path, 0o600)  # in a 0700 folder already; the socket too is this user's alone
         sock.setblocking(False)
         self._sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._on_readable)
@@ -211,6 +266,7 @@ def make_listener(database_url: str) -> Listener:
 
 
 __all__ = [
+    "REPLAY",
     "SCHEDULER",
     "WORKERS",
     "Listener",

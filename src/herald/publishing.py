@@ -1,9 +1,12 @@
 """`herald.publish(url, body)`: send a message to any queue Herald can watch.
 
 Tasks are plain functions, so `publish` is synchronous; it runs the broker's
-async publisher on one background event loop per process, which keeps one
-connection per broker alive across calls (a worker publishing an alert per
-run does not reconnect each time).
+async publisher on one background event loop per process. Publishers come from
+the one pool (`herald.triggers.base.publishers`), which keeps one connection
+per broker and options alive across calls (a worker publishing an alert per
+run does not reconnect each time); `close_publishers()` closes them all.
+
+Importing this module loads no database library and no broker client.
 """
 
 from __future__ import annotations
@@ -15,17 +18,16 @@ import json
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from herald.triggers.base import publishers
+from herald.triggers.registry import publisher_class, scheme_of
 
-from herald.config import Settings
-from herald.triggers.registry import publisher, scheme_of
+if TYPE_CHECKING:
+    from herald.config import Settings
 
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
-_engines: dict[str, Engine] = {}
-_engines_lock = threading.Lock()
 
 
 def to_bytes(body: bytes | str | dict[str, Any] | list[Any] | int | float | bool | None) -> bytes:
@@ -38,9 +40,12 @@ def to_bytes(body: bytes | str | dict[str, Any] | list[Any] | int | float | bool
 
 
 async def apublish(url: str, body: Any, headers: dict[str, str] | None = None) -> None:
-    """Publish from async code: `await apublish("local://alerts", {"x": 1})`."""
-    send = publisher(scheme_of(url))
-    await send(url, to_bytes(body), dict(headers or {}))
+    """Publish from async code: `await apublish("local://alerts", {"x": 1})`.
+
+    `?conn_id=ID` in the URL takes the host and credentials from `HERALD_CONN_<ID>`.
+    """
+    cls = publisher_class(scheme_of(url))
+    await publishers.publish(cls, url, to_bytes(body), dict(headers or {}))
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
@@ -51,7 +56,7 @@ def _background_loop() -> asyncio.AbstractEventLoop:
             thread = threading.Thread(target=loop.run_forever, name="herald-publish", daemon=True)
             thread.start()
             _loop = loop
-            atexit.register(_close_publishers, loop)
+            atexit.register(_close_at_exit, loop)
         return _loop
 
 
@@ -62,20 +67,15 @@ def publish(url: str, body: Any, headers: dict[str, str] | None = None, *, timeo
         url: the queue URL, for example `local://alerts` or `redis://127.0.0.1:6379/0?stream=s`.
         body: bytes, text, or anything JSON-serialisable (sent as JSON).
         headers: message headers or attributes, where the broker has them.
+        timeout: seconds to wait for the broker.
     """
     future: Future[None] = asyncio.run_coroutine_threadsafe(apublish(url, body, headers), _background_loop())
     future.result(timeout)
 
 
 async def aclose_publishers() -> None:
-    """Close every broker connection the publishers opened on the running loop."""
-    import sys
-
-    for name, module in list(sys.modules.items()):
-        close = getattr(module, "close_publishers", None) if name.startswith("herald.triggers.") else None
-        if close is not None:
-            with contextlib.suppress(Exception):
-                await close()
+    """Close every publisher connection opened on the running loop."""
+    await publishers.aclose()
 
 
 def close_publishers() -> None:
@@ -84,36 +84,14 @@ def close_publishers() -> None:
     if loop is None or loop.is_closed() or not loop.is_running():
         return
     with contextlib.suppress(Exception):
-        asyncio.run_coroutine_threadsafe(aclose_publishers(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(publishers.aclose(), loop).result(10)
 
 
-def _close_publishers(loop: asyncio.AbstractEventLoop) -> None:
-    """At exit: close the publishers' connections on the loop that opened them, then stop it."""
+def _close_at_exit(loop: asyncio.AbstractEventLoop) -> None:
+    """At exit: close the publishers on the loop that opened them, then stop it."""
     close_publishers()
     if not loop.is_closed():
         loop.call_soon_threadsafe(loop.stop)
-
-
-def _engine(url: str) -> Engine:
-    from herald.store.db import make_engine
-    from herald.store.migrate import is_current, upgrade
-
-    with _engines_lock:
-        if url not in _engines:
-            if not _engines:
-                atexit.register(_dispose_engines)
-            engine = make_engine(url, pool_size=1)
-            if not is_current(engine):
-                upgrade(engine)  # publishing before Herald ever started: the queue still works
-            _engines[url] = engine
-        return _engines[url]
-
-
-def _dispose_engines() -> None:
-    with _engines_lock:
-        for engine in _engines.values():
-            engine.dispose()
-        _engines.clear()
 
 
 def local_publish(
@@ -123,7 +101,6 @@ def local_publish(
     settings: Settings | None = None,
 ) -> list[int]:
     """Append messages to `local://queue` and wake the triggerer; returns their ids."""
-    from herald.store import local_queue
+    from herald.triggerer.local_queue import local_publish as put
 
-    url = (settings or Settings()).db_url
-    return local_queue.put(_engine(url), queue, bodies, headers)
+    return put(queue, bodies, headers, settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -18,10 +19,18 @@ from typing import Any
 
 from herald import notify
 from herald.config import Settings
+from herald.dagcheck import CheckerClosed
 from herald.dagsource import DagSource
+from herald.executors.base import Executor
+from herald.executors.dag_callbacks import DagCallbackRunner
+from herald.executors.database import DatabaseExecutor
 from herald.executors.local import LocalExecutor
+from herald.loader import DagBag
+from herald.scheduler.requests import build_requests
+from herald.scheduler.retention import RetentionLoop
 from herald.scheduler.scheduler import Scheduler
 from herald.store.db import Database
+from herald.store.files import private_home
 from herald.store.migrate import upgrade
 from herald.triggerer.triggerer import Triggerer
 
@@ -31,6 +40,10 @@ log = logging.getLogger("herald")
 def process_name(kind: str) -> str:
     """A name unique to this process, for leases and task hostnames: `triggerer:host:pid`."""
     return f"{kind}:{socket.gethostname()}:{os.getpid()}"
+
+
+class StoppedWhileLoading(Exception):
+    """A stop was requested before the first load of the DAGs folder finished."""
 
 
 class Service:
@@ -48,7 +61,7 @@ class Service:
     async def run(self) -> None:
         """Open the database, run `serve` until a stop is requested, then close."""
         settings = self.settings
-        settings.home.mkdir(parents=True, exist_ok=True)
+        private_home(settings.home)  # 0700: the database, logs and conf are this user's alone
         db = Database(settings.db_url)
         await db.run(upgrade, db.engine)
         listener = notify.make_listener(settings.db_url)
@@ -58,6 +71,8 @@ class Service:
             loop.add_signal_handler(sig, self.request_stop)
         try:
             await self.serve(db, listener, self._stop)
+        except StoppedWhileLoading:
+            self.say("Herald stopped while loading the DAGs folder.")
         finally:
             listener.stop()
             db.close()
@@ -68,12 +83,33 @@ class Service:
         """The process's own work."""
         raise NotImplementedError
 
+    @staticmethod
+    async def load_dags(source: DagSource, stop: asyncio.Event) -> DagBag:
+        """The first load of the DAGs folder, given up at once when a stop is requested meanwhile.
+
+        A DAG file's check can take up to HERALD_DAG_FILE_PROCESSOR_TIMEOUT; SIGTERM
+        must not wait for it: the checks are killed and `StoppedWhileLoading` raised.
+        """
+        loading = asyncio.ensure_future(source.load())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if loading.done():
+            return loading.result()
+        source.close()
+        loading.cancel()
+        with contextlib.suppress(asyncio.CancelledError, CheckerClosed):
+            await loading
+        raise StoppedWhileLoading
+
     async def serve_api(self, db: Database, port: int) -> tuple[Any, asyncio.Task[None] | None]:
         """Serve the API and UI on the running loop; returns the server and its task."""
         import uvicorn
 
         from herald.api.app import create_app
-        from herald.api.tokens import ensure_admin_token
+        from herald.store.tokens import ensure_admin_token
 
         def first_start_token() -> str | None:
             with db.engine.begin() as conn:
@@ -81,7 +117,12 @@ class Service:
 
         # Made on the first start, shown once in the banner; only its hash is stored.
         self.admin_token = await db.run(first_start_token)
-        app = create_app(db.engine, database_url=self.settings.db_url)
+        app = create_app(
+            db.engine,
+            database_url=self.settings.db_url,
+            max_payload_depth=self.settings.max_payload_depth,
+            limits=self.settings.limits,
+        )
         config = uvicorn.Config(app, host=self.settings.api_host, port=port, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         # Server.serve() would take over SIGINT/SIGTERM; Herald owns them and stops
@@ -105,6 +146,91 @@ class Service:
                 await asyncio.wait_for(task, 5)
 
 
+def _callback_runner(settings: Settings, db: Database, scheduler: Scheduler, kind: str) -> DagCallbackRunner:
+    """The runner of DAG callbacks beside a scheduler: woken by its passes that asked for some."""
+    runner = DagCallbackRunner(
+        db,
+        lambda: scheduler.dags,
+        str(settings.dags_path),
+        process_name(kind),
+        timeout=settings.dag_callback_timeout,
+        log_limit=settings.max_log_bytes,
+    )
+    scheduler.on_callbacks = runner.wake
+    return runner
+
+
+def _alert_monitor(settings: Settings, db: Database) -> Any:
+    """The alert pass beside a scheduler, when alerts have somewhere to go (else None)."""
+    if not settings.alerts_enabled:
+        return None
+    from herald.alerts.conditions import Thresholds
+    from herald.alerts.monitor import AlertMonitor
+    from herald.alerts.send import AlertSender, SmtpTarget
+
+    smtp = None
+    if settings.alert_smtp_host and settings.alert_recipients:
+        smtp = SmtpTarget(
+            host=settings.alert_smtp_host,
+            port=settings.alert_smtp_port,
+            sender=settings.alert_smtp_from,
+            recipients=tuple(settings.alert_recipients),
+            user=settings.alert_smtp_user,
+            password=settings.alert_smtp_password,
+            starttls=settings.alert_smtp_starttls,
+        )
+    thresholds = Thresholds(
+        watcher_after=settings.alert_watcher_after,
+        watcher_lag=settings.alert_watcher_lag,
+        latency_seconds=settings.alert_latency_seconds,
+        latency_window=settings.alert_latency_window,
+        dag_failures=settings.alert_dag_failures,
+    )
+    sender = AlertSender(settings.alert_webhook_url, smtp, settings.alert_send_timeout)
+    return AlertMonitor(db, sender, thresholds, settings.alert_interval)
+
+
+class _Alerts:
+    """The alert monitor's task, started and stopped with its scheduler."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.monitor = _alert_monitor(settings, db)
+        self.task: asyncio.Task[None] | None = None
+        if self.monitor is not None:
+            self.task = asyncio.create_task(self.monitor.run(), name="alerts")
+
+    async def stop(self) -> None:
+        if self.monitor is None or self.task is None:
+            return
+        self.monitor.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.task, 5)
+        await asyncio.get_running_loop().run_in_executor(None, self.monitor.sender.close)
+
+
+async def _stop_runner(runner: DagCallbackRunner, task: asyncio.Task[None]) -> None:
+    runner.stop()
+    try:
+        await asyncio.wait_for(task, 5)
+    except Exception:  # a callback still running is killed with its process group by the cancel
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
+def _retention(settings: Settings, db: Database) -> asyncio.Task[None] | None:
+    """With HERALD_RETENTION: the scheduled clean, on the running loop."""
+    if settings.retention is None:
+        return None
+    loop = RetentionLoop(db, settings.retention, settings.retention_interval, settings.retention_batch_size)
+    return asyncio.create_task(loop.run(), name="retention")
+
+
+def _requests(settings: Settings) -> Any:
+    """The request builder with the settings' limits (the executors and workers call it)."""
+    return functools.partial(build_requests, inlet_events_limit=settings.inlet_events_limit)
+
+
 class Standalone(Service):
     """Every Herald process in one, on the embedded SQLite default or PostgreSQL."""
 
@@ -116,15 +242,38 @@ class Standalone(Service):
         settings = self.settings
         settings.dags_path.mkdir(parents=True, exist_ok=True)
         executor = LocalExecutor(str(settings.dags_path), settings.worker_count)
-        scheduler = Scheduler(db, executor, listener.event(notify.SCHEDULER), settings.max_waiting_tries)
-        triggerer = Triggerer(db, listener, scheduler.wake, owner="standalone", max_backlog=settings.max_event_backlog)
-        executor.start(scheduler.on_started, scheduler.on_result)
+        scheduler = Scheduler(
+            db,
+            executor,
+            listener.event(notify.SCHEDULER),
+            settings.max_waiting_tries,
+            inlet_events_limit=settings.inlet_events_limit,
+            max_map_length=settings.max_map_length,
+            limits=settings.limits,
+            max_lost_requeues=settings.max_lost_worker_requeues,
+        )
+        triggerer = Triggerer(
+            db,
+            listener,
+            scheduler.wake,
+            owner="standalone",
+            max_backlog=settings.max_event_backlog,
+            max_payload_depth=settings.max_payload_depth,
+            apply_timeout=settings.apply_function_timeout,
+            limits=settings.limits,
+        )
         source = DagSource(settings, db, say=self.say)
         source.subscribe(lambda bag, cat: scheduler.update(bag.dags, cat.asset_ids, cat.consumers))
         source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers))
-        bag = await source.load()
-        source.subscribe(lambda bag, cat: executor.reload())
+        # Workers import only the files this process checked and imported (bag.files).
+        source.subscribe(lambda bag, cat: executor.reload(bag.files))
+        bag = await self.load_dags(source, stop)
+        executor.start(scheduler.on_started, scheduler.on_result)
         scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
+        callbacks = _callback_runner(settings, db, scheduler, "standalone")
+        callbacks_task = asyncio.create_task(callbacks.run(), name="dag-callbacks")
+        alerts = _Alerts(settings, db)
+        cleaner = _retention(settings, db)
         server, server_task = await self.serve_api(db, self.port)
         watch = asyncio.create_task(source.watch(), name="dag-reload")
         s = settings
@@ -143,46 +292,67 @@ class Standalone(Service):
         finally:
             self.say("Stopping Herald: closing watchers, letting running tasks finish...")
             watch.cancel()
+            if cleaner is not None:
+                cleaner.cancel()
             await triggerer.stop()
             await executor.stop(grace=10.0)
             scheduler.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(scheduler_task, 10)
+            await _stop_runner(callbacks, callbacks_task)
+            await alerts.stop()
             await self.stop_api(server, server_task)
             self.say("Herald stopped.")
 
 
 class SchedulerProcess(Service):
-    """`herald scheduler`: creates runs and queues tries for `herald worker` processes."""
+    """`herald scheduler`: creates runs and queues tries for `herald worker` processes (or Celery)."""
 
     async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
-        scheduler = Scheduler(db, None, listener.event(notify.SCHEDULER), self.settings.max_waiting_tries)
-        sender = None
-        if self.settings.executor == "celery":
+        s = self.settings
+        executor: Executor
+        scheduler: Scheduler
+        if s.executor == "celery":
             # Tries stay queued in the database; each also goes to a Celery queue.
-            from herald.executors.celery_executor import CelerySender
+            from herald.executors.celery_executor import CeleryExecutor, make_app
 
-            sender = CelerySender.from_settings(self.settings.celery_broker_url, db.engine, lambda: scheduler.dags)
-            scheduler.on_queued = sender.on_queued
-        source = DagSource(self.settings, db, say=self.say)
+            executor = CeleryExecutor(make_app(s), db.engine, lambda: scheduler.dags, _requests(s), s)
+        else:
+            executor = DatabaseExecutor(s.heartbeat_timeout, s.max_waiting_tries)
+        scheduler = Scheduler(
+            db,
+            executor,
+            listener.event(notify.SCHEDULER),
+            s.max_waiting_tries,
+            inlet_events_limit=s.inlet_events_limit,
+            max_map_length=s.max_map_length,
+            limits=s.limits,
+            max_lost_requeues=s.max_lost_worker_requeues,
+        )
+        source = DagSource(s, db, say=self.say)
         source.subscribe(lambda bag, cat: scheduler.update(bag.dags, cat.asset_ids, cat.consumers))
-        bag = await source.load()
+        bag = await self.load_dags(source, stop)
+        executor.start(scheduler.on_started, scheduler.on_result)
         task = asyncio.create_task(scheduler.run(), name="scheduler")
+        callbacks = _callback_runner(s, db, scheduler, "scheduler")
+        callbacks_task = asyncio.create_task(callbacks.run(), name="dag-callbacks")
+        alerts = _Alerts(s, db)
+        cleaner = _retention(s, db)
         watch = asyncio.create_task(source.watch(), name="dag-reload")
-        resend = asyncio.create_task(sender.run(), name="celery-resend") if sender is not None else None
-        to = "Celery" if sender is not None else "herald worker processes"
+        to = "Celery" if s.executor == "celery" else "herald worker processes"
         self.say(f"Herald scheduler running ({len(bag.dags)} DAG(s), tasks go to {to}); Ctrl-C stops it.")
         try:
             await stop.wait()
         finally:
             watch.cancel()
-            if resend is not None:
-                resend.cancel()
+            if cleaner is not None:
+                cleaner.cancel()
             scheduler.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)
-            if sender is not None:
-                await asyncio.to_thread(sender.stop)
+            await _stop_runner(callbacks, callbacks_task)
+            await alerts.stop()
+            await executor.stop(grace=0)
             self.say("Herald scheduler stopped.")
 
 
@@ -192,10 +362,20 @@ class TriggererProcess(Service):
     async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
         name = process_name("triggerer")
         # Events reach the schedulers by pg_notify in the ingest transaction.
-        triggerer = Triggerer(db, listener, lambda: None, owner=name, max_backlog=self.settings.max_event_backlog)
+        s = self.settings
+        triggerer = Triggerer(
+            db,
+            listener,
+            lambda: None,
+            owner=name,
+            max_backlog=s.max_event_backlog,
+            max_payload_depth=s.max_payload_depth,
+            apply_timeout=s.apply_function_timeout,
+            limits=s.limits,
+        )
         source = DagSource(self.settings, db, say=self.say)
         source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers))
-        bag = await source.load()
+        bag = await self.load_dags(source, stop)
         watch = asyncio.create_task(source.watch(), name="dag-reload")
         self.say(
             f"Herald triggerer {name} running ({len(source.catalog.watchers)} watcher(s), {len(bag.dags)} DAG(s))."
@@ -229,16 +409,27 @@ class WorkerProcess(Service):
             upgrade(engine)
         finally:
             engine.dispose()  # before the pool processes fork: each opens its own
-        run_worker(self.settings, self.queues, self.concurrency, process_name("worker"), say=self.say)
+        run_worker(
+            self.settings, self.queues, self.concurrency, process_name("worker"), _requests(self.settings), say=self.say
+        )
 
     async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
         from herald.executors.worker_service import WorkerService
 
         name = process_name("worker")
-        service = WorkerService(db, listener, str(self.settings.dags_path), self.concurrency, self.queues, name)
+        service = WorkerService(
+            db,
+            _requests(self.settings),
+            listener,
+            str(self.settings.dags_path),
+            self.concurrency,
+            self.queues,
+            name,
+            heartbeat_timeout=self.settings.heartbeat_timeout,
+        )
         source = DagSource(self.settings, db, sync=False, say=self.say)
-        source.subscribe(lambda bag, cat: service.update(bag.dags))
-        await source.load()
+        source.subscribe(lambda bag, cat: service.update(bag.dags, bag.files))
+        await self.load_dags(source, stop)
         task = asyncio.create_task(service.run(), name="worker")
         watch = asyncio.create_task(source.watch(), name="dag-reload")
         queues = ", ".join(self.queues) if self.queues else "default"
@@ -264,6 +455,9 @@ class ApiProcess(Service):
         server, task = await self.serve_api(db, self.port)
         if server is None:
             raise SystemExit(1)
+        if self.admin_token:
+            # made on this first start and stored hashed: this is the only time it can be read
+            self.say(f"Web UI: http://{self.settings.api_host}:{self.port}/  admin token: {self.admin_token}")
         self.say(f"Herald API on http://{self.settings.api_host}:{self.port}/api/v1/health")
         try:
             await stop.wait()
@@ -272,6 +466,6 @@ class ApiProcess(Service):
 
 
 def _mask(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    from herald.sdk.masking import mask_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return mask_url(url)

@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import Engine, insert, select, update
 
 from herald.api.app import create_app
-from herald.api.tokens import create_token
 from herald.loader import load_folder
 from herald.store import tables as t
 from herald.store.db import make_engine
 from herald.store.migrate import upgrade
 from herald.store.sync import sync_bag
+from herald.store.tokens import create_token
 from herald.store.types import utcnow
 
 with warnings.catch_warnings():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from herald.api.tokens import ensure_admin_token, hash_token
 from herald.store import tables as t
+from herald.store.tokens import ensure_admin_token, hash_token
 from tests.api.conftest import Api
 
 READS = [
@@ -20,6 +20,7 @@ READS = [
     "/api/v1/events",
     "/api/v1/watchers",
     "/api/v1/dead-letters",
+    "/api/v1/variables",
     "/api/v1/auth/whoami",
     "/metrics",
 ]
@@ -32,6 +33,8 @@ WRITES = [
     ("/api/v1/runs/x/retry", None),
     ("/api/v1/runs/x/tasks/y/retry", None),
     ("/api/v1/dead-letters/1/replay", None),
+    ("/api/v1/watchers/1/dead-letters/replay", None),
+    ("/api/v1/variables", {"key": "k", "value": "v"}),
 ]
 
 

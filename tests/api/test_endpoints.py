@@ -111,11 +111,9 @@ def test_retry_a_failed_run_reruns_the_failed_tasks_and_what_they_held_back(api:
     run = api.ok(f"/api/v1/runs/{run_id}")
     tasks = {x["task_id"]: x for x in run["tasks"]}
     assert run["state"] == "running" and run["ended_at"] is None
-    assert tasks["load"]["state"] == "up_for_retry" and tasks["load"]["max_tries"] == 2
+    assert tasks["load"]["state"] == "scheduled" and tasks["load"]["max_tries"] == 2
     assert tasks["report"]["state"] == "none" and tasks["extract"]["state"] == "success"
-    with api.engine.connect() as conn:
-        due = conn.execute(select(t.task_instance.c.next_try_at).where(t.task_instance.c.task_id == "load")).scalar()
-    assert due is not None and due <= utcnow()
+    # "scheduled" is queued by the next scheduler pass, which the retry wakes
     assert api.wakes
     again = api.post(f"/api/v1/runs/{run_id}/retry")
     assert again.status_code == 409 and "only a failed run" in again.json()["message"]
@@ -128,7 +126,7 @@ def test_retry_one_failed_task(api: Api) -> None:
     r = api.post(f"/api/v1/runs/{run_id}/tasks/extract/retry")
     assert r.status_code == 200 and r.json()["retried"] == ["extract"]
     tasks = {x["task_id"]: x["state"] for x in api.ok(f"/api/v1/runs/{run_id}")["tasks"]}
-    assert tasks == {"extract": "up_for_retry", "load": "none"}
+    assert tasks == {"extract": "scheduled", "load": "none"}
 
 
 def test_a_failed_run_without_tasks_is_queued_again(api: Api) -> None:
@@ -200,6 +198,12 @@ def test_events_filter_by_asset_source_and_time(api: Api) -> None:
     assert ids(until=(utcnow() - timedelta(hours=1)).isoformat()) == [old]
     one = api.ok(f"/api/v1/events/{watched}")
     assert one["id"] == watched and one["runs"] == []
+    # Airflow's source_* belong to events tasks emit: a watcher's and the API's leave them None
+    for event in api.ok("/api/v1/events")["items"]:
+        assert [event[k] for k in ("source_dag_id", "source_task_id", "source_run_id", "source_map_index")] == [
+            None
+        ] * 4
+        assert event["source_aliases"] == []
     assert api.get("/api/v1/events/999999").status_code == 404
 
 
@@ -231,6 +235,36 @@ def test_watchers_show_state_and_counters(api: Api) -> None:
     [w] = api.ok("/api/v1/watchers")["items"]
     assert w["asset"] == "orders" and w["name"] == "orders_local" and w["url"] == "local://api_orders"
     assert w["dead_lettered"] == 1
+
+
+def test_a_watcher_is_paused_and_resumed_as_from_the_cli(api: Api) -> None:
+    [w] = api.ok("/api/v1/watchers")["items"]
+    assert api.post(f"/api/v1/watchers/{w['id']}/pause", token="read").status_code == 403
+    r = api.post(f"/api/v1/watchers/{w['id']}/pause")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"id": w["id"], "asset": "orders", "name": "orders_local", "state": "paused", "sharing": []}
+    assert api.ok("/api/v1/watchers")["items"][0]["state"] == "paused"
+    again = api.post(f"/api/v1/watchers/{w['id']}/pause")
+    assert again.status_code == 409 and "paused already" in again.json()["message"]
+    assert api.post(f"/api/v1/watchers/{w['id']}/resume").json()["state"] == "starting"
+    assert api.post(f"/api/v1/watchers/{w['id']}/resume").status_code == 409
+    assert api.post("/api/v1/watchers/9999/pause").status_code == 404
+
+
+def test_triggerers_show_their_heartbeat_and_the_watchers_they_hold_and_read(api: Api) -> None:
+    from herald.store import triggerers, watchers
+    from herald.store.triggerers import Identity
+
+    assert api.ok("/api/v1/triggerers") == []
+    with api.engine.connect() as conn:
+        wid = int(conn.execute(select(t.watcher.c.id)).scalar_one())
+    watchers.claim_leases(api.engine, "triggerer:h:1", {"k": [wid]}, 30)
+    triggerers.beat(api.engine, Identity("triggerer:h:1", "h", 1, utcnow()), [wid], 12, [wid], 30)
+    triggerers.beat(api.engine, Identity("triggerer:h:2", "h", 2, utcnow()), [wid], 3, [], 30)
+    holder, other = api.ok("/api/v1/triggerers")
+    assert (holder["name"], holder["alive"], holder["received"]) == ("triggerer:h:1", True, 12)
+    assert holder["leases"] == holder["consuming"] == ["orders/orders_local"]
+    assert (other["leases"], other["consuming"]) == ([], ["orders/orders_local"])  # a shared consumer
 
 
 def test_dead_letters_and_their_replay_request(api: Api) -> None:
@@ -311,7 +345,7 @@ def test_the_main_flow_on_sqlite_and_postgresql(api_any_db: Api) -> None:
     api = api_any_db
     key = {"Idempotency-Key": "same"}
     first = api.post("/api/v1/assets/orders/events", json={"extra": {"n": 1}}, headers=key).json()
-    assert api.post("/api/v1/assets/orders/events", json={"extra": {}}, headers=key).json()["id"] == first["id"]
+    assert api.post("/api/v1/assets/orders/events", json={"extra": {"n": 1}}, headers=key).json()["id"] == first["id"]
     run_id = api.add_run(state="failed", tasks={"extract": "failed", "load": "upstream_failed"}, events=[first["id"]])
     assert api.post(f"/api/v1/runs/{run_id}/retry").json()["retried"] == ["extract"]
     replay = api.post(f"/api/v1/events/{first['id']}/replay").json()
@@ -319,3 +353,35 @@ def test_the_main_flow_on_sqlite_and_postgresql(api_any_db: Api) -> None:
     assert len(api.ok("/api/v1/dags")["items"]) == 2
     assert api.ok("/api/v1/runs", params={"limit": 1})["next_offset"] == 1
     assert "herald_dag_runs" in api.get("/metrics").text
+
+
+def test_an_event_a_task_emitted_through_an_alias_shows_its_source(api: Api) -> None:
+    from herald.store.aliases import TaskEvent, emit_task_events
+    from herald.store.types import utcnow
+
+    with api.engine.begin() as conn:
+        made = emit_task_events(
+            conn,
+            [
+                TaskEvent(
+                    asset={"name": "fresh", "uri": "s3://b/fresh", "group": "asset", "extra": {}},
+                    extra={"rows": 2},
+                    dag_id="producer",
+                    task_id="emit",
+                    run_id="manual__1",
+                    aliases=(("out", "asset"),),
+                    dedupe_key="manual__1#alias0",
+                )
+            ],
+            lambda asset_id, asset, aliases: [],
+            utcnow(),
+        )
+    assert made.events == 1 and set(made.new_assets) == {"fresh"} and made.resolved == {"out": {"fresh"}}
+    (event,) = api.ok("/api/v1/events", params={"asset": "fresh"})["items"]
+    assert (event["source_dag_id"], event["source_task_id"], event["source_run_id"]) == (
+        "producer",
+        "emit",
+        "manual__1",
+    )
+    assert event["source_map_index"] == -1 and event["source_aliases"] == [{"name": "out", "group": "asset"}]
+    assert event["extra"] == {"rows": 2} and event["source"] == "task:producer.emit"

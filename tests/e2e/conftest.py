@@ -113,8 +113,17 @@ class Herald:
 
     # -- the CLI --------------------------------------------------------------------------
 
+    def _made(self) -> None:
+        """Create and migrate a SQLite database not made yet (the CLI never creates one by itself)."""
+        url = self.env["HERALD_DATABASE_URL"]
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            env = {k: v for k, v in self.env.items() if k.startswith("HERALD_")}
+            made = self._runner.invoke(app, ["db", "migrate"], env=env)
+            assert made.exit_code == 0, made.output
+
     def cli(self, *args: str) -> tuple[int, str]:
         """Run a `herald` command in this process (Typer's runner); returns (exit code, output)."""
+        self._made()
         env = {k: v for k, v in self.env.items() if k.startswith("HERALD_")}
         result = self._runner.invoke(app, list(args), env=env)
         return result.exit_code, result.output
@@ -127,6 +136,7 @@ class Herald:
 
     def run_cli_process(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run `herald ...` as a real process (for exit codes and stderr)."""
+        self._made()
         return subprocess.run([HERALD, *args], env=self.env, capture_output=True, text=True, timeout=60)
 
     def publish(self, queue: str, *bodies: str | bytes | dict[str, Any]) -> None:

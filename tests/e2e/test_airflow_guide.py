@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from herald import apublish
+from herald.publishing import aclose_publishers, apublish
 from tests.conftest import require_service
 from tests.e2e.conftest import Herald
 from tests.integration.kafka_mock import MockKafkaCluster, mock_kafka_cluster
@@ -57,11 +57,10 @@ def test_airflow_sqs_example_runs_once_per_message(herald: Herald, moto_port: in
     bodies = [json.dumps({"order": i}) for i in range(MESSAGES)]
 
     async def send() -> None:
-        from herald.triggers import sqs
 
         for body in bodies:
             await apublish(url, body)
-        await sqs.close_publishers()
+        await aclose_publishers()
 
     asyncio.run(send())
     runs = herald.wait_runs(MESSAGES, "sqs_event_driven_dag", timeout=120)
@@ -83,11 +82,10 @@ def test_airflow_kafka_example_with_its_apply_function(herald: Herald, kafka: Mo
     values = [{"order": i, "status": "test" if i % 5 == 0 else "paid"} for i in range(MESSAGES)]
 
     async def send() -> None:
-        from herald.triggers import kafka as kafka_module
 
         for value in values:
             await apublish(url, value)
-        await kafka_module.close_publishers()
+        await aclose_publishers()
 
     asyncio.run(send())
     wanted = [v for v in values if v["status"] != "test"]

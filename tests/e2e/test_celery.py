@@ -3,7 +3,8 @@
 Messages come from two brokers (the embedded local:// queue and Redis Streams);
 Celery's own broker is Redis, then RabbitMQ. Every message makes one successful
 run, the runs are spread over both workers, and a worker killed mid-task loses
-nothing and runs no try twice.
+nothing: the tries it ran go back to the queue as lost (none of the task's
+retries used: it has none) and every run succeeds.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from herald.executors.reaper import running
 from tests.conftest import require_service
 from tests.e2e.conftest import HERALD, Herald
 
@@ -35,7 +37,8 @@ redis_jobs = Asset("redis_jobs", watchers=[AssetWatcher("redis", MessageQueueTri
 
 @dag(schedule=(local_jobs | redis_jobs))
 def celery_job():
-    @task(retries=2)
+    # No retries: a run saved from a killed worker was saved by the lost-worker requeue.
+    @task
     def work(triggering_asset_events):
         ctx = get_current_context()
         payload = [e for events in triggering_asset_events.values() for e in events][0].extra["payload"]
@@ -67,6 +70,12 @@ gpu_job()
 def stuck_job():
     @task(timeout=1)
     def stuck():
+        import subprocess
+        # what it starts ends with the try: a child, and a sleep whose shell exits at once
+        child = subprocess.Popen(["sleep", "600"])
+        daemon = subprocess.run(["sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True)
+        with open(os.environ["TEST_STARTS"] + ".stuck", "w") as fh:
+            fh.write(f"{child.pid} {int(daemon.stdout)}")
         print("waiting for ever")
         time.sleep(60)
 
@@ -134,6 +143,8 @@ def _cluster(tmp_path: Path, pg_database: str, broker_url: str) -> Iterator[Cele
             # Redis gives a dead worker's unacknowledged messages back this soon.
             "HERALD_CELERY_VISIBILITY_TIMEOUT": "10",
             "HERALD_CELERY_RESEND_AFTER": "4",
+            # A killed worker's tries are lost (and queued again) after this much silence.
+            "HERALD_HEARTBEAT_TIMEOUT": "10",
             "TEST_STREAM_URL": f"redis://127.0.0.1:6379/0?stream=herald-celery-{tag}&group=herald",
             "TEST_STARTS": str(tmp_path / "starts.txt"),
         }
@@ -176,6 +187,18 @@ def _finished(herald: Herald, count: int, timeout: float) -> list[dict[str, Any]
     return herald.wait_runs(count, "celery_job", timeout=timeout)
 
 
+def _depth(broker_url: str, queue: str) -> int:
+    """How many messages wait in a Celery queue (0 before its first message declares it)."""
+    import kombu
+    from kombu.exceptions import ChannelError
+
+    with kombu.Connection(broker_url) as conn:
+        try:
+            return int(conn.default_channel.queue_declare(queue, passive=True).message_count)
+        except ChannelError:
+            return 0
+
+
 def _purge(broker_url: str, queue: str) -> int:
     """Drop every message waiting in a Celery queue, as a broker that lost them would."""
     import kombu
@@ -204,9 +227,11 @@ def scenario(cluster: CeleryCluster, messages: int, lose_messages: bool = False,
             lambda: cluster.sql("SELECT count(*) FROM task_instance WHERE state = 'queued'")[0][0] == messages,
             what="every first try queued",
         )
-        time.sleep(1)
         queue = herald.env["HERALD_CELERY_QUEUE_PREFIX"] + "default"
-        assert _purge(herald.env["HERALD_CELERY_BROKER_URL"], queue) == messages
+        broker = herald.env["HERALD_CELERY_BROKER_URL"]
+        # Each try's message is published after the pass that queued it commits.
+        herald.wait_for(lambda: _depth(broker, queue) == messages, what="every first try's Celery message")
+        assert _purge(broker, queue) == messages
     cluster.start("worker-1", "worker", "--concurrency", "2")
     cluster.start("worker-2", "worker", "--concurrency", "2", "--queues", "default,gpu")
 
@@ -246,6 +271,9 @@ def scenario(cluster: CeleryCluster, messages: int, lose_messages: bool = False,
     assert stuck["state"] == "failed"
     ((error, log),) = cluster.sql("SELECT error, log FROM task_instance WHERE task_id = 'stuck'")
     assert error == "timed out after 1s (timeout=1)" and "waiting for ever" in log, (error, log)
+    children = [int(p) for p in Path(herald.env["TEST_STARTS"] + ".stuck").read_text().split()]
+    assert len(children) == 2 and "[herald] ended 2 process(es)" in log, log
+    assert not any(running(p) for p in children)  # ended before the try's result was stored
 
     # 2. A worker dies (with its pool) while it runs tasks: nothing is lost.
     slow = [{"n": messages + i, "sleep": 4} for i in range(4)]
@@ -280,17 +308,26 @@ def scenario(cluster: CeleryCluster, messages: int, lose_messages: bool = False,
         e["extra"]["payload"]["n"] for e in herald.cli_json("events", "list", "--limit", str(total + 100))
     )
     assert sorted(payloads) == list(range(total)) and set(payloads.values()) == {1}
-    # No try started twice; the tries the dead worker was running were tried again.
+    # Every try is still its first (no retry used); no try started twice unless its worker
+    # was lost in between, each requeue in its history with the reason.
+    assert cluster.sql("SELECT count(*) FROM task_instance WHERE try_number <> 1 AND dag_id <> 'stuck_job'") == [(0,)]
     starts = Counter(
         tuple(line.split()[:2]) for line in Path(herald.env["TEST_STARTS"]).read_text().splitlines() if line
     )
-    assert [k for k, v in starts.items() if v > 1] == []
-    retried = {run_id for run_id, number in starts if number == "2"}
+    assert {number for _, number in starts} == {"1"}
+    requeues = dict(
+        cluster.sql(
+            "SELECT r.run_id, count(*) FROM task_requeue q JOIN task_instance t ON t.id = q.ti_id "
+            "JOIN dag_run r ON r.id = t.run_pk WHERE t.task_id = 'work' GROUP BY r.run_id"
+        )
+    )
+    # (a try killed before it wrote its line was requeued without a second line)
+    assert [run_id for (run_id, _), n in starts.items() if n - 1 > requeues.get(run_id, 0)] == []
+    reasons = [r for (r,) in cluster.sql("SELECT reason FROM task_requeue")]
+    assert all("stopped sending heartbeats" in r for r in reasons), reasons
     if kill_pool:
-        assert retried, "the killed worker's tasks should have been tried again"
-    assert len(retried) <= 2  # at most what the dead worker was running (2 processes)
-    errors = cluster.sql("SELECT count(*) FROM task_instance WHERE try_number > 1")
-    assert errors[0][0] == len(retried)
+        assert requeues, "the killed worker's tasks should have gone back to the queue"
+    assert len(requeues) <= 2  # at most what the dead worker was running (2 processes)
 
 
 @pytest.mark.broker("redis")

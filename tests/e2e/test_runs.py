@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import textwrap
 import time
 
+from sqlalchemy import select
+
+from herald.executors.records import TaskRequest, TaskResult
+from herald.scheduler.scheduler import Scheduler
+from herald.sdk.dag import DAG, Task
+from herald.store import runs as store_runs
+from herald.store import tables
+from herald.store import tries as store_tries
+from herald.store.db import Database
+from herald.store.migrate import upgrade
+from herald.store.runs import trigger_run
+from herald.store.states import TryState
 from tests.e2e.conftest import Herald
 
 ORDERS_DAG = """
@@ -203,7 +216,10 @@ def test_outlets_chain_two_dags(herald: Herald) -> None:
     assert detail["tasks"][0]["result"] == 42
     event = herald.cli_json("events", "list", "--asset", "cleaned")[0]
     assert event["source"] == "task:clean.do_clean"
-    assert event["extra"]["source_run"]["dag_id"] == "clean"
+    # Airflow's attributes of a task's event; its extra is what the task set, nothing added
+    assert (event["source_dag_id"], event["source_task_id"], event["source_map_index"]) == ("clean", "do_clean", -1)
+    assert event["source_run_id"] == herald.runs("clean")[0]["run_id"]
+    assert event["extra"] == {"payload": {"v": 42}}
 
 
 def test_retries_then_success_and_final_failure_skips_downstream(herald: Herald) -> None:
@@ -376,17 +392,28 @@ def test_a_dead_letter_replayed_after_the_dag_file_is_fixed_becomes_a_run(herald
     herald.wait_runs(1, "fixable")
     dead = herald.wait_for(lambda: herald.cli_json("dead-letters", "list"), what="a dead letter")
     assert "invalid literal for int()" in dead[0]["error"]
+    # Replayed before the fix, it fails again: the dead letter says when, and why (its error).
+    assert herald.cli("dead-letters", "replay", str(dead[0]["id"]))[0] == 0
+    failed = herald.wait_for(
+        lambda: [d for d in herald.cli_json("dead-letters", "list") if d["replay_failed_at"]], what="the failed replay"
+    )
+    assert failed[0]["replayed_event_id"] is None and "invalid literal for int()" in failed[0]["error"]
     herald.write_dag("fixable", "VERSION = lambda b: len(b)\n" + textwrap.dedent(source))
-    herald.wait_for(lambda: "1 DAG(s)" in herald.output().split("Herald is running.")[-1], what="the reload")
-    time.sleep(1.0)  # let the workers and the triggerer pick the new file up
+    # The reload line comes after every subscriber (the triggerer among them) has the new file.
+    # ("1 DAG(s)" alone would match the start-up banner, which counts the DAGs too.)
+    herald.wait_for(lambda: "DAG files changed: 1 DAG(s)" in herald.output(), what="the reload")
     code, out = herald.cli("dead-letters", "replay", str(dead[0]["id"]))
     assert code == 0, out
     runs = herald.wait_runs(2, "fixable")
     results = sorted(herald.cli_json("runs", "show", r["run_id"])["tasks"][0]["result"] for r in runs)
     assert results == [6, 12]  # "twelve" has 6 bytes: replayed through the fixed apply_function
-    assert herald.cli_json("dead-letters", "list")[0]["replayed_at"] is not None
+    replayed = herald.cli_json("dead-letters", "list")[0]
+    assert replayed["replayed_at"] is not None
+    # The event the replay became is named, and it is the one that caused the second run.
+    event_of_run = {e for r in runs for e in herald.cli_json("runs", "show", r["run_id"])["event_ids"]}
+    assert replayed["replayed_event_id"] in event_of_run
     code, out = herald.cli("dead-letters", "replay", str(dead[0]["id"]))
-    assert code == 2 and "already replayed" in out
+    assert code == 1 and "already replayed" in out  # a conflict, not a wrong argument
 
 
 def test_manual_trigger_with_conf_and_params(herald: Herald) -> None:
@@ -477,3 +504,106 @@ def test_a_paused_dag_keeps_its_events_and_runs_them_when_unpaused(herald: Heral
     assert code == 0, out
     runs = herald.wait_runs(2, "process_orders")
     assert {r["state"] for r in runs} == {"success"}
+
+
+# -- the scheduler's side of skips, on a real database ------------------------------------------
+
+
+class _Executor:
+    """An executor that keeps what it is handed: the test plays the workers."""
+
+    workers_in_process = False
+    wake_channel = None
+    needs_requests = True
+
+    def __init__(self) -> None:
+        self.submitted: list[TaskRequest] = []
+
+    def start(self, on_started: object, on_result: object) -> None:
+        pass
+
+    def collect(self, conn: object, now: object) -> tuple[list[TaskResult], bool]:
+        return [], False
+
+    def queued(self, conn: object) -> int:
+        return 0
+
+    def submit(self, requests: list[TaskRequest]) -> None:
+        self.submitted += requests
+
+    def reload(self) -> None:
+        pass
+
+    async def stop(self, grace: float) -> None:
+        pass
+
+
+def test_skip_list_self_skip_and_no_retry_lead_to_the_right_states(database_url: str) -> None:
+    # Given branch -> a -> b -> join <- c <- branch, c -> e (all_success), c -> f (none_failed, 3 retries)
+    dag = DAG("skips")
+    for task_id, upstream, rule, retries in [
+        ("branch", set(), "all_success", 0),
+        ("a", {"branch"}, "all_success", 0),
+        ("b", {"a"}, "all_success", 0),
+        ("c", {"branch"}, "all_success", 0),
+        ("join", {"b", "c"}, "none_failed_min_one_success", 0),
+        ("e", {"c"}, "all_success", 0),
+        ("f", {"c"}, "none_failed", 3),
+    ]:
+        dag.tasks[task_id] = Task(task_id, print, upstream=upstream, trigger_rule=rule, retries=retries)
+    db = Database(database_url)
+    upgrade(db.engine)
+    executor = _Executor()
+    scheduler = Scheduler(db, executor, asyncio.Event())
+    scheduler.update({"skips": dag}, {}, {})
+    with db.engine.begin() as conn:
+        run_id = trigger_run(conn, "skips", {"x": 1})
+
+    def step(*results: TaskResult) -> list[TaskRequest]:
+        executor.submitted = []
+        outcome = scheduler._pass(list(results), [])
+        executor.submit(outcome.requests)
+        return executor.submitted
+
+    def states() -> dict[str, str]:
+        ti = tables.task_instance
+        with db.engine.connect() as conn:
+            return {r.task_id: r.state for r in conn.execute(select(ti.c.task_id, ti.c.state))}
+
+    def run_state() -> str:
+        with db.engine.connect() as conn:
+            return str(conn.execute(select(tables.dag_run.c.state).where(tables.dag_run.c.run_id == run_id)).scalar())
+
+    try:
+        [branch] = step()
+        assert (branch.task_id, branch.try_number, branch.map_index, branch.xcom) == ("branch", 1, -1, {})
+        # When the branch succeeds, pushes a value and asks to skip `a`
+        [c] = step(TaskResult(branch.ti_id, TryState.SUCCESS, result="c", skip=["a"], xcom={"k": 1}, try_number=1))
+        # Then a and b (all_success below a skip) are skipped, c runs with the branch's values
+        assert c.task_id == "c" and c.upstream == {"branch": "c"}
+        assert c.xcom == {"branch": {"k": 1, "return_value": "c"}}
+        assert states() == {
+            "branch": "success", "a": "skipped", "b": "skipped", "c": "queued",
+            "join": "none", "e": "none", "f": "none",
+        }  # fmt: skip
+        # When c skips itself: e (all_success) and join (no success upstream) are skipped, f (none_failed) runs
+        [f] = step(TaskResult(c.ti_id, TryState.SKIPPED, try_number=1))
+        assert f.task_id == "f"
+        assert states()["e"] == "skipped" and states()["join"] == "skipped"
+        assert run_state() == "running"
+        # When f fails and asks not to be retried: failed at once despite its retries, and the run fails
+        assert step(TaskResult(f.ti_id, TryState.FAILED, error="no", retry=False, try_number=1)) == []
+        assert states()["f"] == "failed"
+        assert run_state() == "failed"
+        # When a user retries f: the run runs again, f is queued under its next try number
+        with db.engine.begin() as conn:
+            run_pk = conn.execute(select(tables.dag_run.c.id).where(tables.dag_run.c.run_id == run_id)).scalar_one()
+            assert store_tries.clear(conn, run_pk, {"f": 1}, []) == 1
+            assert store_runs.rerun(conn, run_pk)
+        [again] = step()
+        assert (again.task_id, again.try_number) == ("f", 2)
+        step(TaskResult(again.ti_id, TryState.SUCCESS, try_number=2))
+        assert states()["f"] == "success"
+        assert run_state() == "success"
+    finally:
+        db.close()

@@ -67,7 +67,7 @@ def test_killing_a_scheduler_a_triggerer_and_a_worker_loses_and_doubles_nothing(
             time.sleep(0.5)
             cluster.start(victim, *COMMANDS[victim])
         sender.join(120)
-        # A try running on the killed worker is failed once its heartbeat stops (30 s), then retried.
+        # A try running on the killed worker is lost once its heartbeat stops (30 s) and queued again.
         herald.wait_for(lambda: ledger.drained(n), timeout=DRAIN_TIMEOUT, what=f"{n} messages drained")
         ledger.check(n)
     finally:

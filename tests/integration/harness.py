@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,20 @@ from herald.triggerer.triggerer import Triggerer
 from herald.triggers.base import BaseEventTrigger
 
 
+class _Collect(logging.Handler):
+    """Keeps the triggerer's warnings about failing watchers: a watcher that lost its
+    connection shows `last_error` only until it consumes again, the log keeps it."""
+
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "retrying in" in message:
+            self.into.append(message)
+
+
 class TriggererHarness:
     """A triggerer with one DAG per watched asset, on a real metadata database.
 
@@ -38,6 +53,10 @@ class TriggererHarness:
         self.triggerer: Triggerer | None = None
         self.catalog: Catalog | None = None
         self.wakeups = 0
+        #: what the triggerer logged of its watchers' failures ("...; retrying in ..."), in order
+        self.errors: list[str] = []
+        self._log_handler = _Collect(self.errors)
+        logging.getLogger("herald.triggerer").addHandler(self._log_handler)
 
     async def start(
         self, *watched: tuple[str, BaseEventTrigger], fault: Callable[[str], None] | None = None
@@ -120,6 +139,15 @@ class TriggererHarness:
         await self.wait_for(lambda: len(self.events(asset)) >= count, timeout, f"{count} event(s)")
         return self.events(asset)
 
-    async def settle(self, seconds: float = 1.0) -> None:
-        """Let in-flight deliveries finish (used before asserting that nothing more came)."""
-        await asyncio.sleep(seconds)
+    def received(self) -> int:
+        """Messages the watchers have processed (events, skips, duplicates and dead letters), committed."""
+        return sum(int(w["received"]) for w in self.watchers())
+
+    async def wait_received(self, count: int, timeout: float = 20.0) -> None:
+        """Wait until the watchers have processed at least `count` messages (every delivery committed).
+
+        The counters are written in the delivery's own transaction, so once they reach
+        the number of messages published, every one of them has been stored or refused:
+        what is asserted next does not depend on timing.
+        """
+        await self.wait_for(lambda: self.received() >= count, timeout, f"{count} message(s) processed")

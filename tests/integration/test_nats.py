@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,12 +13,11 @@ import nats
 import nats.js.errors
 import pytest
 
-from herald.triggers import nats as nats_trigger
+from herald.publishing import aclose_publishers, apublish
 from herald.triggers.base import Message
 from herald.triggers.nats import NatsTrigger
 from tests.conftest import reachable, require_service, require_tool
 from tests.integration.contract import BrokerCase, ContractSuite, run
-from tests.integration.harness import TriggererHarness
 
 SERVER = "nats://127.0.0.1:4222"
 
@@ -33,7 +30,7 @@ async def _delete_stream(server: str, stream: str) -> None:
         pass
     finally:
         await nc.close()
-    await nats_trigger.close_publishers()
+    await aclose_publishers()
 
 
 class NatsCase(BrokerCase):
@@ -44,11 +41,23 @@ class NatsCase(BrokerCase):
     # the server's default max_payload is 1 MiB
     max_body: ClassVar[int] = 1_000_000
 
+    #: why the contract's reconnect test does not apply
+    no_kill_connection: ClassVar[str] = (
+        "nats-server has no command to drop one client; "
+        "the server restart is the contract's test_resumes_after_the_broker_restarts"
+    )
+
     def require(self) -> None:
         require_service("NATS", "127.0.0.1", 4222)
 
     def url(self, name: str) -> str:
         return f"{SERVER}/{name}.events?stream={name}&durable=herald"
+
+    def private_broker(self, tmp_path: Path) -> PrivateNats:
+        require_tool("nats-server", "the restart test runs a private server (make services installs it)")
+        server = PrivateNats(tmp_path / "jetstream")
+        server.start()
+        return server
 
     async def cleanup(self, url: str) -> None:
         await _delete_stream(SERVER, NatsTrigger.from_url(url).stream)
@@ -79,19 +88,32 @@ def test_unacknowledged_message_is_redelivered_with_its_sequence(name: str) -> N
     async def scenario() -> None:
         trigger = NatsTrigger.from_url(url)
         await trigger.open()
-        await nats_trigger.publish(url, b'{"n": 1}', {"source": "t"})
-        [first] = await _receive(trigger, 1)
-        # Given a message received and never acknowledged (the trigger holds it, no nak)
-        assert first.metadata["delivered"] == 1
-        assert first.headers["source"] == "t"
-        # When ack_wait passes, then the server delivers it again: same sequence, same dedupe key
-        [again] = await _receive(trigger, 1)
-        assert again.dedupe_key == first.dedupe_key == f"{name}:{first.metadata['sequence']}"
-        assert again.metadata["delivered"] == 2
-        await trigger.ack([again])
-        assert await trigger.receive(10) == []
-        await trigger.close()
-        await _delete_stream(SERVER, name)
+        try:
+            await apublish(url, b'{"n": 1}', {"source": "t"})
+            [first] = await _receive(trigger, 1)
+            # Given a message received and never acknowledged (the trigger holds it, no nak)
+            assert first.metadata["delivered"] == 1
+            assert first.headers["source"] == "t"
+            # When ack_wait passes, then the server delivers it again: same sequence, same
+            # dedupe key. On a loaded machine a pull request that expired on the client may
+            # hand the first delivery over once more before the redelivery comes.
+            redelivered: list[Message] = []
+            for _ in range(5):
+                got = await _receive(trigger, 1)
+                assert all(m.dedupe_key == first.dedupe_key for m in got)
+                redelivered = [m for m in got if m.metadata["delivered"] >= 2]
+                if redelivered:
+                    break
+            assert redelivered, "no redelivery after ack_wait"
+            again = redelivered[0]
+            assert again.dedupe_key == first.dedupe_key == f"{name}:{first.metadata['sequence']}"
+            await trigger.ack([again])
+            # Acknowledged: not delivered a third time (a stale copy of an earlier delivery may show)
+            after = await trigger.receive(10)
+            assert all(m.metadata["delivered"] <= again.metadata["delivered"] for m in after)
+        finally:
+            await trigger.close()  # a failed assertion must not leave the connection to the next test
+            await _delete_stream(SERVER, name)
 
     run(scenario)
 
@@ -103,7 +125,7 @@ def test_lag_counts_undelivered_and_unacknowledged(name: str) -> None:
         trigger = NatsTrigger.from_url(url)
         await trigger.open()
         for n in range(5):
-            await nats_trigger.publish(url, str(n).encode())
+            await apublish(url, str(n).encode())
         assert await trigger.lag() == 5
         batch = await trigger.receive(2)
         assert len(batch) == 2
@@ -119,7 +141,7 @@ def test_publish_creates_the_stream_before_any_trigger(name: str) -> None:
     url = f"{SERVER}/{name}.x?stream={name}&durable=d&fetch_timeout=1"
 
     async def scenario() -> None:
-        await nats_trigger.publish(url, b"early")
+        await apublish(url, b"early")
         trigger = NatsTrigger.from_url(url)
         await trigger.open()
         got = await _receive(trigger, 1)
@@ -153,6 +175,9 @@ class PrivateNats:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    def queue_url(self, name: str) -> str:
+        return f"{self.url}/{name}.x?stream={name}&durable=herald&fetch_timeout=1"
+
     def start(self) -> None:
         self.process = subprocess.Popen(
             ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
@@ -170,49 +195,6 @@ class PrivateNats:
             self.process.terminate()
             self.process.wait(30)
             self.process = None
-
-
-@pytest.fixture
-def private_nats(tmp_path: Path) -> Iterator[PrivateNats]:
-    require_tool("nats-server", "the restart test runs a private server (make services installs it)")
-    server = PrivateNats(tmp_path / "jetstream")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def test_watcher_resumes_after_the_broker_restarts(tmp_path: Path, private_nats: PrivateNats) -> None:
-    url = f"{private_nats.url}/sensors.x?stream=sensors&durable=herald&fetch_timeout=1"
-    harness = TriggererHarness(f"sqlite:///{tmp_path}/herald.db")
-
-    async def scenario() -> None:
-        await harness.start(("readings", NatsTrigger.from_url(url)))
-        await nats_trigger.publish(url, b'{"n": 1}')
-        await harness.wait_events(1, timeout=30)
-        await nats_trigger.close_publishers()
-
-        # When the broker stops, the watcher says so rather than stopping silently
-        await asyncio.to_thread(private_nats.stop)
-        await harness.wait_for(
-            lambda: harness.watchers()[0]["state"] == "reconnecting", timeout=30, what="state reconnecting"
-        )
-        # and when it comes back (same file storage), the watcher resumes and loses nothing
-        await asyncio.to_thread(private_nats.start)
-        for n in range(2, 5):
-            await nats_trigger.publish(url, f'{{"n": {n}}}'.encode())
-        await harness.wait_events(4, timeout=60)
-        await harness.wait_for(lambda: harness.watchers()[0]["state"] == "running", what="state running")
-        await harness.settle(0.5)
-        await harness.stop()
-        await nats_trigger.close_publishers()
-        assert sorted(e["payload"]["n"] for e in harness.events()) == [1, 2, 3, 4]
-
-    try:
-        run(scenario)
-    finally:
-        harness.close()
 
 
 def test_describe_masks_credentials() -> None:

@@ -22,8 +22,9 @@ from typing import Any, ClassVar
 import pytest
 from aiobotocore.session import get_session
 
-from herald import MessageQueueTrigger, apublish
-from herald.triggers import sqs
+from herald import MessageQueueTrigger
+from herald.publishing import aclose_publishers, apublish
+from herald.triggers.base import publishers
 from herald.triggers.sqs import SqsTrigger, parse_url
 from tests.conftest import reachable, require_service
 from tests.integration.contract import BrokerCase, ContractSuite, run
@@ -101,6 +102,18 @@ class SqsCase(BrokerCase):
     # Short polls and visibility so that a long poll orphaned by a test's restart
     # (it may still take a message after the client went away) costs seconds.
     options: ClassVar[dict[str, Any]] = {"wait_time_seconds": 1, "visibility_timeout": 5}
+
+    #: why the contract's reconnect test does not apply
+    no_kill_connection: ClassVar[str] = (
+        "SQS is request/response over HTTP: there is no held connection to drop; "
+        "a server restart is covered by test_watcher_reconnects_after_the_server_restarts"
+    )
+
+    #: why the contract's broker restart test does not apply
+    no_restart: ClassVar[str] = (
+        "moto keeps nothing across a restart (the queue is made again): "
+        "test_watcher_reconnects_after_the_server_restarts covers it"
+    )
 
     def require(self) -> None:
         require_service("SQS (moto_server)", "127.0.0.1", self.port or 0)
@@ -188,7 +201,7 @@ def test_url_forms_and_defaults() -> None:
     assert trigger.describe()["broker"] == "sqs"
     with pytest.raises(ValueError, match="wait_time_seconds"):
         SqsTrigger.from_url("sqs://h/1/q", wait_time_seconds=21)
-    with pytest.raises(ValueError, match="unknown SQS URL option"):
+    with pytest.raises(ValueError, match=r"unknown SQS option .wait. in the URL; valid: .*wait_time_seconds"):
         SqsTrigger.from_url("sqs://h/1/q?wait=3")
     with pytest.raises(ValueError, match="not both"):
         SqsTrigger.from_url("sqs://h/1/q", airflow_compat=True, apply_function=lambda m: m.json())
@@ -278,7 +291,7 @@ def test_long_poll_returns_as_soon_as_a_message_arrives(port: int, queue_url: st
         await trigger.open()
         try:
             receiving = asyncio.create_task(trigger.receive(10))
-            await asyncio.sleep(0.5)  # let the poll reach the server
+            await asyncio.sleep(0.5)  # deliberate: a receive that did not long-poll would have returned by now
             assert not receiving.done()
             await apublish(queue_url, b"wake up", {"source": "test"})
             # well before the 20 s the poll would wait with nothing to return
@@ -389,7 +402,7 @@ def test_fifo_through_the_triggerer_one_event_per_message_in_order(tmp_path: Pat
         for n in range(12):
             await apublish(url, json.dumps({"n": n}).encode())
         await harness.wait_events(12)
-        await harness.settle(0.5)
+        await harness.wait_received(12)
         await harness.stop()
         await CASE.cleanup(url)
 
@@ -451,7 +464,7 @@ def test_airflow_queue_url_with_connection_and_airflow_payload(
         await harness.start(("sqs_queue_asset", trigger))
         await apublish(local_url, b'{"order": 42}', {"source": "shop"})
         await harness.wait_events(1)
-        await harness.settle(0.5)
+        await harness.wait_received(1)
         await harness.stop()
         await CASE.cleanup(local_url)
 
@@ -476,20 +489,20 @@ def test_message_queue_trigger_takes_airflow_queue_url() -> None:
 def test_publisher_reuses_one_client_per_connection(port: int, queue_url: str) -> None:
     async def scenario() -> None:
         await CASE.prepare(queue_url)
-        await sqs.close_publishers()
+        await aclose_publishers()
         await asyncio.gather(*(apublish(queue_url, b"at once") for _ in range(20)))
-        assert len(sqs._publishers) == 1  # the race to make the client left one
+        assert len(publishers) == 1  # the race to make the client left one
         async with admin(port) as client:
             url = parse_url(queue_url).queue_url
             await client.purge_queue(QueueUrl=url)
         await apublish(queue_url, b"one")
-        clients = {id(p.client) for p in sqs._publishers.values()}
+        clients = {id(p) for p in publishers.held()}
         await apublish(queue_url, b"two")
         await apublish(queue_url.replace("?", "?message_group_id=x&"), b"three")  # same connection
-        assert {id(p.client) for p in sqs._publishers.values()} == clients
+        assert {id(p) for p in publishers.held()} == clients
         assert await _counts(port, queue_url) == (3, 0)
         await CASE.cleanup(queue_url)
-        await sqs.close_publishers()
+        await aclose_publishers()
 
     run(scenario)
 
@@ -525,9 +538,9 @@ def test_watcher_reconnects_after_the_server_restarts(tmp_path: Path, port: int)
         await harness.wait_for(lambda: state() == "running", timeout=60, what="state running again")
         await apublish(url, b'{"n": 2}')
         await harness.wait_events(2, timeout=60)
-        await harness.settle(0.5)
+        await harness.wait_received(2)
         await harness.stop()
-        await sqs.close_publishers()
+        await aclose_publishers()
 
     try:
         run(scenario)

@@ -5,11 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from herald.api import actions
 from herald.api.deps import AUTH_RESPONSES, CONFLICT, NOT_FOUND, Conn, Db, Reader, Wake, Writer
-from herald.api.errors import NotFound
 from herald.api.paging import PageParams, RowId, utc
 from herald.api.schemas import (
     Asset,
@@ -21,6 +19,8 @@ from herald.api.schemas import (
     ReplayEventRequest,
     ReplayResult,
 )
+from herald.commands import events as event_commands
+from herald.commands.errors import NotFound
 from herald.store import queries
 from herald.store.types import utcnow
 
@@ -33,16 +33,8 @@ def list_assets(_: Reader, conn: Conn, page: PageParams) -> dict[str, Any]:
     return page.page(lambda limit, offset: queries.list_assets(conn, limit, offset=offset))
 
 
-@router.get("/assets/{name}", response_model=AssetDetail, responses=NOT_FOUND, summary="One asset")
-def get_asset(name: str, _: Reader, conn: Conn) -> dict[str, Any]:
-    found = queries.get_asset(conn, name)
-    if found is None:
-        raise NotFound(f"no asset {name!r}", "list assets with GET /api/v1/assets")
-    return found
-
-
 @router.get(
-    "/assets/{name}/event-counts", response_model=list[EventCount], responses=NOT_FOUND, summary="Events over time"
+    "/assets/{name:path}/event-counts", response_model=list[EventCount], responses=NOT_FOUND, summary="Events over time"
 )
 def event_counts(
     name: str,
@@ -59,7 +51,7 @@ def event_counts(
 
 
 @router.post(
-    "/assets/{name}/events",
+    "/assets/{name:path}/events",
     response_model=Event,
     status_code=status.HTTP_201_CREATED,
     responses={
@@ -72,6 +64,7 @@ def event_counts(
 def post_event(
     name: str,
     body: EventCreate,
+    request: Request,
     response: Response,
     _: Writer,
     db: Db,
@@ -86,8 +79,14 @@ def post_event(
     ] = None,
 ) -> dict[str, Any]:
     """Record an event of the asset; the DAGs scheduled on it run. Answered after the commit."""
-    with db.begin() as conn:
-        event_id, created = actions.emit_event(conn, name, body.extra, idempotency_key)
+    event_id, created = event_commands.emit(
+        db,
+        name,
+        body.extra,
+        source=event_commands.API_SOURCE,
+        idempotency_key=idempotency_key,
+        max_depth=request.app.state.max_payload_depth,
+    )
     if created:
         wake()
     else:
@@ -97,6 +96,17 @@ def post_event(
         event = queries.get_event(conn, event_id)
     assert event is not None
     return event
+
+
+# Asset names may hold "/" (Airflow's names derived from URIs do): the routes take
+# `{name:path}`, and this one comes after the routes with a suffix, or it would take
+# "NAME/event-counts" for a name.
+@router.get("/assets/{name:path}", response_model=AssetDetail, responses=NOT_FOUND, summary="One asset")
+def get_asset(name: str, _: Reader, conn: Conn) -> dict[str, Any]:
+    found = queries.get_asset(conn, name)
+    if found is None:
+        raise NotFound(f"no asset {name!r}", "list assets with GET /api/v1/assets")
+    return found
 
 
 @router.get("/events", response_model=Page[Event], summary="Asset events, newest first")
@@ -110,12 +120,18 @@ def list_events(
     ] = None,
     since: Annotated[datetime | None, Query(description="At or after (ISO 8601; UTC if no offset).")] = None,
     until: Annotated[datetime | None, Query(description="Before.")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="Text the payload or message holds (case-insensitive; a scan: add since)."),
+    ] = None,
 ) -> dict[str, Any]:
-    """Events with the runs each caused."""
+    """Events with the runs each caused; a large extra is a preview (GET /events/{id} has it whole)."""
 
     def fetch(limit: int, offset: int) -> list[dict[str, Any]]:
-        rows = queries.list_events(conn, limit, asset, offset=offset, source=source, since=utc(since), until=utc(until))
-        return queries.events_by_id(conn, [r["id"] for r in rows])[::-1]
+        rows = queries.list_events(
+            conn, limit, asset, offset=offset, source=source, since=utc(since), until=utc(until), contains=q
+        )
+        return queries.events_by_id(conn, [r["id"] for r in rows], summary=True)[::-1]
 
     return page.page(fetch)
 
@@ -140,8 +156,7 @@ def replay_event(
     event_id: RowId, _: Writer, db: Db, wake: Wake, body: ReplayEventRequest | None = None
 ) -> dict[str, Any]:
     """New runs that consume this stored event again: one per DAG scheduled on its asset, or per `dag_ids`."""
-    with db.begin() as conn:
-        run_ids = actions.replay_event(conn, event_id, body.dag_ids if body else None)
+    run_ids = event_commands.replay(db, event_id, body.dag_ids if body else None)
     wake()
     with db.connect() as conn:
         runs = [queries.get_run(conn, r) for r in run_ids]

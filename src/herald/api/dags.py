@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter, status
 from sqlalchemy import Connection
 
-from herald.api import actions
 from herald.api.deps import AUTH_RESPONSES, CONFLICT, NOT_FOUND, Conn, Db, Reader, Wake, Writer
 from herald.api.paging import PageParams
 from herald.api.schemas import Dag, ImportErrorItem, Page, Run, TriggerRunRequest
+from herald.commands import dags as dag_commands
 from herald.store import queries
 
 router = APIRouter(tags=["dags"], responses=AUTH_RESPONSES)
@@ -57,7 +57,7 @@ def _dags(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _one(conn: Connection, dag_id: str) -> dict[str, Any]:
     found = queries.list_dags(conn, 1, dag_id=dag_id)
     if not found:
-        actions.require_dag(conn, dag_id)  # raises, naming the known DAGs
+        dag_commands.require_dag(conn, dag_id)  # raises, naming the known DAGs
     return _dags(conn, found)[0]
 
 
@@ -87,8 +87,7 @@ def import_errors(_: Reader, conn: Conn, page: PageParams) -> dict[str, Any]:
 )
 def trigger_dag(dag_id: str, body: TriggerRunRequest, _: Writer, db: Db, wake: Wake) -> dict[str, Any]:
     """Queue a manual run with `conf` (tasks see it as `params`)."""
-    with db.begin() as conn:
-        run_id = actions.trigger(conn, dag_id, body.conf)
+    run_id = dag_commands.trigger(db, dag_id, body.conf)
     wake()
     with db.connect() as conn:
         run = queries.get_run(conn, run_id)
@@ -97,8 +96,7 @@ def trigger_dag(dag_id: str, body: TriggerRunRequest, _: Writer, db: Db, wake: W
 
 
 def _pause(dag_id: str, paused: bool, db: Any, wake: Any) -> dict[str, Any]:
-    with db.begin() as conn:
-        actions.set_paused(conn, dag_id, paused)
+    dag_commands.set_paused(db, dag_id, paused)
     wake()
     with db.connect() as conn:
         return _one(conn, dag_id)

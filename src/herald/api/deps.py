@@ -9,9 +9,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
 
-from herald.api import tokens
 from herald.api.errors import ApiError
 from herald.api.schemas import ErrorBody
+from herald.store import tokens
 
 bearer = HTTPBearer(
     auto_error=False,

@@ -1,4 +1,8 @@
-"""Errors as JSON a person can act on: `{"status", "error", "message", "hint"}`."""
+"""Errors as JSON a person can act on: `{"status", "error", "message", "hint"}`.
+
+The commands' errors are translated here: `NotFound` is 404, `Conflict` 409,
+`Invalid` 422. Routes raise them too for a read that finds nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from herald.api.schemas import ErrorBody
+from herald.commands.errors import CommandError, Conflict, Invalid, NotFound
 
 log = logging.getLogger("herald.api")
 
@@ -21,6 +26,7 @@ _CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
     500: "internal_error",
@@ -38,14 +44,15 @@ class ApiError(Exception):
         self.headers = headers
 
 
-class NotFound(ApiError):
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(404, message, hint)
-
-
-class Conflict(ApiError):
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(409, message, hint)
+def status_of(exc: CommandError) -> int:
+    """The HTTP status a command's error answers with."""
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, Invalid):
+        return 422
+    return 400
 
 
 def error_response(
@@ -72,6 +79,10 @@ def install(app: FastAPI) -> None:
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.message, exc.hint, exc.headers)
 
+    @app.exception_handler(CommandError)
+    async def _command_error(_request: Request, exc: CommandError) -> JSONResponse:
+        return error_response(status_of(exc), exc.message, exc.hint)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{_where(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
@@ -84,7 +95,7 @@ def install(app: FastAPI) -> None:
         hint = None
         if exc.status_code == 404:
             message = f"no such endpoint: {request.method} {request.url.path}"
-            hint = "the API lives under /api/v1; see /api/v1/docs"
+            hint = "the API lives under /api/v1; see /api/v1/openapi.json"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
         else:

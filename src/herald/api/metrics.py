@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from herald.store import queries
+from herald.store.states import WatcherState
 from herald.store.types import utcnow
 
 #: latency buckets in seconds: Herald aims at milliseconds, a scheduler loop at seconds
@@ -50,6 +51,7 @@ class DatabaseCollector(Collector):
         with self.engine.connect() as conn:
             watchers = queries.list_watchers(conn, 100000)
             runs = queries.run_states(conn)
+            held = queries.held_runs(conn)
             backlog = queries.queue_backlog(conn, now)
             dead = queries.dead_letter_counts(conn)
             latencies = queries.recent_latencies(conn, LATENCY_WINDOW)
@@ -62,7 +64,7 @@ class DatabaseCollector(Collector):
         up = GaugeMetricFamily("herald_watcher_up", "1 when the watcher is consuming.", labels=[*labels, "state"])
         lag = GaugeMetricFamily("herald_watcher_lag", "Messages waiting in the broker, where it tells.", labels=labels)
         for w in watchers:
-            up.add_metric([w["asset"], w["name"], w["state"]], 1.0 if w["state"] == "running" else 0.0)
+            up.add_metric([w["asset"], w["name"], w["state"]], 1.0 if w["state"] == WatcherState.RUNNING else 0.0)
             if w["lag"] is not None:
                 lag.add_metric([w["asset"], w["name"]], float(w["lag"]))
         yield up
@@ -71,6 +73,14 @@ class DatabaseCollector(Collector):
         for r in runs:
             by_state.add_metric([r["dag_id"], r["state"]], float(r["count"]))
         yield by_state
+        flow = GaugeMetricFamily(
+            "herald_dag_runs_held",
+            "Runs a flow-control rule holds queued, skipped or cancelled, by DAG, state and rule.",
+            labels=["dag_id", "state", "held_by"],
+        )
+        for r in held:
+            flow.add_metric([r["dag_id"], r["state"], r["held_by"]], float(r["count"]))
+        yield flow
         queued = GaugeMetricFamily(
             "herald_event_queue_events", "Events waiting to become runs (queue lag), per DAG.", labels=["dag_id"]
         )

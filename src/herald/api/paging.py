@@ -43,10 +43,21 @@ PageParams = Annotated[Paging, Depends(paging)]
 
 
 def utc(value: datetime | None) -> datetime | None:
-    """A query-string time as UTC; a time without an offset is taken as UTC."""
+    """A query-string time as UTC; a time without an offset is taken as UTC.
+
+    Raises:
+        ApiError: 400 for a time that has no UTC form (`0001-01-01T00:00+01:00`).
+    """
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        from herald.api.errors import ApiError
+
+        raise ApiError(
+            400, f"the time {value.isoformat()} is out of range in UTC", "give a time from year 1 to 9999 in UTC"
+        ) from None
 
 
 #: a database id in a path: the range of a 64-bit integer column

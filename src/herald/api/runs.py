@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from sqlalchemy import Connection
 
-from herald.api import actions
 from herald.api.deps import AUTH_RESPONSES, CONFLICT, NOT_FOUND, Conn, Db, Reader, Wake, Writer
-from herald.api.errors import NotFound
 from herald.api.paging import PageParams, utc
-from herald.api.schemas import Page, RetryResult, Run, RunDetail, TaskInstance, TaskLog
+from herald.api.schemas import BulkRetried, BulkRetry, Page, RetryResult, Run, RunDetail, TaskInstance, TaskLog
+from herald.commands import bulk
+from herald.commands import runs as run_commands
+from herald.commands.errors import NotFound
 from herald.store import queries
+from herald.store.states import RunState
 
 router = APIRouter(tags=["runs"], responses=AUTH_RESPONSES)
-
-RunState = Literal["queued", "running", "success", "failed"]
 
 
 def run_detail(conn: Connection, run_id: str) -> dict[str, Any]:
     run = queries.get_run(conn, run_id)
     if run is None:
         raise NotFound(f"no run {run_id!r}", "list runs with GET /api/v1/runs")
-    run["events"] = queries.events_by_id(conn, run["event_ids"])
+    run["events"] = queries.events_by_id(conn, run["event_ids"], summary=True)
     return run
 
 
@@ -64,13 +64,26 @@ def list_tasks(run_id: str, _: Reader, conn: Conn, page: PageParams) -> dict[str
 
 
 @router.get("/runs/{run_id}/tasks/{task_id}/log", response_model=TaskLog, responses=NOT_FOUND, summary="A task's log")
-def task_log(run_id: str, task_id: str, _: Reader, conn: Conn) -> dict[str, Any]:
+def task_log(
+    run_id: str,
+    task_id: str,
+    _: Reader,
+    conn: Conn,
+    map_index: Annotated[
+        int | None, Query(description="Of a mapped task: this map index (default: the first).", ge=-1)
+    ] = None,
+) -> dict[str, Any]:
     """What the task printed (stdout, stderr, logging) and its error."""
-    found = queries.task_log(conn, run_id, task_id)
+    found = queries.task_log(conn, run_id, task_id, map_index)
     if found is None:
         run = queries.get_run(conn, run_id)
         if run is None:
             raise NotFound(f"no run {run_id!r}", "list runs with GET /api/v1/runs")
+        if map_index is not None and any(x["task_id"] == task_id for x in run["tasks"]):
+            indexes = sorted(x["map_index"] for x in run["tasks"] if x["task_id"] == task_id)
+            raise NotFound(
+                f"task {task_id!r} of run {run_id} has no map index {map_index}", f"its map indexes: {indexes}"
+            )
         raise NotFound(
             f"run {run_id} has no task {task_id!r}",
             f"its tasks: {', '.join(x['task_id'] for x in run['tasks']) or 'none yet'}",
@@ -79,14 +92,24 @@ def task_log(run_id: str, task_id: str, _: Reader, conn: Conn) -> dict[str, Any]
 
 
 @router.post(
+    "/runs/retry", response_model=BulkRetried, responses=NOT_FOUND, summary="Retry the failed runs of a filter"
+)
+def retry_failed_runs(body: BulkRetry, _: Writer, db: Db, wake: Wake) -> dict[str, Any]:
+    """Retry every failed run of the filter (a DAG, queued since a time), newest first, up to 500."""
+    done = bulk.retry_failed_runs(db, body.dag_id, utc(body.since))
+    if done:
+        wake()
+    return {"retried": [{"run_id": d.run_id, "state": d.state, "retried": d.retried} for d in done]}
+
+
+@router.post(
     "/runs/{run_id}/retry", response_model=RetryResult, responses={**NOT_FOUND, **CONFLICT}, summary="Retry a run"
 )
 def retry_run(run_id: str, _: Writer, db: Db, wake: Wake) -> dict[str, Any]:
     """Run every failed task of a failed run again, and the tasks they held back."""
-    with db.begin() as conn:
-        state, retried = actions.retry(conn, run_id, None)
+    done = run_commands.retry(db, run_id, None)
     wake()
-    return {"run_id": run_id, "state": state, "retried": retried}
+    return {"run_id": done.run_id, "state": done.state, "retried": done.retried}
 
 
 @router.post(
@@ -97,7 +120,6 @@ def retry_run(run_id: str, _: Writer, db: Db, wake: Wake) -> dict[str, Any]:
 )
 def retry_task(run_id: str, task_id: str, _: Writer, db: Db, wake: Wake) -> dict[str, Any]:
     """Run one failed task again, and the tasks it held back."""
-    with db.begin() as conn:
-        state, retried = actions.retry(conn, run_id, task_id)
+    done = run_commands.retry(db, run_id, task_id)
     wake()
-    return {"run_id": run_id, "state": state, "retried": retried}
+    return {"run_id": done.run_id, "state": done.state, "retried": done.retried}

@@ -87,6 +87,7 @@ class Dag(BaseModel):
     assets: list[str] = Field(description="The assets the schedule mentions.")
     next_trigger: NextTrigger
     last_runs: list[RunSummary] = Field(description="The newest runs, newest first.")
+    warnings: list[str] = Field([], description="Airflow arguments the DAG sets that Herald accepts without effect.")
 
 
 class ImportErrorItem(BaseModel):
@@ -113,25 +114,71 @@ class Run(BaseModel):
     queued_at: datetime | None
     started_at: datetime | None
     ended_at: datetime | None
+    logical_date: datetime | None = Field(
+        None, description="A cron run's tick, a manual run's trigger time; None for runs made by events."
+    )
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
     event_ids: list[int] = Field(description="The events this run consumed.")
+    run_key: str | None = Field(None, description="Flow control: the run's key, from its events' payload (`key=`).")
+    priority: float = Field(0.0, description="Flow control: the run's priority (`priority=`); higher starts first.")
+    held_by: str | None = Field(
+        None,
+        description="Flow control: the rule holding the queued run, or that skipped or cancelled it: key, "
+        "throttle, debounce, rate_limit, max_active_runs, or 'cancelled by run RUN_ID'.",
+    )
+    held_until: datetime | None = Field(None, description="When a debounce or throttle hold ends.")
+
+
+class Requeue(BaseModel):
+    try_number: int
+    reason: str = Field(description="Why the try went back to the queue: how its worker was lost.")
+    hostname: str | None = None
+    requeued_at: datetime | None
+
+
+class WaitingFor(BaseModel):
+    """What a deferred try waits for: an event of `asset` matching `match`, or (no asset) until `deadline`."""
+
+    asset: str | None = None
+    match: str | None = None
+    deadline: datetime | None = Field(None, description="When the wait ends without its event (its timeout).")
 
 
 class TaskInstance(BaseModel):
     task_id: str
+    map_index: int = Field(-1, description="Which expansion of a mapped task (0..n-1); -1 for an unmapped task.")
     state: str
     try_number: int
     max_tries: int
     started_at: datetime | None
     ended_at: datetime | None
     result: Any = None
+    result_size: int | None = Field(None, description="Bytes of the result as JSON.")
+    result_preview: str | None = Field(
+        None,
+        description="A large result's start, as JSON text (then `result` is null): "
+        "GET /runs/{run_id}/tasks/{task_id}/log has it whole.",
+    )
     error: str | None = None
     hostname: str | None = None
+    requeues: list[Requeue] = Field(
+        default_factory=list,
+        description="Each time this try went back to the queue because its worker died or went silent "
+        "(none of the task's retries used).",
+    )
+    waiting_for: WaitingFor | None = Field(None, description="What a deferred try waits for, without a worker.")
 
 
 class RunRef(BaseModel):
     run_id: str
     dag_id: str
     state: str
+
+
+class AliasRef(BaseModel):
+    name: str
+    group: str
 
 
 class Event(BaseModel):
@@ -141,21 +188,52 @@ class Event(BaseModel):
     source: str = Field(description="watcher:ID, task:DAG.TASK, api or cli")
     dedupe_key: str | None = None
     extra: dict[str, Any] = Field(description="`payload` and, for messages, `message`: where it came from.")
+    extra_size: int | None = Field(None, description="In listings: bytes of the extra as JSON.")
+    extra_preview: str | None = Field(
+        None,
+        description="In listings, a large extra's start as JSON text (then `extra` is empty): "
+        "GET /events/{id} has it whole.",
+    )
+    source_dag_id: str | None = Field(None, description="The DAG of the task that emitted it (None unless a task did).")
+    source_task_id: str | None = Field(None, description="The task that emitted it (None unless a task did).")
+    source_run_id: str | None = Field(None, description="The run of that task (None unless a task did).")
+    source_map_index: int | None = Field(
+        None, description="Its map index, -1 when not mapped (None unless a task did)."
+    )
+    source_aliases: list[AliasRef] = Field(
+        default_factory=list, description="The asset aliases it was emitted through."
+    )
     runs: list[RunRef] = Field(description="The runs this event caused.")
+
+
+class DagCallback(BaseModel):
+    kind: str = Field(description="on_success_callback or on_failure_callback.")
+    reason: str = Field(description="Why the run ended: success, task_failure or timed_out (Airflow's reasons).")
+    state: str = Field(description="pending, running, success, or failed (a callable raised or ran too long).")
+    attempts: int
+    created_at: datetime | None
+    ended_at: datetime | None
+    error: str | None = Field(None, description="The traceback of each callable that raised, or why it stopped.")
+    log: str | None = Field(None, description="What the callables printed and logged.")
 
 
 class RunDetail(Run):
     tasks: list[TaskInstance]
+    callbacks: list[DagCallback] = Field(
+        default_factory=list, description="The DAG's on_success_callback/on_failure_callback of each end of the run."
+    )
     events: list[Event] = Field(description="The events that caused this run, each with the runs it caused.")
 
 
 class TaskLog(BaseModel):
     run_id: str
     task_id: str
+    map_index: int = -1
     state: str
     try_number: int
     error: str | None
-    log: str
+    log: str = Field(description="The last HERALD_MAX_LOG_BYTES of what the task printed.")
+    result: Any = Field(None, description="The task's return value, whole.")
 
 
 class RetryResult(BaseModel):
@@ -214,6 +292,11 @@ class Watcher(BaseModel):
     asset: str
     name: str
     url: str | None = Field(description="The trigger's URL, secrets masked.")
+    delivery: str = Field(
+        "",
+        description="What the trigger guarantees: acknowledged after commit and deduplicated, or at most once "
+        "(Redis pub/sub, Airflow-style triggers without acknowledgement) and how to get more.",
+    )
     state: str
     last_message_at: datetime | None
     last_error: str | None
@@ -225,15 +308,109 @@ class Watcher(BaseModel):
     lag: int | None
 
 
+class Triggerer(BaseModel):
+    name: str = Field(description="`triggerer:HOST:PID`, or `standalone`.")
+    hostname: str
+    pid: int
+    alive: bool = Field(description="Its heartbeat is younger than a lease's lifetime.")
+    started_at: datetime
+    heartbeat_at: datetime
+    received: int = Field(description="Messages it delivered since it started.")
+    leases: list[str] = Field(description="`asset/watcher` of the watchers whose lease it holds.")
+    consuming: list[str] = Field(
+        description="`asset/watcher` of every watcher it reads, shareable ones (read by several) included."
+    )
+
+
 class DeadLetter(BaseModel):
     id: int
     watcher_id: int | None
     source: str
     error: str
-    body: str
+    body: str = Field(description="The stored body; in listings only its start (`body_preview`).")
     body_encoding: Literal["base64"] | None
+    body_size: int = Field(description="Bytes of the message's body as received.")
+    body_truncated: bool = Field(
+        False,
+        description="Only the first HERALD_MAX_DEAD_LETTER_BODY_BYTES were stored; such a dead letter "
+        "cannot be replayed.",
+    )
+    body_preview: bool = Field(False, description="`body` is a listing's preview: GET /dead-letters/{id} for all.")
     headers: dict[str, Any]
     message: dict[str, Any]
     created_at: datetime | None
     replayed_at: datetime | None
     replay_requested_at: datetime | None
+    replayed_event_id: int | None = Field(
+        None, description="The event the last replay made (None: not replayed, or the trigger now skips it)."
+    )
+    replay_failed_at: datetime | None = Field(None, description="When a replay failed again; `error` is why.")
+
+
+class BulkReplay(BaseModel):
+    """Which dead letters to replay: those of a watcher and/or whose reason contains a text."""
+
+    watcher_id: int | None = Field(None, ge=1, le=2**63 - 1)
+    error: str | None = Field(None, max_length=200)
+
+
+class BulkReplayed(BaseModel):
+    requested: int = Field(description="How many dead letters were asked to be replayed.")
+
+
+class BulkRetry(BaseModel):
+    """Which failed runs to retry: those of a DAG and/or queued since a time."""
+
+    dag_id: str | None = Field(None, max_length=250)
+    since: datetime | None = None
+
+
+class BulkRetried(BaseModel):
+    retried: list[RetryResult]
+
+
+class ReplayRequested(BaseModel):
+    watcher_id: int
+    requested: int = Field(description="How many dead letters of the watcher were marked for replay.")
+
+
+class WatcherRef(BaseModel):
+    id: int
+    asset: str
+    name: str
+
+
+class WatcherPaused(BaseModel):
+    id: int
+    asset: str
+    name: str
+    state: str = Field(description="paused, or starting once resumed (a triggerer then reports running).")
+    sharing: list[WatcherRef] = Field(
+        description="Watchers reading through the same connection: they pause and resume with this one."
+    )
+
+
+# -- variables -------------------------------------------------------------------------------
+
+
+class Variable(BaseModel):
+    key: str
+    value: str = Field(description="The value; `***` when the key names a secret, unless `reveal=true`.")
+    description: str | None
+    updated_at: datetime | None
+    masked: bool = Field(description="True when `value` is `***` in place of the stored value.")
+
+
+class VariableCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, max_length=250)
+    value: str
+    description: str | None = None
+
+
+class VariableUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: str | None = Field(None, description="The new value; omitted keeps the stored one.")
+    description: str | None = Field(None, description="The new description; omitted keeps the stored one.")

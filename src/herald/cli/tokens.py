@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from herald.cli.output import Output, console, err_console, fail, show
+from herald.cli.common import OutputOpt, engine, translated
+from herald.cli.output import Output, console, err_console, show
 
 tokens_app = typer.Typer(help="API tokens (read or write scope).", no_args_is_help=True)
 
@@ -14,22 +15,22 @@ tokens_app = typer.Typer(help="API tokens (read or write scope).", no_args_is_he
 @tokens_app.command("create")
 def create(
     scope: Annotated[str, typer.Option("--scope", help="read, or write (which can read too).")],
-    name: Annotated[str | None, typer.Option("--name", help="A name to recognise it by.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="A unique name to recognise it by.")] = None,
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="Stop working after this long: 30d, 12h, 90m, 2w.")
+    ] = None,
 ) -> None:
     """Create a token and print it: it is shown this once, only its hash is kept."""
-    from herald.api.tokens import SCOPES, create_token
-    from herald.cli.main import _engine
+    from herald.commands import tokens
+    from herald.store.tokens import expiry
 
-    if scope not in SCOPES:
-        fail(f"unknown scope {scope!r}", f"use --scope {' or --scope '.join(SCOPES)}")
-    label = name or f"{scope}-token"
-    if not label.strip() or len(label) > 200:
-        fail("--name must be 1 to 200 characters")
-    with _engine().begin() as conn:
-        token = create_token(conn, scope, label)
+    with translated():
+        token, label = tokens.create(engine(), scope, name, expires_in)
+    expires_at = expiry(token)
     # The token alone on stdout, so that `TOKEN=$(herald tokens create ...)` works.
     typer.echo(token)
-    _note(f"{scope} token {label!r} created; it is not shown again. Use: Authorization: Bearer TOKEN")
+    until = f"; it expires at {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at is not None else ""
+    _note(f"{scope} token {label!r} created{until}; it is not shown again. Use: Authorization: Bearer TOKEN")
 
 
 def _note(text: str) -> None:
@@ -37,24 +38,21 @@ def _note(text: str) -> None:
 
 
 @tokens_app.command("list")
-def list_tokens(output: Annotated[Output, typer.Option("--output", "-o")] = Output.table) -> None:
+def list_tokens(output: OutputOpt = Output.table) -> None:
     """Tokens by name and scope (never the tokens themselves)."""
-    from herald.api.tokens import list_tokens as rows_of
-    from herald.cli.main import _engine
+    from herald.commands import tokens
 
-    with _engine().connect() as conn:
-        rows = rows_of(conn)
-    show(rows, output, ["id", "name", "scope", "created_at"], "Tokens")
+    show(tokens.list_all(engine()), output, ["id", "name", "scope", "created_at"], "Tokens")
 
 
 @tokens_app.command("revoke")
-def revoke(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
-    """Delete every token with this name; callers using it get 401 at once."""
-    from herald.api.tokens import revoke as drop
-    from herald.cli.main import _engine
+def revoke(
+    name: Annotated[str | None, typer.Argument(help="The token's name.")] = None,
+    token_id: Annotated[int | None, typer.Option("--id", help="The token's id (herald tokens list).")] = None,
+) -> None:
+    """Delete one token, by name or --id; callers using it get 401 at once."""
+    from herald.commands import tokens
 
-    with _engine().begin() as conn:
-        n = drop(conn, name)
-    if not n:
-        fail(f"no token named {name!r}", "list tokens with: herald tokens list")
-    console.print(f"Revoked {n} token(s) named {name!r}.", highlight=False)
+    with translated():
+        revoked = tokens.revoke(engine(), name, token_id)
+    console.print(f"Revoked the token named {revoked!r}.", highlight=False)

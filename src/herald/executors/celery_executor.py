@@ -3,7 +3,7 @@
 The division of labour with the database stays the one of `herald worker`:
 
 - A scheduler leaves tries `queued` in the database (try number bumped) and,
-  after the pass commits, `CelerySender.on_queued` publishes one Celery message
+  after the pass commits, `CeleryExecutor.submit` publishes one Celery message
   per try, `herald.run_try(ti_id, try_number, request)`, to the try's queue
   (`@task(queue="gpu")`, else `default`); `request` is what the task needs (its
   run, events, upstream results), or None when that is large and the worker
@@ -17,12 +17,13 @@ The division of labour with the database stays the one of `herald worker`:
 - Messages are acknowledged late (after the task) and requeued when the worker
   process dies (`reject_on_worker_lost`); Redis gives an unacknowledged message
   back after a visibility timeout. Redelivery therefore only ever carries tries
-  that nobody claimed; a claimed try whose worker died stops sending heartbeats
-  and the scheduler's heartbeat timeout fails it (and retries it if it may).
+  that nobody claimed; a claimed try whose worker died stops sending heartbeats,
+  and past the heartbeat timeout a scheduler puts it back to the queue (a lost
+  worker, which uses none of the task's retries) and publishes it again.
 - A try can stay `queued` without a message: the scheduler died between its
   commit and the publish, or the broker refused the message. Each scheduler
   looks at the queued tries every few seconds and publishes again the ones that
-  have been queued for `HERALD_CELERY_RESEND_AFTER` seconds while their Celery
+  have been queued for `Settings.celery_resend_after` seconds while their Celery
   queue is empty (so a backlog the workers are working through is not doubled),
   backing off exponentially per try. A duplicate is harmless: it claims nothing.
 """
@@ -32,21 +33,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from herald.executors.base import TaskRequest
-from herald.scheduler.scheduler import build_requests
+from herald.config import Settings
+from herald.executors.base import RequestBuilder
+from herald.executors.database import DatabaseExecutor
+from herald.executors.records import TaskRequest, TaskResult, TaskStarted
 from herald.sdk.dag import DAG
-from herald.store import tables as t
+from herald.store import tries as store_tries
 
 log = logging.getLogger("herald.celery")
 
@@ -55,26 +56,20 @@ TASK_NAME = "herald.run_try"
 DEFAULT_QUEUE = "default"
 #: messages a worker process reserves ahead; more is faster, fewer is fairer
 PREFETCH_MULTIPLIER = 4
-#: a try still queued this long (seconds) with an empty Celery queue is published again
-RESEND_AFTER = float(os.environ.get("HERALD_CELERY_RESEND_AFTER", "60"))
-#: Redis: an unacknowledged message (its worker died) comes back after this many seconds
-VISIBILITY_TIMEOUT = float(os.environ.get("HERALD_CELERY_VISIBILITY_TIMEOUT", "300"))
 #: a try's request (run, events, upstream results) up to this size (JSON) travels in its message
 MAX_INLINE_REQUEST = 64 * 1024
 #: how often (seconds) a scheduler looks for queued tries that lost their message
 SWEEP_INTERVAL = 5.0
-#: put before every Celery queue name: Herald installations that share one broker stay apart
-QUEUE_PREFIX = os.environ.get("HERALD_CELERY_QUEUE_PREFIX", "")
 
 
-def celery_queue(queue: str | None) -> str:
+def celery_queue(prefix: str, queue: str | None) -> str:
     """The Celery queue of Herald's task queue `queue` (`@task(queue=...)`, else `default`)."""
-    return QUEUE_PREFIX + (queue or DEFAULT_QUEUE)
+    return prefix + (queue or DEFAULT_QUEUE)
 
 
-def make_app(broker_url: str | None) -> Any:
+def make_app(settings: Settings) -> Any:
     """The Celery application Herald's schedulers and workers share (JSON, late acks)."""
-    if not broker_url:
+    if not settings.celery_broker_url:
         raise ValueError(
             "HERALD_EXECUTOR=celery needs HERALD_CELERY_BROKER_URL, for example "
             "redis://127.0.0.1:6379/1 or amqp://guest:guest@127.0.0.1:5672//"
@@ -83,7 +78,7 @@ def make_app(broker_url: str | None) -> Any:
         from celery import Celery  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ImportError("the Celery executor needs Celery: pip install 'herald[celery]'") from exc
-    app = Celery("herald", broker=broker_url, set_as_current=False)
+    app = Celery("herald", broker=settings.celery_broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -94,9 +89,9 @@ def make_app(broker_url: str | None) -> Any:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
-        task_default_queue=celery_queue(None),
+        task_default_queue=celery_queue(settings.celery_queue_prefix, None),
         worker_prefetch_multiplier=PREFETCH_MULTIPLIER,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_transport_options={"visibility_timeout": settings.celery_visibility_timeout},
         broker_connection_retry_on_startup=True,
         worker_enable_remote_control=False,
         worker_send_task_events=False,
@@ -115,37 +110,62 @@ class _Seen:
     resends: int = 0
 
 
-class CelerySender:
-    """Publishes queued tries to Celery from a scheduler process (the `on_queued` hook)."""
+class CeleryExecutor(DatabaseExecutor):
+    """Publishes each queued try to its Celery queue; results come back through the database.
+
+    Args:
+        app: the Celery app (`make_app`).
+        engine: the metadata database, read by the resend sweep.
+        dags: the scheduler's DAGs of the latest load.
+        build: the request builder, for tries whose message must be sent again.
+        settings: Herald's settings (heartbeat timeout, back-pressure, Celery's).
+    """
+
+    wake_channel: str | None = None
+    #: a request travels in its Celery message
+    needs_requests = True
 
     def __init__(
         self,
         app: Any,
         engine: Engine,
         dags: Callable[[], dict[str, DAG]],
-        resend_after: float = RESEND_AFTER,
+        build: RequestBuilder,
+        settings: Settings,
     ) -> None:
+        super().__init__(settings.heartbeat_timeout, settings.max_waiting_tries)
         self.app = app
         self.engine = engine
         self.dags = dags
-        self.resend_after = resend_after
+        self.build = build
+        self.prefix = settings.celery_queue_prefix
+        self.resend_after = settings.celery_resend_after
         # One thread: publishing is blocking I/O, and keeps the tries' order.
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="herald-celery")
         self._seen: dict[int, _Seen] = {}
         self._stopping = False
+        self._sweeper: asyncio.Task[None] | None = None
         self.sent = 0
 
-    @classmethod
-    def from_settings(cls, broker_url: str | None, engine: Engine, dags: Callable[[], dict[str, DAG]]) -> CelerySender:
-        """A sender for `HERALD_CELERY_BROKER_URL`."""
-        return cls(make_app(broker_url), engine, dags)
+    def start(self, on_started: Callable[[TaskStarted], None], on_result: Callable[[TaskResult], None]) -> None:
+        """Start the resend sweep on the running loop."""
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop(), name="celery-resend")
 
-    def on_queued(self, ti_ids: list[int]) -> None:
-        """The scheduler's hook: publish these tries (on the sender's thread)."""
-        if ti_ids and not self._stopping:
-            self._pool.submit(self._guard, self._send_ids, list(ti_ids))
+    def submit(self, requests: list[TaskRequest]) -> None:
+        """Publish these tries (on the executor's thread)."""
+        if requests and not self._stopping:
+            self._pool.submit(self._guard, self._send, list(requests))
 
-    async def run(self) -> None:
+    async def stop(self, grace: float) -> None:
+        """Stop publishing; messages already handed to the thread are still sent."""
+        self._stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(BaseException):
+                await self._sweeper
+        await asyncio.to_thread(self._pool.shutdown, wait=True)
+
+    async def _sweep_loop(self) -> None:
         """Publish again, every few seconds, tries that stayed queued without reaching a worker."""
         loop = asyncio.get_running_loop()
         while not self._stopping:
@@ -153,12 +173,7 @@ class CelerySender:
                 await loop.run_in_executor(self._pool, self._guard, self._sweep)
             await asyncio.sleep(min(SWEEP_INTERVAL, max(0.5, self.resend_after / 2)))
 
-    def stop(self) -> None:
-        """Stop publishing; messages already handed to the thread are still sent."""
-        self._stopping = True
-        self._pool.shutdown(wait=True)
-
-    # -- on the sender's thread ---------------------------------------------------------------
+    # -- on the executor's thread -------------------------------------------------------------
 
     @staticmethod
     def _guard(fn: Callable[..., None], *args: Any) -> None:
@@ -167,56 +182,39 @@ class CelerySender:
         except Exception as exc:  # the sweep publishes them later
             log.warning("could not send tries to Celery (they will be sent again): %s", exc)
 
-    def _send_ids(self, ti_ids: list[int]) -> None:
-        ti = t.task_instance
-        dags = self.dags()
-        with self.engine.connect() as conn:
-            queued = [
-                int(i)
-                for i in conn.execute(
-                    select(ti.c.id).where(ti.c.id.in_(ti_ids), ti.c.state == "queued").order_by(ti.c.id)
-                ).scalars()
-            ]
-            requests = build_requests(conn, dags, queued)
+    def _send(self, requests: list[TaskRequest]) -> None:
         now = time.monotonic()
         for r in requests:
             self._seen[r.ti_id] = _Seen(r.try_number, now)
-        self._publish(requests, dags)
+        self._publish(requests)
 
-    def _publish(self, requests: list[TaskRequest], dags: dict[str, DAG]) -> None:
+    def _publish(self, requests: list[TaskRequest]) -> None:
         if not requests:
             return
         with self.app.producer_or_acquire() as producer:
             for r in requests:
                 options: dict[str, Any] = {}
-                dag = dags.get(r.dag_id)
-                task = dag.tasks.get(r.task_id) if dag is not None else None
-                if task is not None and task.timeout:
+                if r.timeout:
                     # The task fails with SoftTimeLimitExceeded in its log; a task that
                     # ignores it is killed a little later (and failed by its heartbeat).
-                    options = {"soft_time_limit": task.timeout, "time_limit": task.timeout + 10}
+                    options = {"soft_time_limit": r.timeout, "time_limit": r.timeout + 10}
                 # What the try needs (its run, events, upstream results) does not change
                 # once it is queued: sent along, it spares the worker the queries.
-                body: dict[str, Any] | None = dataclasses.asdict(r)
+                body: dict[str, Any] | None = r.to_wire()
                 if len(json.dumps(body, default=str)) > MAX_INLINE_REQUEST:
                     body = None  # large events: the worker reads them from the database
                 self.app.send_task(
                     TASK_NAME,
                     args=[r.ti_id, r.try_number, body],
-                    queue=celery_queue(r.queue),
+                    queue=celery_queue(self.prefix, r.queue),
                     producer=producer,
                     **options,
                 )
                 self.sent += 1
 
     def _sweep(self) -> None:
-        ti = t.task_instance
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(ti.c.id, ti.c.dag_id, ti.c.task_id, ti.c.try_number, ti.c.queue)
-                .where(ti.c.state == "queued")
-                .order_by(ti.c.id)
-            ).all()
+            rows = store_tries.queued_rows(conn)
         now = time.monotonic()
         queued = {int(r.id) for r in rows}
         for gone in [i for i in self._seen if i not in queued]:
@@ -230,19 +228,18 @@ class CelerySender:
                 due.append(r)
         if not due:
             return
-        sizes = self._queue_sizes({celery_queue(r.queue) for r in due})
+        sizes = self._queue_sizes({celery_queue(self.prefix, r.queue) for r in due})
         # A queue with messages waiting: the workers are behind, the try's message is
         # probably among them. Look again when the queue has drained.
-        due = [r for r in due if not sizes.get(celery_queue(r.queue))]
+        due = [r for r in due if not sizes.get(celery_queue(self.prefix, r.queue))]
         for r in due:
             seen = self._seen[int(r.id)]
             seen.since, seen.resends = now, seen.resends + 1
         if due:
             log.warning("sending %d try(s) to Celery again: queued for %gs or more", len(due), self.resend_after)
-            dags = self.dags()
             with self.engine.connect() as conn:
-                requests = build_requests(conn, dags, [int(r.id) for r in due])
-            self._publish([r for r in requests if r.try_number == self._seen[r.ti_id].try_number], dags)
+                requests = self.build(conn, self.dags(), [int(r.id) for r in due])
+            self._publish([r for r in requests if r.try_number == self._seen[r.ti_id].try_number])
 
     def _queue_sizes(self, names: set[str]) -> dict[str, int | None]:
         """Messages waiting in each Celery queue (0 if it does not exist, None if unknown)."""

@@ -5,13 +5,17 @@ start, and again when a file changes. Each message names one try
 (`ti_id`, `try_number`, and usually carries what it needs: its run, events and
 upstream results); the pool process:
 
-1. claims it: `UPDATE task_instance SET state='running', hostname=... WHERE
-   id=... AND state='queued' AND try_number=...`. Nothing claimed means a
+1. claims it (`store.tries.claim_one`: running, under this worker's name, only
+   if still queued under that try number). Nothing claimed means a
    duplicate delivery (a redelivered message, a message sent again by a
    scheduler) or a try already failed and retried under a new number: the
    message is acknowledged and nothing runs, so no try runs twice to success;
 2. runs it exactly as the local pool does (`worker.run_task`: context, captured
-   log, JSON result), sending heartbeats every few seconds while it runs;
+   log, JSON result), sending heartbeats every few seconds while it runs, and
+   ends what the try left running (`reaper`, as the local pool's workers do). A
+   heartbeat that finds a scheduler ended the try meanwhile (its run timed out,
+   it was failed as lost) kills the pool process, and with it the try and what
+   it started;
 3. writes the result and the log to `task_result` (and wakes the schedulers),
    then returns, and only then is the message acknowledged. A try that the
    scheduler failed as lost while it ran (its heartbeats did not get through)
@@ -19,8 +23,9 @@ upstream results); the pool process:
 
 A pool process that dies mid-task leaves its message unacknowledged: it is
 requeued (`reject_on_worker_lost`; on Redis, also after the visibility timeout),
-finds the try claimed and is dropped, while the try, silent, is failed by the
-scheduler's heartbeat timeout with the reason and retried if it may be.
+finds the try claimed and is dropped, while the try, silent, is put back to the
+queue by a scheduler past the heartbeat timeout (a lost worker: none of the
+task's retries used) and published again.
 """
 
 from __future__ import annotations
@@ -28,65 +33,75 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
 from herald.config import Settings
-from herald.executors.base import TaskRequest, TaskResult
+from herald.dagcheck import FileChecker
+from herald.executors.base import RequestBuilder
 from herald.executors.celery_executor import DEFAULT_QUEUE, TASK_NAME, celery_queue, make_app
-from herald.executors.worker import run_task
-from herald.executors.worker_service import HEARTBEAT_INTERVAL, store_results
+from herald.executors.reaper import WorkerKeeper
+from herald.executors.records import TaskRequest, TaskResult
+from herald.executors.worker import end_leftovers, run_task
+from herald.executors.worker_service import heartbeat_interval, store_results
 from herald.loader import DagBag, changed, load_folder
-from herald.scheduler.scheduler import HEARTBEAT_TIMEOUT, build_requests
 from herald.sdk.dag import DAG
-from herald.store import tables as t
-from herald.store.types import utcnow
+from herald.store import tries as store_tries
 
 log = logging.getLogger("herald.celery.worker")
 
 
 def claim_try(
-    engine: Engine, dags: dict[str, DAG], ti_id: int, try_number: int, name: str, request: TaskRequest | None = None
+    engine: Engine,
+    build: RequestBuilder,
+    dags: dict[str, DAG],
+    ti_id: int,
+    try_number: int,
+    name: str,
+    request: TaskRequest | None = None,
 ) -> TaskRequest | None:
     """Claim one queued try for this worker; None when it is not (or no longer) queued under that number.
 
     With the `request` its message carried, the claim is one statement; without, the
     request is read from the database in the claiming transaction.
     """
-    ti = t.task_instance
-    now = utcnow()
-    claim = (
-        update(ti)
-        .where(ti.c.id == ti_id, ti.c.state == "queued", ti.c.try_number == try_number)
-        .values(state="running", started_at=now, hostname=name, heartbeat_at=now)
-    )
     if request is not None:
         with engine.connect() as conn:
-            claimed = conn.execution_options(isolation_level="AUTOCOMMIT").execute(claim).rowcount
+            claimed = store_tries.claim_one(
+                conn.execution_options(isolation_level="AUTOCOMMIT"), ti_id, try_number, name
+            )
         return request if claimed else None
     with engine.begin() as conn:
-        if not conn.execute(claim).rowcount:
+        if not store_tries.claim_one(conn, ti_id, try_number, name):
             return None
-        requests = build_requests(conn, dags, [ti_id])
+        requests = build(conn, dags, [ti_id])
     return requests[0] if requests else None
 
 
 class _PoolProcess:
     """What one Celery pool process keeps: its database engine and the DAGs it imported."""
 
-    def __init__(self, settings: Settings, worker_name: str) -> None:
+    def __init__(self, settings: Settings, worker_name: str, build: RequestBuilder, pooled: bool = True) -> None:
         from herald.store.db import make_engine
 
-        os.environ["HERALD_WORKER"] = "1"
         self.settings = settings
+        self.build = build
         self.name = f"{worker_name}/celery:{os.getpid()}"
         self.engine = make_engine(settings.db_url, pool_size=2)
-        self.bag: DagBag = load_folder(Path(settings.dags_path))
+        # What a try starts ends with it (`reaper`): this process leads a group of its own,
+        # which its guard kills when it dies (Celery's hard time limit, the worker killed).
+        # Only a prefork pool process runs one try at a time and may do this.
+        self.keeper = WorkerKeeper.start() if pooled and settings.try_process_groups else None
+        # A file that exits, hangs or crashes when imported is checked apart first and
+        # never imported here (it would take this pool process with it).
+        self.checker = FileChecker(settings.dag_file_processor_timeout, settings.dag_parsing_processes)
+        self.bag: DagBag = load_folder(Path(settings.dags_path), checker=self.checker)
         self._checked = time.monotonic()
 
     def dags(self) -> dict[str, DAG]:
@@ -95,13 +110,13 @@ class _PoolProcess:
         if now - self._checked >= self.settings.dag_reload_interval:
             self._checked = now
             if changed(self.bag):
-                self.bag = load_folder(self.bag.folder)
+                self.bag = load_folder(self.bag.folder, checker=self.checker)
         return self.bag.dags
 
     def run(self, ti_id: int, try_number: int, body: dict[str, Any] | None) -> str:
         dags = self.dags()
-        sent = TaskRequest(**body) if body else None
-        request = claim_try(self.engine, dags, ti_id, try_number, self.name, sent)
+        sent = TaskRequest.from_wire(body) if body else None
+        request = claim_try(self.engine, self.build, dags, ti_id, try_number, self.name, sent)
         if request is None:
             log.info("try %s (number %s) is not queued any more: duplicate delivery dropped", ti_id, try_number)
             return "skipped"
@@ -110,15 +125,15 @@ class _PoolProcess:
         heartbeat = threading.Thread(target=self._heartbeat, args=(held, stop), daemon=True, name="heartbeat")
         heartbeat.start()
         try:
-            message = run_task(dags, dataclasses.asdict(request))
+            message = run_task(dags, request.to_wire(), self.settings.limits)
         finally:
             stop.set()
         heartbeat.join(timeout=5)
-        message.pop("ti_id", None)
-        message["hostname"] = self.name
+        message = end_leftovers(self.keeper, message)
+        message.update(ti_id=ti_id, try_number=try_number, hostname=self.name)
         if request.timeout and str(message.get("error") or "").startswith("SoftTimeLimitExceeded"):
             message["error"] = f"timed out after {request.timeout:g}s (timeout={request.timeout:g})"
-        result = TaskResult(ti_id=ti_id, try_number=try_number, **message)
+        result = TaskResult.from_wire(message)
         if not self._still_ours(held):
             # Failed as lost meanwhile (its heartbeats did not reach the database) and
             # perhaps running again elsewhere: this late result must not count.
@@ -136,25 +151,13 @@ class _PoolProcess:
 
     def _beat(self, held: _Held) -> bool:
         """Record a sign of life; False when the try is no longer this process's (failed as lost)."""
-        ti = t.task_instance
         with self.engine.begin() as conn:
-            return bool(
-                conn.execute(
-                    update(ti)
-                    .where(
-                        ti.c.id == held.ti_id,
-                        ti.c.state == "running",
-                        ti.c.try_number == held.try_number,
-                        ti.c.hostname == self.name,
-                    )
-                    .values(heartbeat_at=utcnow())
-                ).rowcount
-            )
+            return store_tries.heartbeat_one(conn, held.ti_id, held.try_number, self.name)
 
     def _still_ours(self, held: _Held) -> bool:
         if held.lost:
             return False
-        if time.monotonic() - held.confirmed < HEARTBEAT_TIMEOUT / 2:
+        if time.monotonic() - held.confirmed < self.settings.heartbeat_timeout / 2:
             # Alive in the database this recently: no scheduler can have failed it yet.
             return True
         try:
@@ -163,13 +166,22 @@ class _PoolProcess:
             return True  # the database is away: store_results retries, and decides nothing
 
     def _heartbeat(self, held: _Held, stop: threading.Event) -> None:
-        while not stop.wait(HEARTBEAT_INTERVAL):
+        while not stop.wait(heartbeat_interval(self.settings.heartbeat_timeout)):
             try:
                 if self._beat(held):
                     held.confirmed = time.monotonic()
                 else:
                     held.lost = True
-                    log.warning("try %s was failed as lost while running here", held.ti_id)
+                    log.warning(
+                        "try %s was ended by a scheduler while running here (failed as lost, or its run "
+                        "timed out); stopping it, its result will be dropped",
+                        held.ti_id,
+                    )
+                    if self.keeper is not None:
+                        # The try runs in this process: it dies, and its guard ends what the try
+                        # started. Celery starts another; the message, given back, finds the try
+                        # not queued and is dropped.
+                        os.kill(os.getpid(), signal.SIGKILL)
                     return
             except Exception as exc:
                 log.warning("heartbeat of try %s failed: %s", held.ti_id, exc)
@@ -188,15 +200,15 @@ class _Held:
 _process: _PoolProcess | None = None
 
 
-def build_worker_app(settings: Settings, worker_name: str) -> Any:
+def build_worker_app(settings: Settings, worker_name: str, build: RequestBuilder) -> Any:
     """The Celery app of a worker: Herald's task, and pool processes that import the DAG files."""
     from celery.signals import worker_process_init  # type: ignore[import-untyped]
 
-    app = make_app(settings.celery_broker_url)
+    app = make_app(settings)
 
     def init_pool_process(**_: Any) -> None:
         global _process
-        _process = _PoolProcess(settings, worker_name)
+        _process = _PoolProcess(settings, worker_name, build)
 
     # weak=False: the closure would otherwise be collected before any pool process starts.
     worker_process_init.connect(init_pool_process, weak=False)
@@ -205,7 +217,7 @@ def build_worker_app(settings: Settings, worker_name: str) -> Any:
     def run_try(ti_id: int, try_number: int, request: dict[str, Any] | None = None) -> str:
         global _process
         if _process is None:  # a solo or threads pool: no pool-process start signal
-            _process = _PoolProcess(settings, worker_name)
+            _process = _PoolProcess(settings, worker_name, build, pooled=False)
         return _process.run(int(ti_id), int(try_number), request)
 
     return app
@@ -216,12 +228,13 @@ def run_worker(
     queues: list[str] | None,
     concurrency: int,
     worker_name: str,
+    build: RequestBuilder,
     say: Callable[[str], None] = print,
 ) -> None:
     """Run a Celery worker until SIGTERM (warm shutdown: running tries finish) or SIGINT."""
-    app = build_worker_app(settings, worker_name)
+    app = build_worker_app(settings, worker_name, build)
     names = queues or [DEFAULT_QUEUE]
-    level = os.environ.get("HERALD_LOG_LEVEL", "WARNING").upper()
+    level = settings.log_level.upper()
     say(
         f"Herald Celery worker {worker_name} starting: {concurrency} process(es), queues: {', '.join(names)}, "
         f"broker: {_mask(settings.celery_broker_url or '')}."
@@ -230,7 +243,7 @@ def run_worker(
         [
             "worker",
             "--queues",
-            ",".join(celery_queue(n) for n in names),
+            ",".join(celery_queue(settings.celery_queue_prefix, n) for n in names),
             "--concurrency",
             str(concurrency),
             "--pool",
@@ -247,6 +260,6 @@ def run_worker(
 
 
 def _mask(url: str) -> str:
-    from kombu.utils.url import maybe_sanitize_url
+    from herald.sdk.masking import mask_url
 
-    return str(maybe_sanitize_url(url))
+    return mask_url(url)

@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import multiprocessing
 import signal
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from herald.executors.base import TaskRequest, TaskResult, TaskStarted
+from sqlalchemy import Connection as DbConnection
+
+from herald.dagcheck import Stamp
+from herald.executors.reaper import end_tree
+from herald.executors.records import TaskRequest, TaskResult, TaskStarted
 from herald.executors.worker import worker_main
+from herald.store.states import TryState
 from herald.store.types import utcnow
 
 log = logging.getLogger("herald.executor")
-_REQUEST_FIELDS = dataclasses.fields(TaskRequest)
 
 
 @dataclass
@@ -37,6 +41,10 @@ class _Worker:
     busy: TaskRequest | None = None
     timer: asyncio.TimerHandle | None = None
     retired: bool = False
+    # the worker leads a process group and reaps what its tries leave (`reaper`): stop it with `end_tree`
+    group: bool = False
+    # dag_id -> (file, mtime_ns, size) of the version this worker imported
+    versions: dict[str, tuple[str, int, int]] = field(default_factory=dict)
 
 
 def describe_exit(code: int | None) -> str:
@@ -54,9 +62,17 @@ def describe_exit(code: int | None) -> str:
 class LocalExecutor:
     """Runs task tries on `size` pre-started processes that have the DAG files imported.
 
-    A task that kills its worker (segfault, `os._exit`, SIGKILL) fails with that
-    reason, and the pool starts a replacement. A try past its timeout is killed.
+    What a try starts ends with it (`herald.executors.reaper`): each worker leads
+    a process group of its own and ends what a try left running before it sends
+    the result. A try past its timeout, or cancelled, is stopped by killing its
+    worker together with every process under it; a worker that dies otherwise
+    takes its group with it (its guard), and its try fails with the reason.
+    Results come back through `on_result`; the workers die with this process.
     """
+
+    workers_in_process = True
+    wake_channel: str | None = None
+    needs_requests = True
 
     def __init__(self, dags_folder: str, size: int) -> None:
         self.dags_folder = dags_folder
@@ -69,6 +85,8 @@ class LocalExecutor:
         self._on_result: Callable[[TaskResult], None] = lambda r: None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        # None: workers import the folder as it is (nothing checked it); else only these files.
+        self._files: dict[str, Stamp] | None = None
 
     def start(self, on_started: Callable[[TaskStarted], None], on_result: Callable[[TaskResult], None]) -> None:
         """Start the pool; callbacks run on the calling event loop."""
@@ -81,7 +99,9 @@ class LocalExecutor:
     def _spawn(self) -> None:
         assert self._loop is not None
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=worker_main, args=(child, self.dags_folder), daemon=True, name="herald-worker")
+        proc = self._ctx.Process(
+            target=worker_main, args=(child, self.dags_folder, self._files), daemon=True, name="herald-worker"
+        )
         proc.start()
         child.close()
         worker = _Worker(proc=proc, conn=parent, generation=self._generation)
@@ -93,22 +113,40 @@ class LocalExecutor:
         self._queue.extend(requests)
         self._dispatch()
 
-    def queued(self) -> int:
+    def waiting(self) -> int:
         """Tries waiting for a free worker."""
         return len(self._queue)
 
-    def reload(self) -> None:
-        """Replace workers with fresh ones that import the changed DAG files."""
+    def queued(self, conn: DbConnection) -> int:
+        """Tries waiting for a free worker (held in memory, not in the database)."""
+        return len(self._queue)
+
+    def collect(self, conn: DbConnection, now: datetime) -> tuple[list[TaskResult], bool]:
+        """Nothing: the pool's results come through `on_result`."""
+        return [], False
+
+    def reload(self, files: Mapping[str, Stamp] | None = None) -> None:
+        """Replace workers with fresh ones that import the changed DAG files.
+
+        With `files` (`DagBag.files` of the load that changed), the new workers import
+        only those files, each only while it is still the version checked: a file
+        whose check failed (it exits, hangs, crashes) is never imported by a worker.
+        """
+        if files is not None:
+            self._files = dict(files)
         self._generation += 1
         if self._loop is None:
             return  # not started yet: the workers will import the current files
+        # The older workers stay until a new one is ready: meanwhile they run the tries
+        # of DAGs whose file did not change, so a slow import stalls only its own DAGs.
+        # Those still importing could never stand in: they go now.
         for worker in list(self._workers):
-            if worker.busy is None:
+            if worker.generation != self._generation and not worker.ready and worker.busy is None:
                 self._retire(worker)
         self._fill()
 
     def _fill(self) -> None:
-        live = [w for w in self._workers if not w.retired]
+        live = [w for w in self._workers if not w.retired and w.generation == self._generation]
         for _ in range(self.size - len(live)):
             if not self._stopping:
                 self._spawn()
@@ -131,22 +169,63 @@ class LocalExecutor:
             self._workers.remove(worker)
 
     def _dispatch(self) -> None:
-        for worker in self._workers:
-            if not self._queue:
-                return
-            if worker.ready and worker.busy is None and not worker.retired and worker.generation == self._generation:
-                request = self._queue.popleft()
+        for worker in list(self._workers):
+            while self._queue and self._idle(worker):
+                request = self._next_for(worker)
+                if request is None:
+                    break
                 try:
-                    # A shallow dict: pickling copies the nested values anyway (asdict deep-copies first).
-                    worker.conn.send({f.name: getattr(request, f.name) for f in _REQUEST_FIELDS})
+                    worker.conn.send(request.to_wire())
                 except (OSError, BrokenPipeError):
                     self._queue.appendleft(request)
+                    break
+                except Exception as exc:
+                    # One try whose request cannot be sent (a value nested too deep for
+                    # pickle...) fails with the reason; the worker takes the next one.
+                    self._fail(
+                        worker, request, f"its request could not be sent to a worker: {type(exc).__name__}: {exc}"
+                    )
                     continue
                 worker.busy = request
                 if request.timeout:
                     assert self._loop is not None
                     worker.timer = self._loop.call_later(request.timeout, self._timed_out, worker, request)
                 self._on_started(TaskStarted(request.ti_id, utcnow(), f"local:{worker.proc.pid}"))
+            if not self._queue:
+                return
+
+    def _idle(self, worker: _Worker) -> bool:
+        return worker.ready and worker.busy is None and not worker.retired
+
+    def _next_for(self, worker: _Worker) -> TaskRequest | None:
+        """The first waiting try this worker may run, taken off the queue."""
+        if worker.generation == self._generation:
+            return self._queue.popleft()
+        if self._renewed() or self._files is None:
+            return None
+        for request in self._queue:
+            if self._current(worker, request.dag_id):
+                self._queue.remove(request)
+                return request
+        return None
+
+    def _renewed(self) -> bool:
+        """True once a worker of the latest generation is ready (the older ones can go)."""
+        return any(w.ready and not w.retired and w.generation == self._generation for w in self._workers)
+
+    def _current(self, worker: _Worker, dag_id: str) -> bool:
+        """True when the worker imported the very version of the DAG's file the latest load checked."""
+        version = worker.versions.get(dag_id)
+        if version is None or self._files is None:
+            return False
+        path, mtime_ns, size = version
+        checked = self._files.get(path)
+        return checked is not None and (checked.mtime_ns, checked.size) == (mtime_ns, size)
+
+    def _retire_older(self) -> None:
+        for worker in list(self._workers):
+            if worker.generation != self._generation and worker.busy is None and not worker.retired:
+                self._retire(worker)
 
     def _readable(self, worker: _Worker) -> None:
         try:
@@ -156,17 +235,20 @@ class LocalExecutor:
             return
         if "ready" in message:
             worker.ready = True
+            worker.group = bool(message.get("group"))
+            worker.versions = {k: (v[0], int(v[1]), int(v[2])) for k, v in (message.get("dags") or {}).items()}
+            if worker.generation == self._generation:
+                self._retire_older()
             self._dispatch()
             return
         request, worker.busy = worker.busy, None
         if worker.timer is not None:
             worker.timer.cancel()
             worker.timer = None
-        message.pop("ti_id", None)
         if request is not None:
-            message["hostname"] = f"local:{worker.proc.pid}"
-            self._on_result(TaskResult(ti_id=request.ti_id, try_number=request.try_number, **message))
-        if worker.generation != self._generation:
+            message.update(ti_id=request.ti_id, try_number=request.try_number, hostname=f"local:{worker.proc.pid}")
+            self._on_result(TaskResult.from_wire(message))
+        if worker.generation != self._generation and self._renewed():
             self._retire(worker)
             self._fill()
         self._dispatch()
@@ -176,26 +258,55 @@ class LocalExecutor:
         worker.proc.join(timeout=2)
         request, worker.busy = worker.busy, None
         if request is not None:
+            # Not the task's failure as such: the try goes back to the queue (lost worker).
             self._fail(
-                worker, request, f"the worker process running the task died ({describe_exit(worker.proc.exitcode)})"
+                worker,
+                request,
+                f"the worker process running the task died ({describe_exit(worker.proc.exitcode)})",
+                lost=True,
             )
         elif not self._stopping and not worker.retired:
             log.warning("worker %s exited (%s)", worker.proc.pid, describe_exit(worker.proc.exitcode))
         self._fill()
         self._dispatch()
 
-    def _fail(self, worker: _Worker, request: TaskRequest, error: str) -> None:
-        """Report a try that the pool itself ended (its worker died, or it ran out of time)."""
+    def _fail(self, worker: _Worker, request: TaskRequest, error: str, lost: bool = False) -> None:
+        """Report a try that the pool itself ended (its worker died: `lost`, or it ran out of time)."""
         self._on_result(
             TaskResult(
                 ti_id=request.ti_id,
                 try_number=request.try_number,
-                state="failed",
+                state=TryState.FAILED,
                 ended_at=utcnow(),
                 error=error,
                 hostname=f"local:{worker.proc.pid}",
+                lost=lost,
             )
         )
+
+    def cancel(self, ti_ids: list[int]) -> None:
+        """Drop these tries if they wait for a worker; kill the workers running them (no result)."""
+        wanted = set(ti_ids)
+        if not wanted:
+            return
+        self._queue = deque(r for r in self._queue if r.ti_id not in wanted)
+        for worker in list(self._workers):
+            if worker.busy is not None and worker.busy.ti_id in wanted:
+                log.info("stopping try %s: the scheduler ended it", worker.busy.ti_id)
+                worker.busy = None
+                self._drop(worker)
+                self._kill(worker)
+        self._fill()
+        self._dispatch()
+
+    def _kill(self, worker: _Worker) -> None:
+        """Kill a worker and, when it leads a group, every process under it (what its try started)."""
+        # exitcode polls: a worker already dead is reaped here, and its pid never signalled again.
+        if worker.group and worker.proc.exitcode is None and worker.proc.pid is not None:
+            end_tree(worker.proc.pid)
+        else:
+            worker.proc.kill()
+        worker.proc.join(timeout=2)
 
     def _timed_out(self, worker: _Worker, request: TaskRequest) -> None:
         if worker.busy is not request:
@@ -203,8 +314,7 @@ class LocalExecutor:
         worker.busy = None
         worker.timer = None
         self._drop(worker)
-        worker.proc.kill()
-        worker.proc.join(timeout=2)
+        self._kill(worker)
         self._fail(
             worker,
             request,
@@ -224,6 +334,8 @@ class LocalExecutor:
             with contextlib.suppress(OSError, BrokenPipeError):
                 worker.conn.send(None)
             self._drop(worker)
+            if worker.busy is not None:  # still running its try after the grace: with what it started
+                self._kill(worker)
         for proc in self._all_procs():
             proc.join(timeout=1)
             if proc.is_alive():

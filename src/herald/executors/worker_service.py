@@ -11,99 +11,97 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Mapping
 
-from sqlalchemy import Engine, insert, or_, select, update
+from sqlalchemy import Engine
 
 from herald import notify
-from herald.executors.base import TaskRequest, TaskResult, TaskStarted
+from herald.dagcheck import Stamp
+from herald.executors.base import RequestBuilder
 from herald.executors.local import LocalExecutor
-from herald.scheduler.scheduler import build_requests
+from herald.executors.records import TaskRequest, TaskResult, TaskStarted
 from herald.sdk.dag import DAG
-from herald.store import tables as t
+from herald.store import tries as store_tries
 from herald.store.db import Database
+from herald.store.states import TryState
 from herald.store.types import utcnow
 
 log = logging.getLogger("herald.worker")
 
+#: the longest time between two heartbeats of a running try
 HEARTBEAT_INTERVAL = 5.0
 IDLE_WAIT = 1.0
 DEFAULT_QUEUE = "default"
 
 
+def heartbeat_interval(timeout: float) -> float:
+    """Seconds between two heartbeats: several within the heartbeat timeout, so that one slow
+    beat (a busy database) never makes a live worker look lost, whatever the timeout is set to."""
+    return min(HEARTBEAT_INTERVAL, timeout / 4)
+
+
 def claim_tries(
-    engine: Engine, dags: dict[str, DAG], limit: int, queues: list[str] | None, name: str
+    engine: Engine, build: RequestBuilder, dags: dict[str, DAG], limit: int, queues: list[str] | None, name: str
 ) -> list[TaskRequest]:
     """Take up to `limit` queued tries (of `queues`, or of the default queue) for this worker."""
-    ti = t.task_instance
-    now = utcnow()
     with engine.begin() as conn:
-        q = select(ti.c.id).where(ti.c.state == "queued")
-        if queues:
-            q = q.where(ti.c.queue.in_(queues))
-        else:
-            q = q.where(or_(ti.c.queue.is_(None), ti.c.queue == DEFAULT_QUEUE))
-        ids = [
-            int(i) for i in conn.execute(q.order_by(ti.c.id).limit(limit).with_for_update(skip_locked=True)).scalars()
-        ]
-        if not ids:
-            return []
-        conn.execute(
-            update(ti).where(ti.c.id.in_(ids)).values(state="running", started_at=now, hostname=name, heartbeat_at=now)
-        )
-        return build_requests(conn, dags, ids)
+        ids = store_tries.claim_for_worker(conn, limit, queues, DEFAULT_QUEUE, name)
+        return build(conn, dags, ids) if ids else []
 
 
-def store_results(engine: Engine, results: list[TaskResult]) -> None:
-    """Write results for a scheduler to apply, and wake the schedulers."""
-    rows = []
-    for r in results:
-        row: dict[str, Any] = asdict(r)
-        rows.append(
-            {
-                k: row[k]
-                for k in (
-                    "ti_id",
-                    "try_number",
-                    "state",
-                    "result",
-                    "error",
-                    "log",
-                    "outlet_extras",
-                    "started_at",
-                    "ended_at",
-                    "hostname",
-                )
-            }
-        )
+def store_results(engine: Engine, results: list[TaskResult], holder: str | None = None) -> None:
+    """Write results for a scheduler to apply, and wake the schedulers.
+
+    With `holder`, only the results of tries that worker still holds: a try requeued
+    as lost while this worker was silent, and perhaps running elsewhere since, keeps
+    no late result from here.
+    """
     with engine.begin() as conn:
-        conn.execute(insert(t.task_result), rows)
+        if holder is not None:
+            ended = set(store_tries.not_running(conn, [r.ti_id for r in results], holder))
+            if ended:
+                log.warning("dropping the results of %d try(s) requeued as lost meanwhile", len(ended))
+                results = [r for r in results if r.ti_id not in ended]
+        store_tries.store_results(conn, [r.to_wire() for r in results])
         notified = notify.notify_in(conn, notify.SCHEDULER)
     if not notified:
         notify.notify(engine.url.render_as_string(hide_password=False), notify.SCHEDULER)
 
 
-def beat(engine: Engine, ti_ids: list[int]) -> None:
-    """Tell the schedulers these tries are still running."""
-    ti = t.task_instance
+def beat(engine: Engine, ti_ids: list[int], name: str) -> list[int]:
+    """Tell the schedulers these tries are still running on worker `name`.
+
+    Returns those that are no longer this worker's: ended by a scheduler meanwhile, or
+    requeued as lost (this worker was silent too long) and perhaps claimed by another.
+    """
     with engine.begin() as conn:
-        conn.execute(update(ti).where(ti.c.id.in_(ti_ids), ti.c.state == "running").values(heartbeat_at=utcnow()))
+        store_tries.heartbeat(conn, ti_ids, name)
+        return store_tries.not_running(conn, ti_ids, name)
 
 
 class WorkerService:
-    """Claims tries from the database and runs them on a local pool of processes."""
+    """Claims tries from the database and runs them on a local pool of processes.
+
+    Args:
+        build: the request builder (`herald.scheduler.requests.build_requests`).
+        heartbeat_timeout: the schedulers' heartbeat timeout (`Settings.heartbeat_timeout`):
+            this worker beats several times within it.
+    """
 
     def __init__(
         self,
         db: Database,
+        build: RequestBuilder,
         listener: notify.Listener,
         dags_folder: str,
         concurrency: int,
         queues: list[str] | None,
         name: str,
+        heartbeat_timeout: float,
     ) -> None:
         self.db = db
+        self.heartbeat_every = heartbeat_interval(heartbeat_timeout)
+        self.build = build
         self.listener = listener
         self.concurrency = concurrency
         self.queues = queues
@@ -115,10 +113,13 @@ class WorkerService:
         self._done: list[TaskResult] = []
         self._stopping = False
 
-    def update(self, dags: dict[str, DAG]) -> None:
-        """Use the DAGs of the latest load (for upstream results and timeouts)."""
+    def update(self, dags: dict[str, DAG], files: Mapping[str, Stamp] | None = None) -> None:
+        """Use the DAGs of the latest load (for upstream results and timeouts).
+
+        `files` are the files that load checked and imported: the pool imports only those.
+        """
         self.dags = dags
-        self.pool.reload()
+        self.pool.reload(files)
 
     def stop(self) -> None:
         """Stop claiming tries; `run` returns once running ones finish (or the grace ends)."""
@@ -146,7 +147,7 @@ class WorkerService:
                 if free > 0:
                     try:
                         requests = await self.db.run(
-                            claim_tries, self.db.engine, self.dags, free, self.queues, self.name
+                            claim_tries, self.db.engine, self.build, self.dags, free, self.queues, self.name
                         )
                     except Exception as exc:
                         log.warning("could not claim tasks: %s", exc)
@@ -163,10 +164,11 @@ class WorkerService:
             self._done.extend(
                 TaskResult(
                     ti_id=i,
-                    state="failed",
+                    state=TryState.FAILED,
                     ended_at=now,
                     hostname=self.name,
                     error="the worker was stopped before the task finished",
+                    lost=True,  # not the task's failure: it goes back to the queue
                 )
                 for i in self._running
             )
@@ -179,7 +181,7 @@ class WorkerService:
             return
         done, self._done = self._done, []
         try:
-            await self.db.run(store_results, self.db.engine, done)
+            await self.db.run(store_results, self.db.engine, done, self.name)
         except Exception as exc:
             log.warning("could not store %d result(s), will retry: %s", len(done), exc)
             self._done[:0] = done
@@ -187,7 +189,14 @@ class WorkerService:
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            await asyncio.sleep(self.heartbeat_every)
             if self._running:
+                ended: list[int] = []
                 with contextlib.suppress(Exception):
-                    await self.db.run(beat, self.db.engine, list(self._running))
+                    ended = await self.db.run(beat, self.db.engine, list(self._running), self.name)
+                # a scheduler ended these (their run timed out), or requeued them as lost: stop them
+                ended = [i for i in ended if i in self._running]
+                if ended:
+                    self.pool.cancel(ended)
+                    self._running.difference_update(ended)
+                    self._wake.set()

@@ -17,6 +17,16 @@ class Pending:
     event_id: int
     asset: str
     queued_at: datetime
+    #: other keys the event makes ready: `alias:NAME` of aliases resolving to its asset, `uri:URI`
+    keys: frozenset[str] = frozenset()
+
+    def ready(self) -> set[str]:
+        """The keys this event makes ready in an asset condition."""
+        return {self.asset, *self.keys}
+
+
+def _ready(items: list[Pending]) -> set[str]:
+    return {key for p in items for key in p.ready()}
 
 
 def plan_runs(
@@ -41,11 +51,11 @@ def plan_runs(
     runs: list[list[Pending]] = []
     waiting: list[Pending] = []
     for item in pending:
-        if condition.evaluate({item.asset}):
+        if condition.evaluate(item.ready()):
             runs.append([item])
         else:
             waiting.append(item)
-    if waiting and condition.evaluate({p.asset for p in waiting}):
+    if waiting and condition.evaluate(_ready(waiting)):
         runs.append(waiting)
     return runs, None
 
@@ -53,7 +63,7 @@ def plan_runs(
 def _plan_batches(
     condition: BaseAsset, batch: EventBatch, pending: list[Pending], now: datetime
 ) -> tuple[list[list[Pending]], datetime | None]:
-    if not condition.evaluate({p.asset for p in pending}):
+    if not condition.evaluate(_ready(pending)):
         return [], None
     runs: list[list[Pending]] = []
     rest = list(pending)
@@ -63,7 +73,7 @@ def _plan_batches(
     if not rest:
         return runs, None
     deadline = rest[0].queued_at + timedelta(seconds=batch.max_wait)
-    if deadline <= now and condition.evaluate({p.asset for p in rest}):
+    if deadline <= now and condition.evaluate(_ready(rest)):
         runs.append(rest)
         return runs, None
     return runs, deadline

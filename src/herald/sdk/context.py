@@ -1,89 +1,57 @@
-"""What a running task sees: its triggering events, its run, and its outlets."""
+"""What a running task sees: its triggering events and its run (outlets and inlets: `sdk.asset_events`)."""
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from herald.sdk.assets import Asset
-
-
-@dataclass(frozen=True)
-class AssetEvent:
-    """One update of an asset: a message turned into an event, or a task's outlet.
-
-    Attributes:
-        id: the event's id in the metadata database.
-        asset: the asset it updates.
-        timestamp: when it was stored (UTC).
-        extra: `payload` (the decoded message) and `message` (where it came from).
-        source: `watcher:NAME`, `task:DAG.TASK`, `api` or `cli`.
-    """
-
-    id: int
-    asset: Asset
-    timestamp: datetime
-    extra: dict[str, Any] = field(default_factory=dict)
-    source: str = ""
-
-    @property
-    def payload(self) -> Any:
-        """Shortcut for `extra["payload"]`."""
-        return self.extra.get("payload")
+from herald.sdk.asset_events import AssetEvent as AssetEvent  # its home is sdk/asset_events.py
+from herald.sdk.assets import Asset, AssetAlias, AssetNameRef, AssetRef, AssetUriRef
 
 
 @dataclass(frozen=True)
 class DagRun:
-    """The run a task belongs to. Runs have no logical date: many run at once."""
+    """The run a task belongs to.
+
+    Event-driven runs have no logical date (many run at once); cron runs have the
+    time of their cron tick as logical date and data interval, as Airflow 3's cron
+    schedules do; manual runs, the time they were triggered.
+    """
 
     run_id: str
     dag_id: str
     run_type: str
     conf: dict[str, Any] = field(default_factory=dict)
     start_date: datetime | None = None
-    logical_date: None = None
-
-
-class OutletEventAccessor:
-    """Lets a task set the `extra` of the event its outlet will emit."""
-
-    def __init__(self, asset: Asset) -> None:
-        self.asset = asset
-        self.extra: dict[str, Any] = {}
-
-
-class OutletEvents:
-    """`outlet_events[asset].extra = {...}` inside a task with `outlets=[asset]`."""
-
-    def __init__(self, outlets: list[Asset]) -> None:
-        self._by_name = {asset.name: OutletEventAccessor(asset) for asset in outlets}
-
-    def __getitem__(self, asset: Asset | str) -> OutletEventAccessor:
-        name = asset if isinstance(asset, str) else asset.name
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise KeyError(f"{name!r} is not an outlet of this task; add it to @task(outlets=[...])") from None
-
-    def __iter__(self) -> Iterator[OutletEventAccessor]:
-        return iter(self._by_name.values())
-
-    def extras(self) -> dict[str, dict[str, Any]]:
-        """The extra set for each outlet, by asset name."""
-        return {name: acc.extra for name, acc in self._by_name.items()}
+    logical_date: datetime | None = None
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
+    run_after: datetime | None = None
+    #: set in a DAG callback's context (the run has ended); None while its tasks run
+    state: str | None = None
+    end_date: datetime | None = None
 
 
 class TriggeringAssetEvents(dict[Asset, list[AssetEvent]]):
-    """Events that caused the run, by asset; indexable by Asset or by asset name."""
+    """Events that caused the run, by asset.
 
-    def __getitem__(self, key: Asset | str) -> list[AssetEvent]:
-        if isinstance(key, str):
-            key = Asset(key)
+    Indexable by `Asset`, by asset name, by `Asset.ref(name=...)`/`Asset.ref(uri=...)`,
+    and by `AssetAlias` (the events emitted through that alias), as Airflow's
+    `triggering_asset_events` is. A key the run has no events of gives `[]`.
+    """
+
+    def __getitem__(self, key: Asset | AssetAlias | AssetRef | str) -> list[AssetEvent]:
+        if isinstance(key, AssetAlias):
+            return [e for events in self.values() for e in events if key.name in {a.name for a in e.source_aliases}]
+        if isinstance(key, AssetUriRef):
+            return [e for asset, events in self.items() if asset.uri == key.uri for e in events]
+        name = key.name if isinstance(key, AssetNameRef | Asset) else key
+        if not isinstance(name, str):
+            raise TypeError(f"triggering_asset_events[...] takes an Asset, an AssetAlias or a name, got {key!r}")
         try:
-            return super().__getitem__(key)
+            return super().__getitem__(Asset(name))
         except KeyError:
             return []
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from herald.sdk.triggers import BaseEventTrigger
+
 if TYPE_CHECKING:
     from herald.sdk.assets import Asset
-    from herald.triggers.base import BaseEventTrigger
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 
@@ -21,8 +22,6 @@ class AssetWatcher:
     """
 
     def __init__(self, name: str, trigger: BaseEventTrigger) -> None:
-        from herald.triggers.base import BaseEventTrigger
-
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"invalid watcher name {name!r}: use letters, digits, _ . -")
         if not isinstance(trigger, BaseEventTrigger):

@@ -9,9 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlalchemy.pool import NullPool
+
+from herald.store.files import private_database
+from herald.store.storable import json_loads
 
 T = TypeVar("T")
 
@@ -23,12 +27,14 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            # 0600 before SQLite first opens it: its -wal and -shm files then get the same mode
+            private_database(Path(parsed.database))
         engine = create_engine(
             url,
             connect_args={"timeout": 30, "check_same_thread": False},
             poolclass=NullPool if pool_size == 0 else None,
+            json_deserializer=json_loads,
         )
 
         @event.listens_for(engine, "connect")
@@ -51,8 +57,27 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 
         return engine
     if pool_size == 0:
-        return create_engine(url, poolclass=NullPool)
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        return create_engine(url, poolclass=NullPool, json_deserializer=json_loads)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, json_deserializer=json_loads
+    )
+
+
+def refused_row(exc: BaseException) -> bool:
+    """True when a statement failed for what it carried (a value the database refuses), not for the database.
+
+    Connection and lock problems (`OperationalError`, `InterfaceError`) are the
+    database's; the same statement may succeed later. Anything else a statement
+    raised (a value too long, not encodable, refused by a constraint) will fail
+    again with the same values.
+    """
+    return isinstance(exc, StatementError) and not isinstance(exc, OperationalError | InterfaceError)
+
+
+def ping(engine: Engine) -> None:
+    """Raise unless the database answers a query (the API's health check)."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -44,6 +44,36 @@ def fetch(engine: Engine, queue: str, after_id: int, limit: int) -> list[Any]:
         )
 
 
+def claim(engine: Engine, queue: str, limit: int) -> tuple[Connection, list[Any]] | None:
+    """Lock up to `limit` messages of `queue` that no other reader has locked, oldest first.
+
+    PostgreSQL only (`FOR UPDATE SKIP LOCKED`): several triggerers read one queue,
+    each its own rows. Returns the connection, its transaction left open, and the
+    rows; None when no row is free. The caller ends the transaction: committing
+    the batch's events and `remove` in it, or rolling back to give the rows back.
+    """
+    t = local_queue_message
+    conn = engine.connect()
+    try:
+        conn.begin()
+        rows = list(
+            conn.execute(
+                select(t.c.id, t.c.body, t.c.headers, t.c.created_at)
+                .where(t.c.queue == queue)
+                .order_by(t.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+    except BaseException:
+        conn.close()
+        raise
+    if not rows:
+        conn.close()  # rolls back
+        return None
+    return conn, rows
+
+
 def remove(conn: Connection, ids: Sequence[int]) -> None:
     """Delete acknowledged messages, inside the caller's transaction."""
     if ids:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 HERE = Path(__file__).parent
+#: an arbitrary constant: the PostgreSQL advisory lock that makes migrations one at a time
+MIGRATION_LOCK = 7_236_402
 
 
 def alembic_config(url: str) -> Config:
@@ -20,9 +22,17 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(engine: Engine) -> None:
-    """Apply every pending migration (a no-op on an up-to-date database)."""
+    """Apply every pending migration (a no-op on an up-to-date database).
+
+    Processes started together (two schedulers, a triggerer and a worker) each
+    migrate at start-up: on PostgreSQL they take turns under a transaction-level
+    advisory lock, so the second finds the schema current instead of creating the
+    same tables at the same moment. SQLite's write lock already serialises them.
+    """
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

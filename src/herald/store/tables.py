@@ -13,12 +13,15 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
+from herald.store.states import WatcherState
 from herald.store.types import UtcDateTime
 
 metadata = MetaData(
@@ -49,6 +52,17 @@ dag = Table(
     Column("is_active", Boolean, nullable=False, default=True),
     Column("next_cron_at", UtcDateTime()),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # Airflow's DAG arguments (migration 0006): the scheduler honours the first four
+    Column("start_date", UtcDateTime()),
+    Column("end_date", UtcDateTime()),
+    Column("catchup", Boolean),
+    Column("max_active_tasks", Integer),
+    Column("dagrun_timeout", Float),
+    Column("owner", Text),
+    Column("tags", JSON),
+    Column("doc_md", Text),
+    Column("params", JSON),
+    Column("warnings", JSON),
 )
 
 import_error = Table(
@@ -65,8 +79,11 @@ asset = Table(
     "asset",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("name", String(200), nullable=False, unique=True),
+    # Airflow's limit: a name derived from a URI can be long.
+    Column("name", String(1500), nullable=False, unique=True),
     Column("uri", Text, nullable=False),
+    Column("group", String(1500), nullable=False, server_default="asset"),
+    Column("extra", JSON),
     Column("created_at", UtcDateTime(), nullable=False),
     sqlite_autoincrement=True,
 )
@@ -88,7 +105,7 @@ watcher = Table(
     Column("trigger", JSON, nullable=False),
     Column("consumer_key", Text, nullable=False),
     Column("is_active", Boolean, nullable=False, default=True),
-    Column("state", String(20), nullable=False, default="stopped"),
+    Column("state", String(20), nullable=False, default=WatcherState.STOPPED.value),
     Column("last_error", Text),
     Column("last_message_at", UtcDateTime()),
     Column("received", BigInteger, nullable=False, default=0),
@@ -115,8 +132,15 @@ asset_event = Table(
     Column("dedupe_key", String(500)),
     Column("extra", JSON, nullable=False),
     Column("timestamp", UtcDateTime(), nullable=False),
+    # The task try that emitted it (Airflow's AssetEvent.source_*); NULL for watchers, the API and the CLI.
+    Column("source_dag_id", String(250)),
+    Column("source_task_id", String(250)),
+    Column("source_run_id", String(250)),
+    Column("source_map_index", Integer),
     UniqueConstraint("source", "dedupe_key"),
     Index("ix_asset_event_asset_id_id", "asset_id", "id"),
+    # a watcher's events over time (the watcher page's chart, migration 0017)
+    Index("ix_asset_event_source_timestamp", "source", "timestamp"),
     sqlite_autoincrement=True,
 )
 
@@ -130,6 +154,8 @@ event_queue = Table(
     Column("event_id", Id, ForeignKey("asset_event.id"), nullable=False),
     Column("queued_at", UtcDateTime(), nullable=False),
     Index("ix_event_queue_dag_id_id", "dag_id", "id"),
+    # Retention asks, per old event, whether a DAG still waits for it (migration 0014).
+    Index("ix_event_queue_event_id", "event_id"),
     sqlite_autoincrement=True,
 )
 
@@ -145,9 +171,36 @@ dag_run = Table(
     Column("queued_at", UtcDateTime(), nullable=False),
     Column("started_at", UtcDateTime()),
     Column("ended_at", UtcDateTime()),
+    # Airflow's run dates (migration 0008): a cron run's tick and data interval, a manual
+    # run's trigger time; None for runs made by events (Airflow 3's asset-triggered runs).
+    Column("logical_date", UtcDateTime()),
+    Column("data_interval_start", UtcDateTime()),
+    Column("data_interval_end", UtcDateTime()),
+    # Flow control (migration 0012, `herald.sdk.flow`): the run's key and priority from its
+    # events' payload; the rule holding it queued, or that skipped or cancelled it ("key",
+    # "throttle", "debounce", "rate_limit", "max_active_runs", "cancelled by run X"); and when
+    # a debounce or throttle hold ends.
+    Column("run_key", String(250)),
+    Column("priority", Float, nullable=False, default=0.0, server_default="0"),
+    Column("held_by", String(300)),
+    Column("held_until", UtcDateTime()),
     Index("ix_dag_run_state_dag_id", "state", "dag_id"),
     Index("ix_dag_run_dag_id_id", "dag_id", "id"),
+    # a DAG's runs over time (the DAG page's chart, migration 0017)
+    Index("ix_dag_run_dag_id_queued_at", "dag_id", "queued_at"),
+    # a key's runs by state (admission); a key's latest starts (throttle); see also below
+    Index("ix_dag_run_dag_id_run_key_state_id", "dag_id", "run_key", "state", "id"),
+    Index("ix_dag_run_dag_id_run_key_started_at", "dag_id", "run_key", "started_at"),
     sqlite_autoincrement=True,
+)
+
+# A DAG's queued runs in start order (highest priority first, then oldest), read without a sort.
+Index(
+    "ix_dag_run_dag_id_state_priority_id",
+    dag_run.c.dag_id,
+    dag_run.c.state,
+    dag_run.c.priority.desc(),
+    dag_run.c.id,
 )
 
 dag_run_event = Table(
@@ -165,7 +218,9 @@ task_instance = Table(
     Column("run_pk", Id, ForeignKey("dag_run.id", ondelete="CASCADE"), nullable=False),
     Column("dag_id", String(250), nullable=False),
     Column("task_id", String(250), nullable=False),
-    # none -> queued -> running -> success | failed | up_for_retry | upstream_failed
+    # Which expansion of a mapped task this is (0..n-1), -1 for an unmapped task (migration 0008).
+    Column("map_index", Integer, nullable=False, default=-1, server_default="-1"),
+    # A `herald.store.states.TryState`; the allowed moves are listed there.
     Column("state", String(20), nullable=False),
     Column("try_number", Integer, nullable=False, default=0),
     Column("max_tries", Integer, nullable=False, default=1),
@@ -173,6 +228,8 @@ task_instance = Table(
     Column("started_at", UtcDateTime()),
     Column("ended_at", UtcDateTime()),
     Column("result", JSON),
+    # Values the task pushed (XCom), by key; its return value is `result`.
+    Column("xcom", JSON),
     Column("error", Text),
     Column("log", Text),
     Column("hostname", String(250)),
@@ -180,7 +237,7 @@ task_instance = Table(
     # life of the worker running it: a try whose heartbeat stops is failed.
     Column("queue", String(250)),
     Column("heartbeat_at", UtcDateTime()),
-    UniqueConstraint("run_pk", "task_id"),
+    UniqueConstraint("run_pk", "task_id", "map_index"),
     Index("ix_task_instance_state", "state"),
     sqlite_autoincrement=True,
 )
@@ -198,9 +255,34 @@ task_result = Table(
     Column("error", Text),
     Column("log", Text),
     Column("outlet_extras", JSON),
+    # Events the try added through asset aliases (`outlet_events[alias].add(...)`, migration 0009).
+    Column("outlet_alias_events", JSON),
     Column("started_at", UtcDateTime()),
     Column("ended_at", UtcDateTime()),
     Column("hostname", String(250)),
+    # Tasks the try asked to skip, values it pushed, and False to fail without retrying.
+    Column("skip", JSON),
+    Column("xcom", JSON),
+    Column("retry", Boolean),
+    # What a deferred try waits for (`herald.sdk.waits.Deferral.to_wire`, migration 0013).
+    Column("defer", JSON),
+    # True when the try did not end by itself: its worker died or went silent (migration 0014).
+    Column("lost", Boolean),
+    sqlite_autoincrement=True,
+)
+
+# Each time a try went back to the queue because its worker was lost (died, went silent),
+# without using the task's retries (migration 0014): the try's history of lost workers.
+task_requeue = Table(
+    "task_requeue",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ti_id", Id, ForeignKey("task_instance.id", ondelete="CASCADE"), nullable=False),
+    Column("try_number", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("hostname", String(250)),
+    Column("requeued_at", UtcDateTime(), nullable=False),
+    Index("ix_task_requeue_ti_id_try_number", "ti_id", "try_number"),
     sqlite_autoincrement=True,
 )
 
@@ -211,7 +293,11 @@ dead_letter = Table(
     Column("watcher_id", Id, ForeignKey("watcher.id")),
     Column("source", Text, nullable=False),
     Column("dedupe_key", String(500)),
+    # The first HERALD_MAX_DEAD_LETTER_BODY_BYTES of the message's body; `body_size` is the
+    # original size (NULL in rows older than the cap, whose body is whole).
     Column("body", LargeBinary, nullable=False),
+    Column("body_size", BigInteger),
+    Column("body_truncated", Boolean, nullable=False, default=False, server_default=false()),
     Column("headers", JSON, nullable=False),
     Column("message", JSON, nullable=False),
     Column("error", Text, nullable=False),
@@ -219,6 +305,10 @@ dead_letter = Table(
     Column("replayed_at", UtcDateTime()),
     # Set by the API or UI; the triggerer replays the body through its watcher's trigger.
     Column("replay_requested_at", UtcDateTime()),
+    # What the last replay made (migration 0017): the event it became, or when it failed
+    # again (then `error` is the new reason).
+    Column("replayed_event_id", Id),
+    Column("replay_failed_at", UtcDateTime()),
     # A poison message redelivered after a crash is one dead letter, not two.
     UniqueConstraint("watcher_id", "dedupe_key"),
     sqlite_autoincrement=True,
@@ -245,4 +335,188 @@ api_token = Table(
     Column("scope", String(20), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     sqlite_autoincrement=True,
+)
+
+# Airflow's Variables: key/value pairs a DAG reads with `Variable.get`, managed with
+# `herald variables` and /api/v1/variables. `is_encrypted` is kept for a later Fernet
+# key; values are plain text for now.
+variable = Table(
+    "variable",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(250), nullable=False, unique=True),
+    Column("val", Text, nullable=False),
+    Column("description", Text),
+    Column("is_encrypted", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# Where a watcher has read a stream that has no acknowledgement (Kinesis): one row per
+# watcher and position key (a shard), written in the transaction that stores the
+# events, so a restarted triggerer reads on from exactly what was committed.
+stream_checkpoint = Table(
+    "stream_checkpoint",
+    metadata,
+    Column("watcher_id", Id, ForeignKey("watcher.id", ondelete="CASCADE"), nullable=False),
+    Column("position_key", String(250), nullable=False),
+    # Kinesis sequence numbers are decimal strings of up to 128 digits.
+    Column("position", String(250), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("watcher_id", "position_key"),
+)
+
+# -- asset aliases (migration 0009) ------------------------------------------------------------
+
+# `AssetAlias(name)`: a name tasks emit asset events through (`outlet_events[alias].add(Asset(...))`).
+asset_alias = Table(
+    "asset_alias",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(1500), nullable=False, unique=True),
+    Column("group", String(1500), nullable=False, server_default=""),
+    sqlite_autoincrement=True,
+)
+
+# The assets an alias resolved to: every asset an event was ever emitted for through it.
+# A DAG scheduled on the alias is scheduled on these assets, as in Airflow.
+asset_alias_asset = Table(
+    "asset_alias_asset",
+    metadata,
+    Column("alias_id", Id, ForeignKey("asset_alias.id", ondelete="CASCADE"), primary_key=True),
+    Column("asset_id", Id, ForeignKey("asset.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_asset_alias_asset_asset_id", "asset_id"),
+)
+
+# Which aliases each event was emitted through (`AssetEvent.source_aliases`).
+asset_alias_event = Table(
+    "asset_alias_event",
+    metadata,
+    Column("alias_id", Id, ForeignKey("asset_alias.id", ondelete="CASCADE"), primary_key=True),
+    Column("event_id", Id, ForeignKey("asset_event.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_asset_alias_event_event_id", "event_id"),
+)
+
+# Which DAGs are scheduled on which alias (rebuilt at every DAG sync, as dag_schedule_asset).
+dag_schedule_alias = Table(
+    "dag_schedule_alias",
+    metadata,
+    Column("dag_id", String(250), ForeignKey("dag.dag_id", ondelete="CASCADE"), primary_key=True),
+    Column("alias_id", Id, ForeignKey("asset_alias.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# Every running triggerer, written by its lease round (`store.triggerers`): how many
+# are alive decides each one's fair share of the watchers' leases; `consuming` lists
+# the watchers it reads now (its leased ones and the shared ones every triggerer reads).
+triggerer = Table(
+    "triggerer",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("heartbeat_at", UtcDateTime(), nullable=False),
+    Column("consuming", JSON, nullable=False),
+    # messages it delivered since it started (what it did of a shared consumer's work)
+    Column("received", BigInteger, nullable=False, server_default="0"),
+)
+
+# A DAG's on_success_callback / on_failure_callback to run for one run end (migration 0016),
+# inserted in the transaction that ends the run; run by a scheduler's callback runner in a
+# child process, which records how it went.
+dag_callback = Table(
+    "dag_callback",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_pk", Id, ForeignKey("dag_run.id", ondelete="CASCADE"), nullable=False),
+    Column("dag_id", String(250), nullable=False),
+    # "on_success_callback" or "on_failure_callback"
+    Column("kind", String(40), nullable=False),
+    # Airflow's reason: "success", "task_failure", "timed_out"
+    Column("reason", String(40), nullable=False),
+    # A `herald.store.states.CallbackState`
+    Column("state", String(20), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("claimed_by", String(200)),
+    Column("claimed_at", UtcDateTime()),
+    Column("ended_at", UtcDateTime()),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("log", Text),
+    Column("error", Text),
+    Index("ix_dag_callback_state_id", "state", "id"),
+    Index("ix_dag_callback_run_pk", "run_pk"),
+    sqlite_autoincrement=True,
+)
+
+# Alerts sent to the webhook and by e-mail (migration 0016): one row per episode of one
+# condition ("watcher:3:down", "dag:etl:failing"). The unique (key, episode) lets only one
+# scheduler open an episode; guarded UPDATEs let only one fire it and one resolve it.
+alert = Table(
+    "alert",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(500), nullable=False),
+    Column("episode", Integer, nullable=False),
+    # A `herald.store.states.AlertState`
+    Column("state", String(20), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("detail", JSON),
+    Column("since", UtcDateTime(), nullable=False),
+    Column("fired_at", UtcDateTime()),
+    Column("resolved_at", UtcDateTime()),
+    UniqueConstraint("key", "episode"),
+    Index("ix_alert_state", "state"),
+    sqlite_autoincrement=True,
+)
+
+# -- waiting inside a run, windows and absence (migration 0013) ---------------------------------
+
+# What a `deferred` try waits for: an event of `asset_id` whose payload `match` (a JMESPath
+# expression, rendered with the run's context) holds, or only a time. At `deadline` the
+# wait ends: failed (its timeout) or, for a time wait (`asset_id` NULL), succeeded.
+# Events after `since_event_id` count; once `caught_up`, the wait is matched only against
+# events past its asset's cursor (`task_wait_cursor`). `match_path` / `match_value` are the
+# `path == literal` the expression requires (the value as `herald.sdk.waits.lookup_key`):
+# an event finds the waits it may end by this index, not by evaluating every expression.
+task_wait = Table(
+    "task_wait",
+    metadata,
+    Column("ti_id", Id, ForeignKey("task_instance.id", ondelete="CASCADE"), primary_key=True),
+    Column("asset_id", Id, ForeignKey("asset.id", ondelete="CASCADE")),
+    Column("match", Text),
+    Column("match_path", String(500)),
+    Column("match_value", String(64)),
+    Column("deadline", UtcDateTime()),
+    Column("since_event_id", BigInteger, nullable=False, default=0),
+    Column("caught_up", Boolean, nullable=False, default=False),
+    # what the try shows when its deadline passes (the timeout's reason), and whether it skips then
+    Column("timeout_reason", Text),
+    Column("soft_fail", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_task_wait_asset_id_match_path_match_value", "asset_id", "match_path", "match_value"),
+    Index("ix_task_wait_asset_id_caught_up", "asset_id", "caught_up"),
+    Index("ix_task_wait_deadline", "deadline"),
+)
+
+# How far the events of each awaited asset have been matched against its caught-up waits.
+task_wait_cursor = Table(
+    "task_wait_cursor",
+    metadata,
+    Column("asset_id", Id, ForeignKey("asset.id", ondelete="CASCADE"), primary_key=True),
+    Column("checked_through", BigInteger, nullable=False),
+)
+
+# The keys an absence condition (`a.missing_for(seconds, key=...)`) has seen, per DAG: when
+# each last sent an event, and whether its current silence has made its run already.
+asset_key_seen = Table(
+    "asset_key_seen",
+    metadata,
+    Column("dag_id", String(250), ForeignKey("dag.dag_id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(500), nullable=False),
+    Column("last_seen", UtcDateTime(), nullable=False),
+    Column("last_event_id", BigInteger, nullable=False),
+    Column("alerted", Boolean, nullable=False, default=False),
+    PrimaryKeyConstraint("dag_id", "key"),
+    Index("ix_asset_key_seen_alerted_last_seen", "alerted", "last_seen"),
 )

@@ -6,10 +6,12 @@ import random
 
 
 class Backoff:
-    """Delays of `base * 2**n`, capped, each drawn at random below the cap (full jitter).
+    """Full jitter: each delay is drawn uniformly from `[0, min(cap, base * 2**n))`.
 
     Jitter keeps many watchers of one broker from reconnecting in lockstep after
-    the broker comes back.
+    the broker comes back; drawing from zero (rather than from half the ceiling)
+    spreads them the widest, and the growing ceiling still slows a broker that
+    stays down.
     """
 
     def __init__(self, base: float = 0.2, cap: float = 30.0) -> None:
@@ -21,7 +23,7 @@ class Backoff:
         """The next delay in seconds."""
         ceiling = min(self.cap, self.base * (2**self.attempts))
         self.attempts += 1
-        return random.uniform(ceiling / 2, ceiling)
+        return random.uniform(0, ceiling)
 
     def reset(self) -> None:
         """Start again from the base delay (after a successful connection)."""

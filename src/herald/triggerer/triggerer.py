@@ -6,24 +6,29 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
-
-from sqlalchemy import Engine, func, or_, select, update
+from typing import Protocol
 
 from herald import notify
-from herald.store import local_queue
-from herald.store import tables as t
-from herald.store.db import Database
+from herald.sdk.masking import mask_text, mask_url
+from herald.sdk.triggers import BaseEventTrigger, Message
+from herald.store import checkpoints, events, triggerers, watchers
+from herald.store.db import Database, refused_row
+from herald.store.events import Outcome
+from herald.store.states import WatcherState
+from herald.store.storable import DEFAULT_MAX_DEPTH, SizeLimits
 from herald.store.sync import WatcherSpec
+from herald.store.triggerers import LEASE_TTL, Identity
 from herald.store.types import utcnow
+from herald.triggerer.admission import DEFAULT_APPLY_TIMEOUT, Admission, store_apart
 from herald.triggerer.backoff import Backoff
-from herald.triggerer.ingest import Outcome, ingest
-from herald.triggerer.replay import REPLAY, replay_requested
-from herald.triggers.base import BaseEventTrigger, Message
+from herald.triggerer.local_queue import LocalQueueSource
+from herald.triggerer.replay import replay_requested
+from herald.triggerer.sharing import plan
+from herald.triggers.local import LocalQueueTrigger
 
 log = logging.getLogger("herald.triggerer")
 
@@ -35,10 +40,27 @@ MAX_BACKLOG = 20_000
 BACKLOG_CHECK_INTERVAL = 0.25
 #: dead letters asked for replay are also looked for this often (a lost wake-up)
 REPLAY_INTERVAL = 2.0
-#: a watcher's lease lasts this long unless renewed; a dead triggerer's watchers
-#: move to a live one within about this time
-LEASE_TTL = 10.0
+#: local:// batches locked at once on PostgreSQL: each holds a pooled connection until
+#: its events commit, and the pool (5 + 5 overflow) serves everything else too
+LOCAL_CLAIMS = 3
+# How long a stop waits for a batch being stored to commit and be acknowledged.
+DRAIN_TIMEOUT = 10.0
+#: each triggerer renews its heartbeat and its leases this often (LEASE_TTL, in
+#: store.triggerers, is how long they last): a joining, leaving or dead triggerer
+#: changes the shares within one LEASE_TTL
 LEASE_RENEW = 3.0
+
+__all__ = ["LEASE_RENEW", "LEASE_TTL", "Consumer", "Source", "Triggerer"]
+
+
+class Source(Protocol):
+    """What the consumer loop reads: a broker's trigger, or the embedded local:// queue."""
+
+    async def open(self) -> None: ...
+    async def receive(self, max_messages: int) -> list[Message]: ...
+    async def ack(self, messages: list[Message]) -> None: ...
+    async def close(self) -> None: ...
+    async def lag(self) -> int | None: ...
 
 
 @dataclass
@@ -47,25 +69,12 @@ class Consumer:
 
     key: str
     trigger: BaseEventTrigger
+    #: what the loop reads: the trigger itself, or the embedded queue for local://
+    source: Source
     watchers: list[WatcherSpec] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
-
-
-class _Runtime:
-    """The services a local:// trigger borrows from the triggerer."""
-
-    def __init__(self, db: Database, listener: notify.Listener) -> None:
-        self._db = db
-        self._listener = listener
-
-    async def local_fetch(self, queue: str, after_id: int, limit: int) -> list[Any]:
-        return await self._db.run(local_queue.fetch, self._db.engine, queue, after_id, limit)
-
-    def local_event(self, queue: str) -> asyncio.Event:
-        return self._listener.event(notify.local_channel(queue))
-
-    def local_remove(self, connection: Any, ids: list[int]) -> None:
-        local_queue.remove(connection, ids)
+    #: judges its messages off the event loop (apply_function has a time limit)
+    admission: Admission = field(default_factory=lambda: Admission("consumer"))
 
 
 class Triggerer:
@@ -75,6 +84,10 @@ class Triggerer:
         db: the metadata database.
         listener: wake-ups from publishers of local:// messages.
         on_events: called after each commit that created events (wakes the scheduler).
+        max_payload_depth: payloads nested deeper become dead letters.
+        apply_timeout: seconds one `apply_function` call may take before its message
+            becomes a dead letter.
+        limits: the size caps (a dead letter's stored body).
     """
 
     def __init__(
@@ -84,22 +97,45 @@ class Triggerer:
         on_events: Callable[[], None],
         owner: str = "standalone",
         max_backlog: int = MAX_BACKLOG,
+        max_payload_depth: int = DEFAULT_MAX_DEPTH,
+        apply_timeout: float = DEFAULT_APPLY_TIMEOUT,
+        limits: SizeLimits | None = None,
     ) -> None:
         self.db = db
-        self.runtime = _Runtime(db, listener)
+        self.listener = listener
         self.on_events = on_events
         # Watchers are consumed by the triggerer holding their lease; a standalone
         # Herald always uses the same owner name, so it takes its own leases back at
         # once after a crash, while a second triggerer waits for them to expire.
         self.owner = owner
+        self.identity = Identity(owner, socket.gethostname(), os.getpid(), utcnow())
+        #: the consumers running here: those whose lease it holds, and every shareable one
         self.consumers: dict[str, Consumer] = {}
         self.consumers_of_asset: dict[int, list[str]] = {}
         self._wanted: dict[str, list[WatcherSpec]] = {}
+        #: consumers whose lease this triggerer holds (its fair share, see `sharing`)
+        self.leased: set[str] = set()
+        #: leases given up to rebalance: renewed until the consumer's batch in flight is
+        #: done (the task ends), then released; with the watcher ids to release
+        self._releasing: dict[str, tuple[asyncio.Task[None] | None, list[int]]] = {}
+        #: the live triggerers seen at the last lease round
+        self.live: list[str] = [owner]
+        #: messages delivered (committed and acknowledged) since it started
+        self.received = 0
+        #: local:// batches holding row locks (and a pooled connection each) at once
+        self._local_claims = asyncio.Semaphore(LOCAL_CLAIMS)
         self._lag_task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
-        self._lease_wake = asyncio.Event()
-        self._replay_wake = listener.event(REPLAY)
+        # set by `update()`, and by a watcher paused or resumed (`notify.WATCHERS`)
+        self._lease_wake = listener.event(notify.WATCHERS)
+        #: consumer keys not consumed because one of their watchers is paused
+        self._paused: set[str] = set()
+        self._replay_wake = listener.event(notify.REPLAY)
         self.max_backlog = max_backlog
+        self.max_payload_depth = max_payload_depth
+        self.apply_timeout = apply_timeout
+        #: a dead letter keeps the head of its body only (`limits.dead_letter_body` bytes)
+        self.limits = limits or SizeLimits()
         self._backlog = 0
         self._backlog_checked = -1e9
         #: called at "before_commit" and "after_commit"; raising there aborts the
@@ -125,11 +161,30 @@ class Triggerer:
         self._lease_wake.set()
 
     def holds_all(self) -> bool:
-        """True when this triggerer consumes every watcher it was given."""
-        return set(self.consumers) >= set(self._wanted)
+        """True when this triggerer consumes every watcher it was given but the paused ones."""
+        return set(self.consumers) >= set(self._wanted) - self._paused
+
+    def shareable(self, key: str) -> bool:
+        """True when every live triggerer runs this consumer (competing consumers)."""
+        specs = self._wanted.get(key)
+        if not specs:
+            return False
+        trigger = specs[0].watcher.trigger
+        if isinstance(trigger, LocalQueueTrigger) and self.db.is_sqlite:
+            return False  # its rows are locked per batch on PostgreSQL only
+        return bool(getattr(trigger, "shareable", False))
 
     def _start_consumer(self, key: str, specs: list[WatcherSpec]) -> None:
-        consumer = Consumer(key=key, trigger=specs[0].watcher.trigger, watchers=specs)
+        trigger = specs[0].watcher.trigger
+        default_payload_limit(trigger, self.limits.payload)
+        # The embedded queue is Herald's own database: read by the triggerer itself,
+        # its rows deleted inside the delivery's transaction.
+        source: Source = trigger
+        if isinstance(trigger, LocalQueueTrigger):
+            claims = None if self.db.is_sqlite else self._local_claims
+            source = LocalQueueSource(trigger, self.db, self.listener, claims)
+        admission = Admission(key, self.max_payload_depth, self.apply_timeout)
+        consumer = Consumer(key=key, trigger=trigger, source=source, watchers=specs, admission=admission)
         consumer.task = asyncio.create_task(self._consume(consumer), name=f"consumer {key[:80]}")
         self.consumers[key] = consumer
 
@@ -137,57 +192,142 @@ class Triggerer:
         consumer = self.consumers.pop(key)
         if consumer.task is not None:
             consumer.task.cancel()
+        consumer.admission.close()
 
     async def _hold_leases(self) -> None:
-        """Claim and renew the leases of the wanted watchers; start or stop consumers to match."""
+        """Every LEASE_RENEW: heartbeat, take or renew this triggerer's fair share of leases, match consumers."""
         while True:
             self._lease_wake.clear()
-            wanted = {key: [s.id for s in specs] for key, specs in self._wanted.items()}
             try:
-                owned = await self.db.run(claim_leases, self.db.engine, self.owner, wanted, LEASE_TTL)
+                await self._lease_round()
             except Exception as exc:
+                # keep consuming what it holds; the database is probably restarting
                 log.warning("could not renew watcher leases: %s", exc)
-                owned = set(self.consumers)  # keep going; the database is probably restarting
-            for key in list(self.consumers):
-                if key not in owned:
-                    log.warning("lost the lease of %s; another triggerer consumes it now", key[:80])
-                    self._stop_consumer(key)
-            for key in owned:
-                if key not in self.consumers and key in self._wanted:
-                    self._start_consumer(key, self._wanted[key])
+            self._match_consumers()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lease_wake.wait(), LEASE_RENEW)
 
+    async def _lease_round(self) -> None:
+        db = self.db
+        for key, (task, ids) in list(self._releasing.items()):
+            if task is None or task.done():
+                # Its last batch is committed and acknowledged: the next holder starts clean.
+                await db.run(watchers.release_leases, db.engine, self.owner, ids)
+                del self._releasing[key]
+                self.leased.discard(key)
+        await self._hold_back_paused()
+        groups = {
+            key: [s.id for s in specs]
+            for key, specs in self._wanted.items()
+            if key not in self._releasing and key not in self._paused
+        }
+        every_id = [i for ids in groups.values() for i in ids]
+        consuming = [w.id for c in self.consumers.values() for w in c.watchers]
+        view = await db.run(triggerers.beat, db.engine, self.identity, consuming, self.received, every_id, LEASE_TTL)
+        self.live = view.live
+        decided = plan(self.owner, view.live, groups, view.holders)
+        renew = {key: groups[key] for key in [*decided.hold, *decided.release]}
+        renew.update({key: ids for key, (_, ids) in self._releasing.items()})
+        owned = await db.run(watchers.claim_leases, db.engine, self.owner, renew, LEASE_TTL)
+        for key in self.leased - owned - set(self._releasing):
+            log.warning("lost the lease of %s; another triggerer holds it now", key[:80])
+        self.leased = owned
+        for key in decided.release:
+            if key in owned:
+                log.info("handing %s over to a triggerer below its share", key[:80])
+                self._hand_over(key, groups[key])
+
+    async def _hold_back_paused(self) -> None:
+        """Stop the consumers of paused watchers and give their leases up.
+
+        Watchers sharing a connection with a paused one pause with it (one
+        connection reads for all of them); they show "stopped", the paused one
+        stays "paused" (what a triggerer reports never overwrites it).
+        """
+        db = self.db
+        ids = [s.id for specs in self._wanted.values() for s in specs]
+        paused = await db.run(watchers.paused, db.engine, ids)
+        self._paused = {key for key, specs in self._wanted.items() if paused.intersection(s.id for s in specs)}
+        for key in self._paused & (set(self.consumers) | self.leased):
+            log.info("watcher(s) of %s paused; their messages wait in the broker", key[:80])
+            held = [s.id for s in self._wanted[key]]
+            if key in self.consumers:
+                self._stop_consumer(key)
+            self.leased.discard(key)
+            await db.run(watchers.set_state, db.engine, held, WatcherState.STOPPED)
+            await db.run(watchers.release_leases, db.engine, self.owner, held)
+
+    def _hand_over(self, key: str, ids: list[int]) -> None:
+        """Give a lease up: a consumer only this lease runs stops first (its batch in flight is finished)."""
+        task: asyncio.Task[None] | None = None
+        consumer = self.consumers.get(key)
+        if consumer is not None and not self.shareable(key):
+            self._stop_consumer(key)
+            task = consumer.task
+        self._releasing[key] = (task, ids)
+        if task is not None:
+            task.add_done_callback(lambda _: self._lease_wake.set())
+        else:
+            self._lease_wake.set()
+
+    def _match_consumers(self) -> None:
+        """Run the consumers of the leases held, and every shareable one; stop the rest."""
+        run = {key for key in self._wanted if key in self.leased or self.shareable(key)}
+        run -= set(self._releasing) | self._paused
+        before = set(self.consumers)
+        for key in list(self.consumers):
+            if key not in run and (key in self._paused or not self.shareable(key)):
+                self._stop_consumer(key)
+        for key in run:
+            if key not in self.consumers:
+                self._start_consumer(key, self._wanted[key])
+        if set(self.consumers) != before:
+            self._lease_wake.set()  # the heartbeat tells at once what it reads now
+
     async def stop(self) -> None:
-        """Cancel every consumer and wait for them to close their connections."""
+        """Cancel every consumer, wait for them to close, then give the leases and the heartbeat up."""
         tasks = [c.task for c in self.consumers.values() if c.task is not None]
         for extra in (self._lag_task, self._lease_task):
             if extra is not None:
                 tasks.append(extra)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        ids = [w.id for c in self.consumers.values() for w in c.watchers]
+        # Consumers being handed over are stopping already: a second cancel would cut
+        # short the wait for their batch in flight.
+        handing_over = [task for task, _ in self._releasing.values() if task is not None]
+        await asyncio.gather(*tasks, *handing_over, return_exceptions=True)
+        alone = self.live == [self.owner]
+        # A shared consumer others still run keeps their state; one only this triggerer read is stopped.
+        stopped = [w.id for c in self.consumers.values() if alone or not self.shareable(c.key) for w in c.watchers]
+        held = [i for key in self.leased for i in ([s.id for s in self._wanted.get(key, [])])]
+        held += [i for _, ids in self._releasing.values() for i in ids]
+        for consumer in self.consumers.values():
+            consumer.admission.close()
         self.consumers.clear()
-        if ids:
+        if stopped:
             with contextlib.suppress(Exception):
-                await self.db.run(_set_state, self.db.engine, ids, "stopped", None)
+                await self.db.run(watchers.set_state, self.db.engine, stopped, WatcherState.STOPPED)
+        if held:
             with contextlib.suppress(Exception):
-                await self.db.run(release_leases, self.db.engine, self.owner, ids)
+                await self.db.run(watchers.release_leases, self.db.engine, self.owner, held)
+        with contextlib.suppress(Exception):
+            await self.db.run(triggerers.forget, self.db.engine, self.owner)
 
     async def _consume(self, consumer: Consumer) -> None:
         backoff = Backoff()
-        trigger = consumer.trigger
+        source = consumer.source
         while True:
             ids = [w.id for w in consumer.watchers]
             try:
-                trigger.bind(self.runtime)
-                await trigger.open()
-                await self.db.run(_set_state, self.db.engine, ids, "running", None)
+                # A stream without acknowledgement reads on from the positions committed
+                # with its events, never from what the last connection merely received.
+                consumer.trigger.resume(await self.db.run(checkpoints.load, self.db.engine, ids))
+                await source.open()
+                await self.db.run(watchers.set_state, self.db.engine, ids, WatcherState.RUNNING)
                 backoff.reset()
                 while True:
                     room = await self._wait_for_room()
-                    messages = await trigger.receive(min(BATCH_SIZE, room))
+                    messages = await source.receive(min(BATCH_SIZE, room))
                     if _cancel_swallowed():
                         # Some clients (redis-py during a blocking XREADGROUP) swallow a
                         # cancellation and return normally; the consumer must stop anyway.
@@ -195,66 +335,82 @@ class Triggerer:
                         raise asyncio.CancelledError
                     self._backlog += len(messages)  # until the next count
                     if messages:
-                        await self._deliver(consumer, messages)
+                        await self._deliver_to_the_end(consumer, messages)
             except asyncio.CancelledError:
-                await _close_quietly(trigger)
+                await _close_quietly(source)
                 raise
             except Exception as exc:
                 delay = backoff.next()
-                state = "failed" if isinstance(exc, ImportError) else "reconnecting"
-                error = f"{type(exc).__name__}: {exc}"
+                state = WatcherState.FAILED if isinstance(exc, ImportError) else WatcherState.RECONNECTING
+                error = mask_text(f"{type(exc).__name__}: {exc}")
                 log.warning("watcher(s) %s: %s; retrying in %.1fs", ids, error, delay)
                 log.debug("%s", traceback.format_exc())
-                await _close_quietly(trigger)
+                await _close_quietly(source)
                 with contextlib.suppress(Exception):
-                    await self.db.run(_set_state, self.db.engine, ids, state, error)
+                    await self.db.run(watchers.set_state, self.db.engine, ids, state, error)
                 await asyncio.sleep(delay)
 
-    def _outcomes(self, consumer: Consumer, messages: list[Message]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        for message in messages:
-            for spec in consumer.watchers:
-                try:
-                    keep, payload, encoding = spec.watcher.trigger.to_payload(message)
-                except Exception as exc:
-                    outcomes.append(
-                        Outcome(spec.id, spec.asset_id, message, "dead", error=f"{type(exc).__name__}: {exc}")
-                    )
-                    continue
-                kind = "event" if keep else "skip"
-                outcomes.append(Outcome(spec.id, spec.asset_id, message, kind, payload, encoding))
-        return outcomes
+    async def _deliver_to_the_end(self, consumer: Consumer, messages: list[Message]) -> None:
+        """Deliver a batch; a stop arriving meanwhile waits for its commit and ack.
+
+        Cancelled halfway, a batch could be committed (the database thread goes on)
+        and never acknowledged: the broker would deliver it again to the next
+        triggerer, which could only dedupe it. A clean stop leaves nothing behind.
+        """
+        delivery = asyncio.ensure_future(self._deliver(consumer, messages))
+        try:
+            await asyncio.shield(delivery)
+        except asyncio.CancelledError:
+            done, _ = await asyncio.wait({delivery}, timeout=DRAIN_TIMEOUT)
+            if not done:
+                delivery.cancel()  # the broker will deliver the batch again: at least once holds
+            elif not delivery.cancelled() and delivery.exception() is not None:
+                log.debug("batch delivery during stop failed: %s", delivery.exception())
+            raise
 
     async def _deliver(self, consumer: Consumer, messages: list[Message]) -> None:
         """The delivery contract: transform, store in one transaction, commit, then ack."""
-        outcomes = self._outcomes(consumer, messages)
-        sources = {s.id: str(s.watcher.trigger.describe().get("url", "")) for s in consumer.watchers}
-        trigger = consumer.trigger
+        watching = consumer.watchers  # `update()` may replace the list while the batch is stored
+        made = await consumer.admission.outcomes(watching, messages)
+        sources = {s.id: mask_url(str(s.watcher.trigger.describe().get("url", ""))) for s in watching}
+        source = consumer.source
         consumers_of_asset = self.consumers_of_asset
 
-        def store() -> int:
-            with self.db.engine.begin() as conn:
-                result = ingest(conn, outcomes, consumers_of_asset, sources)
-                if trigger.transactional_ack:
-                    trigger.ack_in_transaction(conn, messages)
+        def store(outcomes: list[Outcome], batch: list[Message]) -> int:
+            # local://'s batch commits in the transaction that locked its rows
+            begin = source.delivery if isinstance(source, LocalQueueSource) else self.db.engine.begin
+            with begin() as conn:
+                result = events.record_batch(conn, outcomes, consumers_of_asset, sources, self.limits.dead_letter_body)
+                checkpoints.save_batch(conn, [w.id for w in watching], (m.checkpoint for m in batch))
+                if isinstance(source, LocalQueueSource):
+                    source.remove_in(conn, batch)  # the embedded queue's ack is in the transaction
                 if result.events:
                     notify.notify_in(conn, notify.SCHEDULER)  # schedulers in other processes
                 self.fault("before_commit")
             return result.events
 
-        created = await self.db.run(store)
+        try:
+            created = await self.db.run(store, made, messages)
+        except Exception as exc:
+            if not refused_row(exc):
+                raise  # the database is away: reconnect, the broker delivers the batch again
+            # One message the database refused must not hold back the batch (nor the watcher).
+            created = await self.db.run(store_apart, store, made, messages, len(consumer.watchers))
         self.fault("after_commit")
-        if not trigger.transactional_ack:
-            await trigger.ack(messages)
+        await source.ack(messages)
+        self.received += len(messages)
         if created:
             self.on_events()
 
     async def _replay(self) -> None:
-        """Replay requested dead letters of the watchers this triggerer consumes."""
-        specs = {w.id: w for c in self.consumers.values() for w in c.watchers}
+        """Replay requested dead letters of the watchers whose lease this triggerer holds."""
+        # A shareable consumer runs everywhere; its lease holder alone replays (no double replay).
+        specs = {w.id: w for c in self.consumers.values() if c.key in self.leased for w in c.watchers}
         if not specs:
             return
-        created = await self.db.run(replay_requested, self.db.engine, specs, self.consumers_of_asset)
+        created = await self.db.run(
+            replay_requested, self.db.engine, specs, self.consumers_of_asset, self.max_payload_depth, self.apply_timeout
+        )
         if created:
             self.on_events()
 
@@ -269,7 +425,7 @@ class Triggerer:
             if loop.time() - self._backlog_checked > BACKLOG_CHECK_INTERVAL:
                 self._backlog_checked = loop.time()
                 try:
-                    self._backlog = await self.db.run(_backlog, self.db.engine, self.max_backlog)
+                    self._backlog = await self.db.run(events.backlog, self.db.engine, self.max_backlog)
                 except Exception:
                     self._backlog = 0  # the delivery itself will report a database problem
             if self._backlog < self.max_backlog:
@@ -291,14 +447,16 @@ class Triggerer:
                 continue
             last_lag = loop.time()
             for consumer in list(self.consumers.values()):
+                if consumer.key not in self.leased:
+                    continue  # a shared consumer's lag is written by its lease holder
                 try:
-                    lag = await consumer.trigger.lag()
+                    lag = await consumer.source.lag()
                 except Exception:
                     continue
                 if lag is not None:
                     ids = [w.id for w in consumer.watchers]
                     with contextlib.suppress(Exception):
-                        await self.db.run(_set_lag, self.db.engine, ids, lag)
+                        await self.db.run(watchers.set_lag, self.db.engine, ids, lag)
 
 
 def _cancel_swallowed() -> bool:
@@ -306,7 +464,7 @@ def _cancel_swallowed() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-async def _close_quietly(trigger: BaseEventTrigger) -> None:
+async def _close_quietly(trigger: Source) -> None:
     """Close a trigger to the end even if the consumer is being cancelled (no leaked sockets)."""
     task = asyncio.ensure_future(trigger.close())
     try:
@@ -340,53 +498,11 @@ def env_fault() -> Callable[[str], None]:
     return crash
 
 
-def claim_leases(engine: Engine, owner: str, wanted: dict[str, list[int]], ttl: float) -> set[str]:
-    """Take or renew the leases of each consumer group's watchers; returns the groups held.
+def default_payload_limit(trigger: BaseEventTrigger, limit: int) -> None:
+    """Give a trigger that sets no `max_payload_bytes` the deployment's (HERALD_MAX_PAYLOAD_BYTES).
 
-    A group is held only when all its watchers are (they share one connection).
+    A DAG file is read without Herald's settings (the SDK does not import them), so
+    the triggerer that consumes the trigger fills in the default.
     """
-    now = utcnow()
-    w = t.watcher
-    owned: set[str] = set()
-    with engine.begin() as conn:
-        for key, ids in wanted.items():
-            taken = conn.execute(
-                update(w)
-                .where(
-                    w.c.id.in_(ids),
-                    or_(w.c.lease_owner.is_(None), w.c.lease_owner == owner, w.c.lease_expires_at < now),
-                )
-                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl))
-            ).rowcount
-            if taken == len(ids):
-                owned.add(key)
-            elif taken:
-                conn.execute(update(w).where(w.c.id.in_(ids), w.c.lease_owner == owner).values(lease_owner=None))
-    return owned
-
-
-def release_leases(engine: Engine, owner: str, ids: list[int]) -> None:
-    """Give leases up at a clean stop, so another triggerer takes the watchers at once."""
-    w = t.watcher
-    with engine.begin() as conn:
-        conn.execute(update(w).where(w.c.id.in_(ids), w.c.lease_owner == owner).values(lease_owner=None))
-
-
-def _set_state(engine: Engine, ids: list[int], state: str, error: str | None) -> None:
-    values: dict[str, Any] = {"state": state, "updated_at": utcnow()}
-    if error is not None:
-        values["last_error"] = error
-    with engine.begin() as conn:
-        conn.execute(update(t.watcher).where(t.watcher.c.id.in_(ids)).values(**values))
-
-
-def _backlog(engine: Engine, cap: int) -> int:
-    """Events queued for runs, counted up to `cap` (cheap however large the backlog)."""
-    with engine.connect() as conn:
-        sub = select(t.event_queue.c.id).limit(cap).subquery()
-        return int(conn.execute(select(func.count()).select_from(sub)).scalar_one())
-
-
-def _set_lag(engine: Engine, ids: list[int], lag: int) -> None:
-    with engine.begin() as conn:
-        conn.execute(update(t.watcher).where(t.watcher.c.id.in_(ids)).values(lag=lag))
+    if not trigger.max_payload_bytes_given:
+        trigger.max_payload_bytes = limit

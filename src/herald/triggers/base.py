@@ -1,222 +1,276 @@
-"""The plugin boundary: a trigger talks to its broker; the triggerer owns the transaction.
+"""What every broker module shares: the contract (re-exported from `herald.sdk.triggers`),
+the one options parser, and the one pool of publishers.
 
-Every trigger follows the delivery contract: `receive` a batch (long polling,
-never a fixed sleep), let the triggerer commit the events, then `ack`. A trigger
-never acknowledges a message before `ack` is called.
+Options: each broker declares a frozen dataclass of its options (`SqsOptions`,
+`KafkaOptions`, ...). `parse_options` fills it from, in rising priority, the
+connection (`conn_id` -> `HERALD_CONN_<ID>`, else `AIRFLOW_CONN_<ID>`), the
+URL's query string and the keyword arguments, converts each value to its field's type, and refuses an
+unknown name with the list of valid ones. Header normalisation is done once,
+when a `Message` is made (`herald.sdk.triggers.normalize_headers`).
+
+Publishers: `publishers` keeps one open `Publisher` per (class, key, event
+loop); `herald.publishing.close_publishers()` closes all of them through one path.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
-import base64
-import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+import contextlib
+import dataclasses
+import logging
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-#: messages larger than this become dead letters unless a trigger says otherwise
-DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+from herald.sdk.triggers import (
+    COMMON_OPTIONS,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    BaseEventTrigger,
+    Message,
+    Publisher,
+    decode_body,
+    header_text,
+    normalize_headers,
+    resolve_dotted,
+)
+from herald.triggers.urls import flag, with_connection
+
+__all__ = [
+    "COMMON_OPTIONS",
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "BaseEventTrigger",
+    "BrokerOptions",
+    "BrokerPublisher",
+    "Message",
+    "ParsedOptions",
+    "Publisher",
+    "PublisherPool",
+    "decode_body",
+    "header_text",
+    "normalize_headers",
+    "parse_options",
+    "publishers",
+    "resolve_dotted",
+]
+
+log = logging.getLogger("herald.triggers")
+
+OptionsT = TypeVar("OptionsT", bound="BrokerOptions")
 
 
-@dataclass
-class Message:
-    """One message as a trigger received it.
+@dataclass(frozen=True)
+class BrokerOptions:
+    """Base of every broker's options.
 
     Attributes:
-        body: the raw body.
-        dedupe_key: the broker's identity of the message (queue + message id,
-            topic + partition + offset, ...), unique per watcher.
-        key: the message key, where the broker has one (Kafka).
-        headers: message headers or attributes, as text.
-        metadata: where the message came from (broker, queue, partition, offset,
-            message id...), stored in the event's `extra["message"]`.
-        received_at: when the trigger received it (UTC).
-        handle: the broker's own object, kept for `ack`.
+        conn_id: the connection (`HERALD_CONN_<ID>`) that gave the URL its host
+            and credentials; the same for triggers and publishers.
     """
 
-    body: bytes
-    dedupe_key: str
-    key: bytes | str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    handle: Any = None
+    conn_id: str | None = None
 
-    def value(self) -> bytes:
-        """The body, as Airflow's Kafka messages return it: `json.loads(message.value())`."""
-        return self.body
-
-    def text(self) -> str:
-        """The body decoded as UTF-8 (raises UnicodeDecodeError when it is not)."""
-        return self.body.decode("utf-8")
-
-    def json(self) -> Any:
-        """The body parsed as JSON (raises ValueError when it is not)."""
-        return json.loads(self.body)
-
-
-def decode_body(body: bytes) -> tuple[Any, str | None]:
-    """The default payload of a body: JSON when it parses, else text, else base64.
-
-    Returns the payload and its encoding (`"base64"` for a body that is not UTF-8).
-    """
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return base64.b64encode(body).decode("ascii"), "base64"
-    try:
-        return json.loads(text), None
-    except ValueError:
-        return text, None
-
-
-def resolve_dotted(path: str) -> Callable[[Message], Any]:
-    """Import `package.module.function` (or `module:function`) and return the function."""
-    import importlib
-
-    module_name, sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"apply_function {path!r} is not a dotted path like 'module.function'")
-    module = importlib.import_module(module_name)
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise TypeError(f"apply_function {path!r} is not a callable in module {module_name!r}")
-    return fn  # type: ignore[no-any-return]
-
-
-class TriggerRuntime(Protocol):
-    """What the triggerer lends a trigger whose broker is Herald's own database (local://)."""
-
-    async def local_fetch(self, queue: str, after_id: int, limit: int) -> list[Any]:
-        """Rows `(id, body, headers, created_at)` of `queue` above `after_id`."""
-        ...
-
-    def local_event(self, queue: str) -> asyncio.Event:
-        """An event set when a message is published to `queue`."""
-        ...
-
-    def local_remove(self, connection: Any, ids: list[int]) -> None:
-        """Delete rows inside the triggerer's transaction."""
-        ...
-
-
-class BaseEventTrigger(abc.ABC):
-    """Base class of every message source a watcher can consume.
-
-    Args:
-        apply_function: callable turning a `Message` into the event payload, or
-            returning `None` to skip the message (acknowledged, counted, no event).
-            An exception, or a result that is not JSON-serialisable, makes the
-            message a dead letter.
-        filter: a JMESPath expression evaluated on the payload; a message is kept
-            when the result is truthy, else skipped.
-        max_payload_bytes: bodies larger than this become dead letters.
-    """
-
-    scheme: ClassVar[str]
-    #: True when `ack_in_transaction` acknowledges inside the event transaction
-    #: (exactly once with no dedupe needed); `ack` is then not called.
-    transactional_ack: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        *,
-        apply_function: Callable[[Message], Any] | str | None = None,
-        filter: str | None = None,
-        max_payload_bytes: int | None = None,
-    ) -> None:
-        if apply_function is not None and not callable(apply_function) and not isinstance(apply_function, str):
-            raise TypeError(f"apply_function must be a callable taking a Message, got {apply_function!r}")
-        # A dotted string ("my_dag_file.parse") is accepted so that Airflow DAGs port
-        # unchanged; it is resolved on first use, since its module may be the very
-        # DAG file being imported. Prefer passing the function itself.
-        self.apply_function: Callable[[Message], Any] | str | None = apply_function
-        self.filter = filter
-        self._filter_compiled: Any = None
-        if filter is not None:
-            import jmespath
-            from jmespath.exceptions import JMESPathError
-
-            try:
-                self._filter_compiled = jmespath.compile(filter)
-            except JMESPathError as exc:
-                raise ValueError(f"invalid filter {filter!r}: {exc}") from None
-        self.max_payload_bytes = max_payload_bytes or DEFAULT_MAX_PAYLOAD_BYTES
+    #: the broker's name in error messages
+    BROKER: ClassVar[str] = "trigger"
+    #: other names accepted for an option (Airflow's, mostly): alias -> field
+    ALIASES: ClassVar[dict[str, str]] = {}
+    #: True when query options that are not Herald's belong to the client library
+    #: (libpq's `sslmode`, redis-py's `socket_timeout`): they stay in the URL
+    PASSTHROUGH_QUERY: ClassVar[bool] = False
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> BaseEventTrigger:
-        """Build the trigger from its queue URL (what `MessageQueueTrigger` calls)."""
-        raise NotImplementedError(f"{cls.__name__} cannot be built from a URL")
+    def names(cls) -> list[str]:
+        """Every option name this broker accepts, the common trigger options included."""
+        return sorted({f.name for f in dataclasses.fields(cls)} | set(cls.ALIASES) | set(COMMON_OPTIONS))
 
-    # -- the broker side ---------------------------------------------------------------
 
-    def bind(self, runtime: TriggerRuntime) -> None:  # noqa: B027 - optional hook
-        """Receive Herald's services before `open` (only local:// needs them)."""
+@dataclass(frozen=True)
+class ParsedOptions(typing.Generic[OptionsT]):
+    """What `parse_options` made of a URL and keyword arguments."""
 
-    @abc.abstractmethod
-    async def open(self) -> None:
-        """Connect to the broker; raise to be retried with back-off."""
+    #: the URL with the connection applied and Herald's own query options removed
+    url: str
+    options: OptionsT
+    #: `apply_function`, `filter`, `max_payload_bytes`: for `BaseEventTrigger.__init__`
+    common: dict[str, Any]
 
-    @abc.abstractmethod
-    async def receive(self, max_messages: int) -> list[Message]:
-        """Wait for messages and return up to `max_messages` of them.
 
-        Long-polls: returns as soon as one message is there; may return an empty
-        list after the broker's own wait time. Never sleeps a fixed time.
-        """
-
-    @abc.abstractmethod
-    async def ack(self, messages: list[Message]) -> None:
-        """Acknowledge messages whose events (or dead letters) are committed."""
-
-    def ack_in_transaction(self, connection: Any, messages: list[Message]) -> None:
-        """Acknowledge inside the triggerer's transaction (only if `transactional_ack`)."""
-        raise NotImplementedError
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Disconnect. Unacknowledged messages go back to the broker."""
-
-    async def lag(self) -> int | None:
-        """Messages waiting in the broker for this consumer, where the broker tells it."""
+def _convert(cls: type[BrokerOptions], name: str, value: Any, hint: Any) -> Any:
+    """`value` (often text from a query string) as the type `hint` of option `name`."""
+    if value is None:
         return None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = args[0] if len(args) == 1 else Any
+        origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            return flag(value, name)
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if hint is str:
+            return str(value)
+        if origin in (tuple, list):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(i).strip() for i in items if str(i).strip())
+    except (TypeError, ValueError):
+        type_name = getattr(hint, "__name__", str(hint))
+        raise ValueError(f"{cls.BROKER} option {name}={value!r} is not a valid {type_name}") from None
+    return value
 
-    @abc.abstractmethod
-    def describe(self) -> dict[str, Any]:
-        """A JSON form of the trigger with secrets masked, for listings."""
 
-    def consumer_key(self) -> str:
-        """Watchers whose triggers have the same key share one consumer."""
-        return json.dumps(self.describe(), sort_keys=True, default=str)
+def parse_options(cls: type[OptionsT], url: str, options: dict[str, Any]) -> ParsedOptions[OptionsT]:
+    """Fill `cls` from the connection, then the URL's query, then `options` (each overriding the last).
 
-    # -- the message side --------------------------------------------------------------
-
-    def to_payload(self, message: Message) -> tuple[bool, Any, str | None]:
-        """Turn a message into `(keep, payload, encoding)`; raises for a dead letter."""
-        if len(message.body) > self.max_payload_bytes:
-            raise ValueError(
-                f"message body is {len(message.body)} bytes, over the limit of "
-                f"{self.max_payload_bytes} (max_payload_bytes)"
-            )
-        encoding: str | None = None
-        if self.apply_function is not None:
-            if isinstance(self.apply_function, str):
-                self.apply_function = resolve_dotted(self.apply_function)
-            payload = self.apply_function(message)
-            if payload is None:
-                return False, None, None
-            try:
-                json.dumps(payload)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(
-                    f"apply_function returned a {type(payload).__name__}, which is not JSON-serialisable: {exc}"
-                ) from None
+    Raises:
+        ValueError: an unknown option (the message lists the valid ones) or a
+            value of the wrong type.
+    """
+    given = dict(options)
+    for alias, name in cls.ALIASES.items():
+        if alias in given:
+            value = given.pop(alias)
+            given.setdefault(name, value)
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    conn_id = given.get("conn_id") or query.get("conn_id") or None
+    resolved = with_connection(url, conn_id) if conn_id else url
+    parts = urlsplit(resolved)
+    query = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        query[cls.ALIASES.get(key, key)] = value
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kept: list[tuple[str, str]] = []  # query options that belong to the client library
+    merged: dict[str, Any] = {}
+    for key, value in query.items():
+        if key in fields or key in COMMON_OPTIONS:
+            merged[key] = value
+        elif cls.PASSTHROUGH_QUERY:
+            kept.append((key, value))
         else:
-            payload, encoding = decode_body(message.body)
-        if self._filter_compiled is not None and not self._filter_compiled.search(payload):
-            return False, payload, encoding
-        return True, payload, encoding
+            raise ValueError(f"unknown {cls.BROKER} option {key!r} in the URL; valid: {', '.join(cls.names())}")
+    for key, value in given.items():
+        if key not in fields and key not in COMMON_OPTIONS:
+            raise ValueError(f"unknown {cls.BROKER} option {key!r}; valid: {', '.join(cls.names())}")
+        merged[key] = value
+    merged["conn_id"] = conn_id
+    common = {k: merged.pop(k) for k in COMMON_OPTIONS if k in merged}
+    if common.get("max_payload_bytes") is not None:
+        common["max_payload_bytes"] = _convert(cls, "max_payload_bytes", common["max_payload_bytes"], int)
+    typed = {k: _convert(cls, k, v, hints[k]) for k, v in merged.items()}
+    typed = {k: v for k, v in typed.items() if v is not None or k == "conn_id"}
+    clean = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), ""))
+    return ParsedOptions(url=clean, options=cls(**typed), common=common)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.describe()})"
+
+class PublisherPool:
+    """One open publisher per (publisher class, key, event loop), with one close path.
+
+    A connection belongs to the loop that opened it, so the key includes the
+    loop: `herald.publish` runs on one background loop per process, async code
+    on its own. Publishers of a loop that has closed are forgotten (their
+    connections died with it). A publisher that fails to send is closed and
+    dropped, so the next call reconnects.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[type[Publisher], str, asyncio.AbstractEventLoop], Publisher] = {}
+        self._locks: dict[tuple[type[Publisher], str, asyncio.AbstractEventLoop], asyncio.Lock] = {}
+
+    def __len__(self) -> int:
+        return len(self.held())
+
+    def held(self) -> list[Publisher]:
+        """The open publishers of the running event loop (of every loop, called outside one)."""
+        self._forget_closed_loops()
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        return [p for (_cls, _key, owner), p in self._open.items() if loop is None or owner is loop]
+
+    def _forget_closed_loops(self) -> None:
+        for key in [k for k in self._open if k[2].is_closed()]:
+            del self._open[key]
+        for key in [k for k in self._locks if k[2].is_closed()]:
+            del self._locks[key]
+
+    async def get(self, cls: type[Publisher], url: str) -> Publisher:
+        """The open publisher of `cls` for `url`, opened now if there is none."""
+        loop = asyncio.get_running_loop()
+        key = (cls, cls.pool_key(url), loop)
+        found = self._open.get(key)
+        if found is not None and found.is_open:
+            return found
+        self._forget_closed_loops()
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            found = self._open.get(key)
+            if found is not None and not found.is_open:
+                await self._drop(found)
+                found = None
+            if found is None:
+                found = cls(url)
+                await found.open()
+                self._open[key] = found
+            return found
+
+    async def publish(self, cls: type[Publisher], url: str, body: bytes, headers: dict[str, str]) -> None:
+        """Send through the pooled publisher; on failure drop it (the next call reconnects) and raise."""
+        publisher = await self.get(cls, url)
+        try:
+            await publisher.publish(url, body, headers)
+        except BaseException:
+            await self._drop(publisher)
+            raise
+
+    async def _drop(self, publisher: Publisher) -> None:
+        for key, held in list(self._open.items()):
+            if held is publisher:
+                del self._open[key]
+        with contextlib.suppress(Exception):
+            await publisher.close()
+
+    async def aclose(self) -> None:
+        """Close the publishers opened on the running loop."""
+        loop = asyncio.get_running_loop()
+        for key, publisher in list(self._open.items()):
+            if key[2] is loop:
+                del self._open[key]
+                self._locks.pop(key, None)
+                try:
+                    await publisher.close()
+                except Exception as exc:
+                    log.debug("closing publisher %s failed: %s", type(publisher).__name__, exc)
+        self._forget_closed_loops()
+
+
+class BrokerPublisher(Publisher):
+    """A publisher whose URL options are its broker's options class, parsed by `parse_options`.
+
+    So `conn_id` (in the URL's query, `?conn_id=ID`) works for every publisher,
+    and connections are shared by URLs that differ only in Herald's options.
+    """
+
+    options_class: ClassVar[type[BrokerOptions]] = BrokerOptions
+
+    @classmethod
+    def parse(cls, url: str) -> ParsedOptions[Any]:
+        """The URL's options, with its connection applied."""
+        return parse_options(cls.options_class, url, {})
+
+    @classmethod
+    def pool_key(cls, url: str) -> str:
+        return cls.parse(url).url
+
+
+#: the process's one pool of publishers
+publishers = PublisherPool()

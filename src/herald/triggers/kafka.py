@@ -31,45 +31,31 @@ Options, in the URL's query string or as keyword arguments:
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from herald.triggers.base import BaseEventTrigger, Message
-from herald.triggers.urls import query_options, with_connection
+from herald.triggers.base import (
+    BaseEventTrigger,
+    BrokerOptions,
+    Message,
+    Publisher,
+    normalize_headers,
+    parse_options,
+)
+from herald.triggers.urls import mask_url
 
 log = logging.getLogger("herald.triggers.kafka")
 
-#: options both the trigger and the publisher read, and their types
-CLIENT_OPTIONS: dict[str, type] = {
-    "client_id": str,
-    "security_protocol": str,
-    "sasl_mechanism": str,
-    "client": str,
-    "api_version": str,
-}
-#: consumer options and their types; anything else in a trigger's options is a mistake
-CONSUMER_OPTIONS: dict[str, type] = {
-    **CLIENT_OPTIONS,
-    "group_id": str,
-    "auto_offset_reset": str,
-    "poll_timeout": float,
-    "session_timeout_ms": int,
-    "heartbeat_interval_ms": int,
-    "max_poll_interval_ms": int,
-    "fetch_max_wait_ms": int,
-}
-#: options only the publisher reads; a trigger accepts and ignores them, so one URL serves both
-PUBLISH_OPTIONS: dict[str, type] = {"key": str, "acks": str}
-ALL_OPTIONS = {**CONSUMER_OPTIONS, **PUBLISH_OPTIONS}
+#: options that say how to reach the cluster (the trigger's and the publisher's)
+CLIENT_OPTIONS = ("client_id", "security_protocol", "sasl_mechanism", "client", "api_version")
 DEFAULT_GROUP_ID = "herald"
 DEFAULT_POLL_TIMEOUT = 5.0
 DEFAULT_FETCH_MAX_WAIT_MS = 50
@@ -80,39 +66,79 @@ CLIENTS = ("aiokafka", "confluent")
 Partition = tuple[str, int]
 
 
-class KafkaUrl:
-    """The parts of a `kafka://` URL: servers, topics, credentials and query options."""
+@dataclass(frozen=True)
+class KafkaOptions(BrokerOptions):
+    """The options of a Kafka trigger and publisher (URL query or keyword arguments).
 
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
+    Attributes:
+        client_id: the client id the brokers see (default `herald`).
+        security_protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (default:
+            SASL_SSL with a user name, else PLAINTEXT).
+        sasl_mechanism: PLAIN (default), SCRAM-SHA-256...
+        client: `aiokafka` (default) or `confluent` (confluent-kafka, for brokers older than 0.10).
+        api_version: the brokers' version, when they cannot tell it.
+        group_id: the consumer group (default `herald`).
+        auto_offset_reset: where a new group starts: earliest (default), latest or none.
+        poll_timeout: seconds one fetch waits for records (the long poll).
+        session_timeout_ms, heartbeat_interval_ms, max_poll_interval_ms, fetch_max_wait_ms:
+            the consumer settings of the same names.
+        key: the publisher's message key.
+        acks: the publisher's `acks` (default `all`).
+    """
+
+    client_id: str | None = None
+    security_protocol: str | None = None
+    sasl_mechanism: str | None = None
+    client: str | None = None
+    api_version: str | None = None
+    group_id: str | None = None
+    auto_offset_reset: str | None = None
+    poll_timeout: float | None = None
+    session_timeout_ms: int | None = None
+    heartbeat_interval_ms: int | None = None
+    max_poll_interval_ms: int | None = None
+    fetch_max_wait_ms: int | None = None
+    key: str | None = None
+    acks: str | None = None
+
+    BROKER: ClassVar[str] = "Kafka"
+
+    def given(self, *names: str) -> dict[str, Any]:
+        """The options among `names` that were set."""
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+#: the consumer's own options, passed to the client library
+CONSUMER_OPTIONS = (
+    "auto_offset_reset",
+    "session_timeout_ms",
+    "heartbeat_interval_ms",
+    "max_poll_interval_ms",
+    "fetch_max_wait_ms",
+)
+
+
+class KafkaUrl:
+    """The parts of a `kafka://` URL, its options parsed: servers, topics, credentials."""
+
+    def __init__(self, url: str, options: dict[str, Any] | None = None) -> None:
+        parsed = parse_options(KafkaOptions, url, dict(options or {}))
+        parts = urlsplit(parsed.url)
         if parts.scheme != "kafka":
-            raise ValueError(f"{url!r} is not a Kafka URL: expected kafka://HOST:PORT/TOPIC?group_id=G")
+            raise ValueError(f"{mask_url(url)!r} is not a Kafka URL: expected kafka://HOST:PORT/TOPIC?group_id=G")
         credentials, _, hosts = parts.netloc.rpartition("@")
         user, _, password = credentials.partition(":")
         self.username = unquote(user) or None
         self.password = unquote(password) or None
         self.bootstrap = hosts
         self.topics = [t for t in (unquote(p).strip() for p in parts.path.strip("/").split(",")) if t]
+        self.masked = mask_url(url)
         if not self.bootstrap:
-            raise ValueError(f"{url!r} names no Kafka server: expected kafka://HOST:PORT/TOPIC")
+            raise ValueError(f"{self.masked!r} names no Kafka server: expected kafka://HOST:PORT/TOPIC")
         if not self.topics:
-            raise ValueError(f"{url!r} names no topic: expected kafka://HOST:PORT/TOPIC[,TOPIC2]")
-        masked_netloc = f"{user}:***@{hosts}" if self.password else parts.netloc
-        self.masked = urlunsplit((parts.scheme, masked_netloc, parts.path, parts.query, ""))
-        self.options = typed_options(query_options(url), ALL_OPTIONS, f"the URL {self.masked!r}")
-
-
-def typed_options(options: dict[str, Any], known: dict[str, type], where: str) -> dict[str, Any]:
-    """`options` converted to their types; an unknown name is an error (a typo must not pass silently)."""
-    typed: dict[str, Any] = {}
-    for name, value in options.items():
-        if name not in known:
-            raise TypeError(f"unknown Kafka option {name!r} in {where}; known: {', '.join(sorted(known))}")
-        try:
-            typed[name] = known[name](value) if value is not None else None
-        except ValueError:
-            raise ValueError(f"Kafka option {name}={value!r} is not a valid {known[name].__name__}") from None
-    return typed
+            raise ValueError(f"{self.masked!r} names no topic: expected kafka://HOST:PORT/TOPIC[,TOPIC2]")
+        self.options: KafkaOptions = parsed.options
+        self.common = parsed.common
 
 
 @dataclass(frozen=True)
@@ -196,18 +222,6 @@ def _version(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split("."))
     except ValueError:
         raise ValueError(f"api_version {text!r} is not a version such as 0.9 or 2.8.1") from None
-
-
-def _text(value: bytes | str | None) -> str:
-    """A header value as text: UTF-8, else base64 (headers are str -> str in Herald)."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return base64.b64encode(value).decode("ascii")
 
 
 @dataclass
@@ -445,60 +459,45 @@ class KafkaTrigger(BaseEventTrigger):
     """
 
     scheme = "kafka"
+    #: the consumer group splits the partitions between the triggerers (same group.id)
+    shareable = True
 
-    def __init__(
-        self,
-        bootstrap: str,
-        topics: list[str],
-        *,
-        username: str | None = None,
-        password: str | None = None,
-        apply_function: Any = None,
-        filter: str | None = None,
-        max_payload_bytes: int | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(apply_function=apply_function, filter=filter, max_payload_bytes=max_payload_bytes)
-        for name in PUBLISH_OPTIONS:  # one URL serves the publisher and the trigger
-            options.pop(name, None)
-        typed = typed_options(options, CONSUMER_OPTIONS, "the trigger's options")
-        self.bootstrap = bootstrap
-        self.topics = list(topics)
-        self.username = username
-        self.settings: ClientSettings = ClientSettings.build(bootstrap, username, password, typed)
-        self.group_id: str = typed.pop("group_id", None) or DEFAULT_GROUP_ID
-        self.poll_timeout: float = typed.pop("poll_timeout", None) or DEFAULT_POLL_TIMEOUT
-        typed["auto_offset_reset"] = typed.get("auto_offset_reset") or "earliest"
+    def __init__(self, url: str, **options: Any) -> None:
+        parsed = KafkaUrl(url, options)
+        super().__init__(**parsed.common)
+        o = parsed.options
+        self.options = o
+        self.bootstrap = parsed.bootstrap
+        self.topics = list(parsed.topics)
+        self.username = parsed.username
+        self.masked_url = parsed.masked
+        self.settings: ClientSettings = ClientSettings.build(
+            parsed.bootstrap, parsed.username, parsed.password, o.given(*CLIENT_OPTIONS)
+        )
+        self.group_id: str = o.group_id or DEFAULT_GROUP_ID
+        self.poll_timeout: float = o.poll_timeout or DEFAULT_POLL_TIMEOUT
+        consumer = o.given(*CONSUMER_OPTIONS)
+        consumer["auto_offset_reset"] = consumer.get("auto_offset_reset") or "earliest"
         # A fetch that finds nothing waits this long on the broker before answering; the
         # clients' 500 ms default delays a message arriving on a quiet topic by as much.
-        typed.setdefault("fetch_max_wait_ms", DEFAULT_FETCH_MAX_WAIT_MS)
-        if typed["auto_offset_reset"] not in ("earliest", "latest", "none"):
-            raise ValueError(f"auto_offset_reset must be earliest, latest or none, not {typed['auto_offset_reset']!r}")
+        consumer.setdefault("fetch_max_wait_ms", DEFAULT_FETCH_MAX_WAIT_MS)
+        if consumer["auto_offset_reset"] not in ("earliest", "latest", "none"):
+            raise ValueError(
+                f"auto_offset_reset must be earliest, latest or none, not {consumer['auto_offset_reset']!r}"
+            )
         #: the consumer's own options (what is left once the connection settings are taken out)
-        self.options = {k: v for k, v in typed.items() if k not in CLIENT_OPTIONS}
+        self.consumer_options = consumer
         self._client: _Client | None = None
-
-    @classmethod
-    def from_url(cls, url: str, conn_id: str | None = None, **options: Any) -> KafkaTrigger:
-        """`kafka://HOST:PORT[,HOST:PORT]/TOPIC[,TOPIC2]?group_id=G`; keyword options win over the query."""
-        parsed = KafkaUrl(with_connection(url, conn_id))
-        return cls(
-            parsed.bootstrap,
-            parsed.topics,
-            username=parsed.username,
-            password=parsed.password,
-            **{**parsed.options, **options},
-        )
 
     @property
     def auto_offset_reset(self) -> str:
-        return str(self.options["auto_offset_reset"])
+        return str(self.consumer_options["auto_offset_reset"])
 
     # -- the broker side ---------------------------------------------------------------
 
     async def open(self) -> None:
         kind = _ConfluentClient if self.settings.client == "confluent" else _AiokafkaClient
-        client = kind(self.settings, self.topics, self.group_id, self.options)
+        client = kind(self.settings, self.topics, self.group_id, self.consumer_options)
         try:
             await client.start()
         except BaseException:
@@ -525,7 +524,7 @@ class KafkaTrigger(BaseEventTrigger):
             body=record.value if record.value is not None else b"",
             dedupe_key=f"{record.topic}:{record.partition}:{record.offset}",
             key=record.key,
-            headers={name: _text(value) for name, value in record.headers},
+            headers=normalize_headers(record.headers),
             metadata=metadata,
             handle=((record.topic, record.partition), record.offset, epoch),
         )
@@ -573,7 +572,7 @@ class KafkaTrigger(BaseEventTrigger):
             "group_id": self.group_id,
             "poll_timeout": self.poll_timeout,
             "client": self.settings.client,
-            **self.options,
+            **self.consumer_options,
         }
         if self.settings.api_version is not None:
             described["api_version"] = self.settings.api_version
@@ -589,87 +588,81 @@ class KafkaTrigger(BaseEventTrigger):
 
 # -- publishing ------------------------------------------------------------------------------------
 
-#: one started aiokafka producer per connection, with the event loop it belongs to
-_producers: dict[tuple[ClientSettings, str], tuple[asyncio.AbstractEventLoop, asyncio.Task[AIOKafkaProducer]]] = {}
-#: one confluent-kafka producer per connection (not tied to an event loop)
-_confluent_producers: dict[tuple[ClientSettings, str], Any] = {}
-_confluent_lock = threading.Lock()
-
 
 def _acks(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
-async def _start_producer(settings: ClientSettings, acks: str) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(acks=_acks(acks), **settings.aiokafka_args())
-    try:
-        await producer.start()
-    except BaseException:
-        await producer.stop()
-        raise
-    return producer
+class KafkaPublisher(Publisher):
+    """Sends to Kafka topics through one producer per cluster, credentials and `acks`.
 
+    `kafka://HOST:PORT/TOPIC[?key=K&acks=all]`; waits for the broker's ack.
+    """
 
-async def _producer(settings: ClientSettings, acks: str) -> AIOKafkaProducer:
-    cache_key = (settings, acks)
-    loop = asyncio.get_running_loop()
-    cached = _producers.get(cache_key)
-    if cached is None or cached[0] is not loop:
-        # A task, so that concurrent first calls share one connection.
-        cached = (loop, loop.create_task(_start_producer(settings, acks)))
-        _producers[cache_key] = cached
-    try:
-        return await asyncio.shield(cached[1])
-    except Exception:
-        if _producers.get(cache_key) is cached:
-            del _producers[cache_key]
-        raise
+    @classmethod
+    def _target(cls, url: str) -> tuple[KafkaUrl, ClientSettings, str]:
+        parsed = KafkaUrl(url)
+        if len(parsed.topics) != 1:
+            raise ValueError(f"publish needs exactly one topic in {parsed.masked!r}, not {len(parsed.topics)}")
+        settings = ClientSettings.build(
+            parsed.bootstrap, parsed.username, parsed.password, parsed.options.given(*CLIENT_OPTIONS)
+        )
+        return parsed, settings, parsed.options.acks or "all"
 
+    @classmethod
+    def pool_key(cls, url: str) -> str:
+        _parsed, settings, acks = cls._target(url)
+        return repr((settings, acks))
 
-def _confluent_send(settings: ClientSettings, acks: str, topic: str, body: bytes, key: Any, headers: Any) -> None:
-    import confluent_kafka
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._producer: AIOKafkaProducer | None = None
+        self._confluent: Any = None
+        self._lock = threading.Lock()
 
-    cache_key = (settings, acks)
-    with _confluent_lock:
-        producer = _confluent_producers.get(cache_key)
-        if producer is None:
-            producer = confluent_kafka.Producer({**settings.confluent_config(), "acks": acks}, logger=log)
-            _confluent_producers[cache_key] = producer
-    failures: list[Any] = []
-    producer.produce(topic, body, key=key, headers=headers, on_delivery=lambda err, _msg: failures.append(err))
-    if producer.flush(30) > 0:
-        raise TimeoutError(f"kafka: message to {topic!r} not delivered within 30 s")
-    if failures and failures[0] is not None:
-        raise confluent_kafka.KafkaException(failures[0])
+    async def open(self) -> None:
+        _parsed, settings, acks = self._target(self.url)
+        if settings.client == "confluent":
+            import confluent_kafka
 
+            self._confluent = confluent_kafka.Producer({**settings.confluent_config(), "acks": acks}, logger=log)
+            return
+        producer = AIOKafkaProducer(acks=_acks(acks), **settings.aiokafka_args())
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
 
-async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-    """Send one message to the topic of `kafka://HOST:PORT/TOPIC[?key=K]` and wait for the broker's ack."""
-    parsed = KafkaUrl(url)
-    if len(parsed.topics) != 1:
-        raise ValueError(f"publish needs exactly one topic in {parsed.masked!r}, not {len(parsed.topics)}")
-    settings = ClientSettings.build(parsed.bootstrap, parsed.username, parsed.password, parsed.options)
-    acks = str(parsed.options.get("acks") or "all")
-    key = parsed.options.get("key")
-    key_bytes = key.encode("utf-8") if key is not None else None
-    header_list = [(name, value.encode("utf-8")) for name, value in (headers or {}).items()] or None
-    if settings.client == "confluent":
-        await asyncio.to_thread(_confluent_send, settings, acks, parsed.topics[0], body, key_bytes, header_list)
-        return
-    producer = await _producer(settings, acks)
-    await producer.send_and_wait(parsed.topics[0], body, key=key_bytes, headers=header_list)
+    def _confluent_send(self, topic: str, body: bytes, key: Any, headers: Any) -> None:
+        import confluent_kafka
 
+        failures: list[Any] = []
+        with self._lock:
+            self._confluent.produce(
+                topic, body, key=key, headers=headers, on_delivery=lambda err, _msg: failures.append(err)
+            )
+            if self._confluent.flush(30) > 0:
+                raise TimeoutError(f"kafka: message to {topic!r} not delivered within 30 s")
+        if failures and failures[0] is not None:
+            raise confluent_kafka.KafkaException(failures[0])
 
-async def close_publishers() -> None:
-    """Stop the producers of the running event loop, and flush confluent-kafka's (tests, shutdown)."""
-    loop = asyncio.get_running_loop()
-    for cache_key, (owner, task) in list(_producers.items()):
-        if owner is loop:
-            del _producers[cache_key]
-            if task.done() and not task.cancelled() and task.exception() is None:
-                await task.result().stop()
-    with _confluent_lock:
-        producers = list(_confluent_producers.values())
-        _confluent_producers.clear()
-    for producer in producers:
-        await asyncio.to_thread(producer.flush, 10)
+    async def publish(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        parsed, _settings, _acks = self._target(url)
+        key = parsed.options.key
+        key_bytes = key.encode("utf-8") if key is not None else None
+        header_list = [(name, value.encode("utf-8")) for name, value in headers.items()] or None
+        if self._confluent is not None:
+            await asyncio.to_thread(self._confluent_send, parsed.topics[0], body, key_bytes, header_list)
+            return
+        assert self._producer is not None
+        await self._producer.send_and_wait(parsed.topics[0], body, key=key_bytes, headers=header_list)
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+        confluent, self._confluent = self._confluent, None
+        if confluent is not None:
+            await asyncio.to_thread(confluent.flush, 10)

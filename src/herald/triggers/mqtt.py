@@ -58,8 +58,8 @@ import contextlib
 import hashlib
 import uuid
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -67,8 +67,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from herald.triggers.base import BaseEventTrigger, Message
-from herald.triggers.urls import flag, mask_url, with_connection
+from herald.triggers.base import (
+    BaseEventTrigger,
+    BrokerOptions,
+    BrokerPublisher,
+    Message,
+    normalize_headers,
+    parse_options,
+)
+from herald.triggers.urls import mask_url
 
 DEFAULT_PORT = 1883
 DEFAULT_RECEIVE_MAXIMUM = 1000
@@ -96,19 +103,48 @@ def _protocol(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class MqttOptions(BrokerOptions):
+    """The options of an MQTT trigger and publisher (URL query or keyword arguments).
+
+    Attributes:
+        qos: 1 (default) or 0 for a trigger; 0, 1 or 2 for the publisher.
+        client_id: the session's client id (default: stable, derived from the URL).
+        clean_session: drop the session on disconnect (default false).
+        protocol: `5` (default) or `3.1.1`.
+        session_expiry: MQTT 5 session expiry in seconds (default: never).
+        receive_maximum: MQTT 5 unacknowledged messages in flight.
+        dedupe: `message_id` (default) or `payload`; see the module's documentation.
+    """
+
+    qos: int = 1
+    client_id: str | None = None
+    clean_session: bool = False
+    protocol: str = "5"
+    session_expiry: int = SESSION_NEVER_EXPIRES
+    receive_maximum: int = DEFAULT_RECEIVE_MAXIMUM
+    dedupe: str = "message_id"
+
+    BROKER: ClassVar[str] = "MQTT"
+
+
+@dataclass(frozen=True)
 class Endpoint:
-    """The parts of an mqtt:// URL."""
+    """The parts of an mqtt:// URL, its options parsed."""
 
     host: str
     port: int
     username: str | None
     password: str | None
     topic: str
-    options: dict[str, str]
+    options: MqttOptions
+    #: the URL with the connection applied and the options removed (`#` escaped)
+    url: str
+    common: dict[str, Any]
 
     @classmethod
-    def parse(cls, url: str) -> Endpoint:
-        parts = urlsplit(_escape(url))
+    def parse(cls, url: str, options: dict[str, Any] | None = None) -> Endpoint:
+        parsed = parse_options(MqttOptions, _escape(url), dict(options or {}))
+        parts = urlsplit(parsed.url)
         if parts.scheme != "mqtt":
             raise ValueError(f"{mask_url(url)!r} is not an MQTT URL: expected mqtt://HOST:PORT/TOPIC")
         return cls(
@@ -117,7 +153,9 @@ class Endpoint:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             topic=unquote(parts.path[1:]),
-            options=dict(parse_qsl(parts.query, keep_blank_values=True)),
+            options=parsed.options,
+            url=parsed.url,
+            common=parsed.common,
         )
 
 
@@ -205,54 +243,33 @@ class MqttTrigger(BaseEventTrigger):
 
     scheme = "mqtt"
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        qos: int | str | None = None,
-        client_id: str | None = None,
-        clean_session: bool | str | None = None,
-        protocol: str | None = None,
-        session_expiry: int | str | None = None,
-        receive_maximum: int | str | None = None,
-        dedupe: str | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(**options)
-        self.url = _escape(url)
-        self.endpoint = Endpoint.parse(url)
-        query = self.endpoint.options
+    def __init__(self, url: str, **options: Any) -> None:
+        self.endpoint = Endpoint.parse(url, options)
+        super().__init__(**self.endpoint.common)
+        o = self.endpoint.options
+        self.options = o
+        self.url = self.endpoint.url
         self.topic = self.endpoint.topic
         if not self.topic:
             raise ValueError(f"{mask_url(url)!r} names no topic: mqtt://HOST:PORT/TOPIC")
-        self.qos = int(qos if qos is not None else query.get("qos", 1))
+        self.qos = o.qos
         if self.qos not in (0, 1):
             raise ValueError(
                 f"qos={self.qos}: Herald subscribes with QoS 0 or 1; QoS 2 acknowledges receipt "
                 "(PUBREC) before the commit, so a crash would lose the message"
             )
-        self.client_id = client_id or query.get("client_id") or default_client_id(url)
-        self.clean_session = flag(
-            clean_session if clean_session is not None else query.get("clean_session", "false"), "clean_session"
-        )
-        self.protocol = _protocol(protocol if protocol is not None else query.get("protocol", "5"))
-        self.session_expiry = int(
-            session_expiry if session_expiry is not None else query.get("session_expiry", SESSION_NEVER_EXPIRES)
-        )
-        self.receive_maximum = int(
-            receive_maximum if receive_maximum is not None else query.get("receive_maximum", DEFAULT_RECEIVE_MAXIMUM)
-        )
+        self.client_id = o.client_id or default_client_id(self.url)
+        self.clean_session = o.clean_session
+        self.protocol = _protocol(o.protocol)
+        self.session_expiry = o.session_expiry
+        self.receive_maximum = o.receive_maximum
         if not 1 <= self.receive_maximum <= 65535:
             raise ValueError(f"receive_maximum must be between 1 and 65535, got {self.receive_maximum}")
-        self.dedupe = dedupe or query.get("dedupe", "message_id")
+        self.dedupe = o.dedupe
         if self.dedupe not in DEDUPE_MODES:
             raise ValueError(f"dedupe={self.dedupe!r}: expected one of {', '.join(DEDUPE_MODES)}")
         self._client: _Client | None = None
         self._sequence = 0
-
-    @classmethod
-    def from_url(cls, url: str, conn_id: str | None = None, **options: Any) -> MqttTrigger:
-        return cls(with_connection(_escape(url), conn_id), **options)
 
     # -- the broker side ---------------------------------------------------------------
 
@@ -318,7 +335,7 @@ class MqttTrigger(BaseEventTrigger):
     def _message(self, client: _Client, delivery: paho.MQTTMessage) -> Message:
         self._sequence += 1
         user_properties = getattr(delivery.properties, "UserProperty", None) or []
-        headers = {str(k): str(v) for k, v in user_properties}
+        headers = normalize_headers(user_properties)
         message_id = headers.pop(MESSAGE_ID, None)
         topic = delivery.topic
         metadata: dict[str, Any] = {
@@ -394,71 +411,59 @@ async def _disconnect(client: _Client) -> None:
 # -- publishing ------------------------------------------------------------------------
 
 
-@dataclass
-class _Publisher:
-    loop: asyncio.AbstractEventLoop
-    client: _Client
-
-
-#: one connection per broker (host, port, user, protocol), per process (and per event loop)
-_publishers: dict[str, _Publisher] = {}
-_publisher_locks: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
-
-
 def _broker_key(url: str, protocol: str) -> str:
     parts = urlsplit(_escape(url))
     return urlunsplit((parts.scheme, parts.netloc, "", f"protocol={protocol}", ""))
 
 
-async def _publisher(url: str, protocol: str) -> _Client:
-    key = _broker_key(url, protocol)
-    loop = asyncio.get_running_loop()
-    held = _publisher_locks.get(key)
-    if held is None or held[0] is not loop:
-        held = (loop, asyncio.Lock())
-        _publisher_locks[key] = held
-    async with held[1]:
-        publisher = _publishers.get(key)
-        if publisher is not None and publisher.loop is loop and not publisher.client.disconnected.done():
-            return publisher.client
-        if publisher is not None and publisher.loop is loop:
-            await _disconnect(publisher.client)
-        # (An entry from an event loop that has ended cannot be closed any more; it is dropped.)
-        client = _new_client(Endpoint.parse(url), protocol, f"herald-pub-{uuid.uuid4().hex[:12]}", True)
-        await client.__aenter__()
-        _publishers[key] = _Publisher(loop, client)
-        return client
-
-
-async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-    """Publish one message to the URL's topic and wait for the broker's PUBACK (QoS 1).
+class MqttPublisher(BrokerPublisher):
+    """Publishes on one connection per broker (host, port, user, protocol) and waits for the PUBACK (QoS 1).
 
     With MQTT 5 (the default) headers travel as user properties, with a UUID
     `message_id` property that watchers use as the dedupe key. MQTT 3.1.1 has no
     headers: passing some raises rather than dropping them.
     """
-    endpoint = Endpoint.parse(url)
-    topic = endpoint.topic
-    if not topic or "#" in topic or "+" in topic:
-        raise ValueError(f"publish needs a topic without wildcards, got {topic!r} in {mask_url(url)!r}")
-    qos = int(endpoint.options.get("qos", 1))
-    if qos not in (0, 1, 2):
-        raise ValueError(f"qos={qos}: expected 0, 1 or 2")
-    protocol = _protocol(endpoint.options.get("protocol", "5"))
-    properties: Properties | None = None
-    if protocol == "5":
-        properties = _properties(PacketTypes.PUBLISH)
-        properties.UserProperty = [*(headers or {}).items(), (MESSAGE_ID, uuid.uuid4().hex)]
-    elif headers:
-        raise ValueError("MQTT 3.1.1 carries no headers; use protocol=5 to send them")
-    client = await _publisher(url, protocol)
-    await client.publish(topic, body, qos=qos, properties=properties)
 
+    options_class = MqttOptions
 
-async def close_publishers() -> None:
-    """Close the publishing connections this event loop opened (tests, shutdown)."""
-    loop = asyncio.get_running_loop()
-    for key, publisher in list(_publishers.items()):
-        if publisher.loop is loop:
-            del _publishers[key]
-            await _disconnect(publisher.client)
+    @classmethod
+    def pool_key(cls, url: str) -> str:
+        endpoint = Endpoint.parse(url)
+        return _broker_key(endpoint.url, _protocol(endpoint.options.protocol))
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._client: _Client | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._client is not None and not self._client.disconnected.done()
+
+    async def open(self) -> None:
+        endpoint = Endpoint.parse(self.url)
+        protocol = _protocol(endpoint.options.protocol)
+        client = _new_client(endpoint, protocol, f"herald-pub-{uuid.uuid4().hex[:12]}", True)
+        await client.__aenter__()
+        self._client = client
+
+    async def publish(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        endpoint = Endpoint.parse(url)
+        topic = endpoint.topic
+        if not topic or "#" in topic or "+" in topic:
+            raise ValueError(f"publish needs a topic without wildcards, got {topic!r} in {mask_url(url)!r}")
+        qos = endpoint.options.qos
+        if qos not in (0, 1, 2):
+            raise ValueError(f"qos={qos}: expected 0, 1 or 2")
+        properties: Properties | None = None
+        if _protocol(endpoint.options.protocol) == "5":
+            properties = _properties(PacketTypes.PUBLISH)
+            properties.UserProperty = [*headers.items(), (MESSAGE_ID, uuid.uuid4().hex)]
+        elif headers:
+            raise ValueError("MQTT 3.1.1 carries no headers; use protocol=5 to send them")
+        assert self._client is not None
+        await self._client.publish(topic, body, qos=qos, properties=properties)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await _disconnect(client)

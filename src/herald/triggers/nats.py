@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 import nats
@@ -29,8 +30,15 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType
 
-from herald.triggers.base import BaseEventTrigger, Message
-from herald.triggers.urls import mask_url, query_options, with_connection
+from herald.triggers.base import (
+    BaseEventTrigger,
+    BrokerOptions,
+    BrokerPublisher,
+    Message,
+    normalize_headers,
+    parse_options,
+)
+from herald.triggers.urls import mask_url, shown_url
 
 log = logging.getLogger("herald.triggers.nats")
 
@@ -41,13 +49,34 @@ DEFAULT_FETCH_TIMEOUT = 5.0
 MAX_BATCH = 256
 
 
-def _parse(url: str) -> tuple[str, str, dict[str, str]]:
-    """`(server URL with credentials, subject, query options)` of a `nats://` URL."""
-    parts = urlsplit(url)
+@dataclass(frozen=True)
+class NatsOptions(BrokerOptions):
+    """The options of a NATS JetStream trigger and publisher (URL query or keyword arguments).
+
+    Attributes:
+        stream: the stream name (default: the subject with `.`, `*`, `>` as `_`).
+        durable: the durable consumer's name; triggerers sharing it share the messages.
+        ack_wait: seconds before an unacknowledged message is redelivered
+            (used when the consumer is created).
+        fetch_timeout: seconds one pull waits for messages (the long poll).
+    """
+
+    stream: str | None = None
+    durable: str = DEFAULT_DURABLE
+    ack_wait: float = DEFAULT_ACK_WAIT
+    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT
+
+    BROKER: ClassVar[str] = "NATS"
+
+
+def _parse(url: str, options: dict[str, Any]) -> tuple[str, str, NatsOptions, dict[str, Any]]:
+    """`(server URL with credentials, subject, options, common trigger options)` of a `nats://` URL."""
+    parsed = parse_options(NatsOptions, url, options)
+    parts = urlsplit(parsed.url)
     subject = unquote(parts.path.lstrip("/"))
     if parts.scheme != "nats" or not parts.hostname or not subject:
         raise ValueError(f"{mask_url(url)!r} is not a NATS URL: expected nats://HOST:PORT/SUBJECT?stream=S&durable=D")
-    return f"nats://{parts.netloc}", subject, query_options(url)
+    return f"nats://{parts.netloc}", subject, parsed.options, parsed.common
 
 
 def default_stream_name(subject: str) -> str:
@@ -81,41 +110,23 @@ class NatsTrigger(BaseEventTrigger):
     """
 
     scheme = "nats"
+    #: a durable pull consumer hands each message to one fetch until it is acked
+    shareable = True
 
-    def __init__(
-        self,
-        server: str,
-        subject: str,
-        *,
-        stream: str | None = None,
-        durable: str = DEFAULT_DURABLE,
-        ack_wait: float = DEFAULT_ACK_WAIT,
-        fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
-        **options: Any,
-    ) -> None:
-        super().__init__(**options)
+    def __init__(self, url: str, **options: Any) -> None:
+        server, subject, o, common = _parse(url, options)
+        super().__init__(**common)
+        self.options = o
         self.server = server
         self.subject = subject
-        self.stream = stream or default_stream_name(subject)
-        self.durable = durable
-        self.ack_wait = float(ack_wait)
-        self.fetch_timeout = float(fetch_timeout)
+        self.stream = o.stream or default_stream_name(subject)
+        self.durable = o.durable
+        self.ack_wait = o.ack_wait
+        self.fetch_timeout = o.fetch_timeout
         self._nc: Client | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
         #: messages received and not acknowledged yet, by stream sequence (nak'd on close)
         self._held: dict[int, Msg] = {}
-
-    @classmethod
-    def from_url(cls, url: str, conn_id: str | None = None, **options: Any) -> NatsTrigger:
-        server, subject, query = _parse(with_connection(url, conn_id))
-        kwargs: dict[str, Any] = {}
-        for name in ("stream", "durable"):
-            if query.get(name):
-                kwargs[name] = query[name]
-        for name in ("ack_wait", "fetch_timeout"):
-            if query.get(name):
-                kwargs[name] = float(query[name])
-        return cls(server, subject, **{**kwargs, **options})
 
     @property
     def client_name(self) -> str:
@@ -146,7 +157,9 @@ class NatsTrigger(BaseEventTrigger):
             raise ConnectionError(f"the NATS connection to {mask_url(self.server)} is closed")
         try:
             msgs = await sub.fetch(min(max_messages, MAX_BATCH), timeout=self.fetch_timeout)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats.errors.TimeoutError is one too
+            # nats-py raises its own TimeoutError, and a bare one when a fetch's deadline
+            # ran out before its second pull request: both mean "nothing arrived".
             if self._nc.is_closed:
                 raise ConnectionError(f"the NATS connection to {mask_url(self.server)} was lost") from None
             return []
@@ -167,7 +180,7 @@ class NatsTrigger(BaseEventTrigger):
     def _message(self, msg: Msg) -> Message:
         meta = msg.metadata
         sequence = int(meta.sequence.stream)
-        headers = {str(k): str(v) for k, v in (msg.headers or {}).items()}
+        headers = normalize_headers(msg.headers)
         metadata: dict[str, Any] = {
             "broker": "nats",
             "stream": meta.stream,
@@ -220,7 +233,7 @@ class NatsTrigger(BaseEventTrigger):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "url": f"{mask_url(self.server)}/{self.subject}",
+            "url": shown_url(f"{self.server}/{self.subject}", stream=self.stream),
             "broker": "nats",
             "subject": self.subject,
             "stream": self.stream,
@@ -232,41 +245,40 @@ class NatsTrigger(BaseEventTrigger):
 
 # -- publishing ----------------------------------------------------------------------------
 
-#: one connection per server URL, with the event loop it belongs to
-_publishers: dict[str, tuple[asyncio.AbstractEventLoop, Client]] = {}
 
-
-async def _publisher(server: str) -> Client:
-    loop = asyncio.get_running_loop()
-    cached = _publishers.get(server)
-    if cached is not None and cached[0] is loop and not cached[1].is_closed:
-        return cached[1]
-    nc = await nats.connect(servers=[server], name="herald-publisher")
-    _publishers[server] = (loop, nc)
-    return nc
-
-
-async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-    """Publish to the subject of `url` through JetStream and wait for the stream's acknowledgement.
+class NatsPublisher(BrokerPublisher):
+    """Publishes through JetStream on one connection per server and waits for the stream's acknowledgement.
 
     With `?stream=S`, a missing stream is created (file storage) as the trigger would.
     """
-    server, subject, query = _parse(url)
-    js = (await _publisher(server)).jetstream()
-    try:
-        await js.publish(subject, body, headers=dict(headers) if headers else None)
-    except (nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError):
-        if not query.get("stream"):
-            raise
-        await _ensure_stream(js, query["stream"], subject)
-        await js.publish(subject, body, headers=dict(headers) if headers else None)
 
+    options_class = NatsOptions
 
-async def close_publishers() -> None:
-    """Close the publishing connections of the running event loop (tests, shutdown)."""
-    loop = asyncio.get_running_loop()
-    for server, (owner, nc) in list(_publishers.items()):
-        if owner is loop:
-            del _publishers[server]
+    @classmethod
+    def pool_key(cls, url: str) -> str:
+        return _parse(url, {})[0]
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._nc: Client | None = None
+
+    async def open(self) -> None:
+        self._nc = await nats.connect(servers=[self.pool_key(self.url)], name="herald-publisher")
+
+    async def publish(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        _server, subject, options, _common = _parse(url, {})
+        assert self._nc is not None
+        js = self._nc.jetstream()
+        try:
+            await js.publish(subject, body, headers=dict(headers) if headers else None)
+        except (nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError):
+            if not options.stream:
+                raise
+            await _ensure_stream(js, options.stream, subject)
+            await js.publish(subject, body, headers=dict(headers) if headers else None)
+
+    async def close(self) -> None:
+        nc, self._nc = self._nc, None
+        if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
                 await nc.close()

@@ -19,38 +19,67 @@ The table (created when missing unless `create_table=false`)::
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import dataclasses
 import logging
-from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg.errors
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from herald.triggers.base import BaseEventTrigger, Message
-from herald.triggers.urls import flag, mask_url, query_options, with_connection
+from herald.triggers.base import (
+    BaseEventTrigger,
+    BrokerOptions,
+    BrokerPublisher,
+    Message,
+    ParsedOptions,
+    parse_options,
+)
+from herald.triggers.urls import mask_url, shown_url
 
 log = logging.getLogger("herald.triggers.postgres")
 
 #: query options Herald reads itself; the others are libpq's (sslmode...)
-_OPTIONS = ("table", "channel", "create_table", "wait_seconds")
 DEFAULT_WAIT_SECONDS = 5.0
 #: above this many rows (planner estimate) lag() returns the estimate instead of counting
 COUNT_LIMIT = 100_000
 
 
-def _split_url(url: str) -> tuple[str, dict[str, str]]:
-    """The libpq URL (Herald's options removed) and Herald's options."""
+@dataclass(frozen=True)
+class PostgresOptions(BrokerOptions):
+    """The options of a PostgreSQL queue trigger and publisher (URL query or keyword arguments).
+
+    Query options that are not these are libpq's (`sslmode`...) and stay in the URL.
+
+    Attributes:
+        table: the queue table, `name` or `schema.name`.
+        channel: the LISTEN/NOTIFY channel (default: the table name).
+        create_table: create the table when missing.
+        wait_seconds: how long a receive waits for a notification before looking
+            at the table again anyway (for producers that insert without NOTIFY).
+    """
+
+    table: str = ""
+    channel: str | None = None
+    create_table: bool = True
+    wait_seconds: float = DEFAULT_WAIT_SECONDS
+
+    BROKER: ClassVar[str] = "PostgreSQL queue"
+    PASSTHROUGH_QUERY: ClassVar[bool] = True
+
+
+def _parse(url: str, options: dict[str, Any]) -> ParsedOptions[PostgresOptions]:
+    """The options, and the libpq URL (`postgresql://`, Herald's options removed)."""
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql"):
         raise ValueError(f"{mask_url(url)!r} is not a PostgreSQL URL: expected postgres://USER@HOST:PORT/DB?table=T")
-    query = query_options(url)
-    ours = {k: v for k, v in query.items() if k in _OPTIONS}
-    rest = {k: v for k, v in query.items() if k not in _OPTIONS}
-    return urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), "")), ours
+    parsed = parse_options(PostgresOptions, url, options)
+    dsn = urlsplit(parsed.url)
+    return dataclasses.replace(parsed, url=urlunsplit(("postgresql", dsn.netloc, dsn.path, dsn.query, "")))
 
 
 def _table_sql(table: str) -> sql.Identifier:
@@ -84,41 +113,25 @@ class PostgresTrigger(BaseEventTrigger):
     """
 
     scheme = "postgres"
+    #: rows are claimed FOR UPDATE SKIP LOCKED: each triggerer gets others
+    shareable = True
 
-    def __init__(
-        self,
-        dsn: str,
-        *,
-        table: str,
-        channel: str | None = None,
-        create_table: bool | str = True,
-        wait_seconds: float = DEFAULT_WAIT_SECONDS,
-        **options: Any,
-    ) -> None:
-        super().__init__(**options)
-        if not table:
-            raise ValueError(f"a PostgreSQL queue trigger needs table=, got {mask_url(dsn)!r}")
-        self.dsn = dsn
-        self.table = table
-        self.channel = channel or table
+    def __init__(self, url: str, **options: Any) -> None:
+        parsed = _parse(url, options)
+        super().__init__(**parsed.common)
+        o = parsed.options
+        if not o.table:
+            raise ValueError(f"a PostgreSQL queue trigger needs table=, got {mask_url(url)!r}")
+        self.options = o
+        self.dsn = parsed.url
+        self.table = o.table
+        self.channel = o.channel or o.table
         if len(self.channel.encode()) > 63:
             raise ValueError(f"channel {self.channel!r} is longer than PostgreSQL's 63 bytes; pass channel=")
-        self.create_table = flag(create_table, "create_table")
-        self.wait_seconds = float(wait_seconds)
+        self.create_table = o.create_table
+        self.wait_seconds = o.wait_seconds
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lag_conn: psycopg.AsyncConnection[Any] | None = None
-
-    @classmethod
-    def from_url(cls, url: str, conn_id: str | None = None, **options: Any) -> PostgresTrigger:
-        dsn, ours = _split_url(with_connection(url, conn_id))
-        kwargs: dict[str, Any] = {"table": ours.get("table", "")}
-        if ours.get("channel"):
-            kwargs["channel"] = ours["channel"]
-        if "create_table" in ours:
-            kwargs["create_table"] = flag(ours["create_table"], "create_table")
-        if ours.get("wait_seconds"):
-            kwargs["wait_seconds"] = float(ours["wait_seconds"])
-        return cls(dsn, **{**kwargs, **options})
 
     @property
     def application_name(self) -> str:
@@ -159,7 +172,7 @@ class PostgresTrigger(BaseEventTrigger):
         return Message(
             body=bytes(body),
             dedupe_key=f"{self.table}:{row_id}",
-            headers={str(k): v if isinstance(v, str) else str(v) for k, v in (headers or {}).items()},
+            headers=headers or {},  # decoded once, by Message
             metadata={
                 "broker": "postgres",
                 "table": self.table,
@@ -210,7 +223,7 @@ class PostgresTrigger(BaseEventTrigger):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "url": mask_url(self.dsn),
+            "url": shown_url(self.dsn, table=self.table),
             "broker": "postgres",
             "table": self.table,
             "channel": self.channel,
@@ -226,59 +239,55 @@ class PostgresTrigger(BaseEventTrigger):
 
 # -- publishing ----------------------------------------------------------------------------
 
-#: one autocommit connection per database URL, with the event loop it belongs to
-_publishers: dict[str, tuple[asyncio.AbstractEventLoop, psycopg.AsyncConnection[Any]]] = {}
 
-
-async def _publisher(dsn: str) -> psycopg.AsyncConnection[Any]:
-    loop = asyncio.get_running_loop()
-    cached = _publishers.get(dsn)
-    if cached is not None:
-        owner, conn = cached
-        if owner is loop and not conn.closed:
-            return conn
-        if owner is not loop:
-            conn.pgconn.finish()  # its loop is gone: close the socket without awaiting
-    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, application_name="herald-publisher")
-    _publishers[dsn] = (loop, conn)
-    return conn
-
-
-async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-    """Insert a row into the queue table of `url` and NOTIFY its channel, in one statement.
+class PostgresPublisher(BrokerPublisher):
+    """Inserts a row into the queue table and NOTIFYs its channel, in one statement, on one connection per database.
 
     The table is created when missing, unless `create_table=false`.
     """
-    dsn, ours = _split_url(url)
-    table = ours.get("table")
-    if not table:
-        raise ValueError(f"{mask_url(url)!r} names no table: add ?table=NAME")
-    channel = ours.get("channel") or table
-    statement = sql.SQL(
-        "WITH inserted AS (INSERT INTO {} (body, headers) VALUES (%s, %s) RETURNING id) "
-        "SELECT pg_notify(%s, '') FROM inserted"
-    ).format(_table_sql(table))
-    params = (body, Jsonb(dict(headers or {})), channel)
-    conn = await _publisher(dsn)
-    try:
-        await conn.execute(statement, params)
-    except psycopg.errors.UndefinedTable:
-        if not flag(ours.get("create_table", True), "create_table"):
-            raise
-        await _create_table(conn, table)
-        await conn.execute(statement, params)
-    except psycopg.OperationalError:
-        # A connection the server dropped (restart, idle timeout): one fresh attempt.
-        _publishers.pop(dsn, None)
-        conn.pgconn.finish()
-        await (await _publisher(dsn)).execute(statement, params)
 
+    options_class = PostgresOptions
 
-async def close_publishers() -> None:
-    """Close the publishing connections of the running event loop (tests, shutdown)."""
-    loop = asyncio.get_running_loop()
-    for dsn, (owner, conn) in list(_publishers.items()):
-        if owner is loop:
-            del _publishers[dsn]
+    @classmethod
+    def pool_key(cls, url: str) -> str:
+        return _parse(url, {}).url
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def open(self) -> None:
+        self._conn = await psycopg.AsyncConnection.connect(
+            self.pool_key(self.url), autocommit=True, application_name="herald-publisher"
+        )
+
+    async def publish(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        options = _parse(url, {}).options
+        table = options.table
+        if not table:
+            raise ValueError(f"{mask_url(url)!r} names no table: add ?table=NAME")
+        channel = options.channel or table
+        statement = sql.SQL(
+            "WITH inserted AS (INSERT INTO {} (body, headers) VALUES (%s, %s) RETURNING id) "
+            "SELECT pg_notify(%s, '') FROM inserted"
+        ).format(_table_sql(table))
+        params = (body, Jsonb(dict(headers)), channel)
+        assert self._conn is not None
+        try:
+            await self._conn.execute(statement, params)
+        except psycopg.errors.UndefinedTable:
+            if not options.create_table:
+                raise
+            await _create_table(self._conn, table)
+            await self._conn.execute(statement, params)
+        except psycopg.OperationalError:
+            # A connection the server dropped (restart, idle timeout): one fresh attempt.
+            self._conn.pgconn.finish()
+            await self.open()
+            await self._conn.execute(statement, params)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()

@@ -39,36 +39,57 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
-from herald.triggers.base import BaseEventTrigger, Message
-from herald.triggers.urls import flag, mask_url, query_options, with_connection
+from herald.triggers.base import (
+    BaseEventTrigger,
+    BrokerOptions,
+    BrokerPublisher,
+    Message,
+    normalize_headers,
+    parse_options,
+)
+from herald.triggers.urls import mask_url, shown_url
 
 DEFAULT_PREFETCH = 500
 #: how long one `receive` waits for a first message before returning [] (a long poll)
 WAIT_SECONDS = 20.0
-#: query options that are Herald's; any other query option goes to aio-pika (heartbeat...)
-HERALD_OPTIONS = frozenset({"queue", "prefetch", "declare", "dedupe", "exchange", "routing_key"})
 DEDUPE_MODES = ("message_id", "body")
+
+
+@dataclass(frozen=True)
+class RabbitMQOptions(BrokerOptions):
+    """The options of a RabbitMQ trigger and publisher (URL query or keyword arguments).
+
+    Query options that are not these are aio-pika's (`heartbeat`...) and stay in the URL.
+
+    Attributes:
+        queue: the queue to consume (and, by default, to publish to).
+        prefetch: the most unacknowledged messages at once.
+        declare: declare the queue durable (default), or use an existing one as it is.
+        dedupe: `message_id` (default) or `body`; see the module's documentation.
+        exchange: the publisher's exchange (default: the default exchange).
+        routing_key: the publisher's routing key (default: the queue's name).
+    """
+
+    queue: str = ""
+    prefetch: int = DEFAULT_PREFETCH
+    declare: bool = True
+    dedupe: str = "message_id"
+    exchange: str = ""
+    routing_key: str | None = None
+
+    BROKER: ClassVar[str] = "RabbitMQ"
+    PASSTHROUGH_QUERY: ClassVar[bool] = True
 
 
 def connection_url(url: str) -> str:
     """The broker's URL without Herald's own query options: what aio-pika connects to."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in HERALD_OPTIONS]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
+    return parse_options(RabbitMQOptions, url, {}).url
 
 
 class _Closed:
@@ -92,45 +113,37 @@ class RabbitMQTrigger(BaseEventTrigger):
     """
 
     scheme = "amqp"
+    #: competing consumers: the broker hands each message to one channel until it is acked
+    shareable = True
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        queue: str | None = None,
-        prefetch: int | str | None = None,
-        declare: bool | str | None = None,
-        dedupe: str | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(**options)
+    def __init__(self, url: str, **options: Any) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("amqp", "amqps"):
             raise ValueError(
                 f"{mask_url(url)!r} is not a RabbitMQ URL: expected amqp://USER:PASS@HOST:PORT/VHOST?queue=Q"
             )
-        query = query_options(url)
-        self.url = url
-        self.queue = queue or query.get("queue", "")
+        parsed = parse_options(RabbitMQOptions, url, options)
+        super().__init__(**parsed.common)
+        o = parsed.options
+        self.options = o
+        self.url = parsed.url
+        self.queue = o.queue
         if not self.queue:
             raise ValueError(f"{mask_url(url)!r} names no queue: add ?queue=NAME")
-        self.prefetch = int(prefetch if prefetch is not None else query.get("prefetch", DEFAULT_PREFETCH))
+        self.prefetch = o.prefetch
         if self.prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {self.prefetch}")
-        self.declare = flag(declare if declare is not None else query.get("declare", "true"), "declare")
-        self.dedupe = dedupe or query.get("dedupe", "message_id")
+        self.declare = o.declare
+        self.dedupe = o.dedupe
         if self.dedupe not in DEDUPE_MODES:
             raise ValueError(f"dedupe={self.dedupe!r}: expected one of {', '.join(DEDUPE_MODES)}")
+        parts = urlsplit(self.url)
         self.vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._buffer: asyncio.Queue[AbstractIncomingMessage | _Closed] | None = None
         #: the highest delivery tag acknowledged on the current channel (tags count from 1)
         self._acked_through = 0
-
-    @classmethod
-    def from_url(cls, url: str, conn_id: str | None = None, **options: Any) -> RabbitMQTrigger:
-        return cls(with_connection(url, conn_id), **options)
 
     # -- the broker side ---------------------------------------------------------------
 
@@ -190,7 +203,7 @@ class RabbitMQTrigger(BaseEventTrigger):
         return [self._message(item) for item in items if not isinstance(item, _Closed)]
 
     def _message(self, delivery: AbstractIncomingMessage) -> Message:
-        headers = {str(k): _text(v) for k, v in (delivery.headers or {}).items()}
+        headers = normalize_headers(delivery.headers)
         metadata: dict[str, Any] = {
             "broker": "rabbitmq",
             "queue": self.queue,
@@ -256,7 +269,7 @@ class RabbitMQTrigger(BaseEventTrigger):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "url": mask_url(self.url),
+            "url": shown_url(self.url, queue=self.queue),
             "broker": "rabbitmq",
             "queue": self.queue,
             "vhost": self.vhost,
@@ -281,43 +294,8 @@ class _Handle:
 # -- publishing ------------------------------------------------------------------------
 
 
-@dataclass
-class _Publisher:
-    loop: asyncio.AbstractEventLoop
-    connection: AbstractConnection
-    channel: AbstractChannel
-    declared: set[str] = field(default_factory=set)
-
-
-#: one connection and channel per broker URL, per process (and per event loop)
-_publishers: dict[str, _Publisher] = {}
-_publisher_locks: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
-
-
-async def _publisher(url: str) -> _Publisher:
-    loop = asyncio.get_running_loop()
-    held = _publisher_locks.get(url)
-    if held is None or held[0] is not loop:
-        held = (loop, asyncio.Lock())
-        _publisher_locks[url] = held
-    async with held[1]:
-        publisher = _publishers.get(url)
-        if publisher is not None and publisher.loop is loop and not publisher.channel.is_closed:
-            return publisher
-        if publisher is not None and publisher.loop is loop:
-            with contextlib.suppress(Exception):
-                await publisher.connection.close()
-        # (An entry from an event loop that has ended cannot be closed any more; it is dropped.)
-        connection = await aio_pika.connect(url, client_properties={"connection_name": "herald publisher"})
-        # on_return_raises: an unroutable message raises PublishError instead of vanishing
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        publisher = _Publisher(loop, connection, channel)
-        _publishers[url] = publisher
-        return publisher
-
-
-async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-    """Send one persistent message and wait for the broker's confirm.
+class RabbitMQPublisher(BrokerPublisher):
+    """Sends persistent messages on one confirming channel per broker URL and waits for the confirm.
 
     Goes to the URL's `exchange` (default: the default exchange) with its
     `routing_key` (default: the queue's name). Through the default exchange the
@@ -326,33 +304,52 @@ async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) 
     message raises instead of vanishing. Each message gets a UUID `message_id`,
     the dedupe key of the watcher that receives it.
     """
-    query = query_options(url)
-    queue = query.get("queue", "")
-    exchange_name = query.get("exchange", "")
-    routing_key = query.get("routing_key", queue)
-    if not exchange_name and not routing_key:
-        raise ValueError(f"{mask_url(url)!r} names no queue, exchange or routing_key to publish to")
-    publisher = await _publisher(connection_url(url))
-    channel = publisher.channel
-    if not exchange_name and flag(query.get("declare", "true"), "declare") and routing_key not in publisher.declared:
-        await channel.declare_queue(routing_key, durable=True)
-        publisher.declared.add(routing_key)
-    exchange = await channel.get_exchange(exchange_name, ensure=False) if exchange_name else channel.default_exchange
-    message = aio_pika.Message(
-        body=body,
-        headers=dict(headers or {}),
-        message_id=uuid.uuid4().hex,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        timestamp=datetime.now(UTC),
-    )
-    await exchange.publish(message, routing_key=routing_key, mandatory=True)
 
+    options_class = RabbitMQOptions
 
-async def close_publishers() -> None:
-    """Close the publishing connections this event loop opened (tests, shutdown)."""
-    loop = asyncio.get_running_loop()
-    for url, publisher in list(_publishers.items()):
-        if publisher.loop is loop:
-            del _publishers[url]
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._declared: set[str] = set()
+
+    @property
+    def is_open(self) -> bool:
+        return self._channel is not None and not self._channel.is_closed
+
+    async def open(self) -> None:
+        connection = await aio_pika.connect(
+            self.pool_key(self.url), client_properties={"connection_name": "herald publisher"}
+        )
+        # on_return_raises: an unroutable message raises PublishError instead of vanishing
+        self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._connection = connection
+
+    async def publish(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        options: RabbitMQOptions = self.parse(url).options
+        exchange_name = options.exchange
+        routing_key = options.queue if options.routing_key is None else options.routing_key
+        if not exchange_name and not routing_key:
+            raise ValueError(f"{mask_url(url)!r} names no queue, exchange or routing_key to publish to")
+        channel = self._channel
+        assert channel is not None
+        if not exchange_name and options.declare and routing_key not in self._declared:
+            await channel.declare_queue(routing_key, durable=True)
+            self._declared.add(routing_key)
+        exchange = (
+            await channel.get_exchange(exchange_name, ensure=False) if exchange_name else channel.default_exchange
+        )
+        message = aio_pika.Message(
+            body=body,
+            headers=dict(headers),
+            message_id=uuid.uuid4().hex,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            timestamp=datetime.now(UTC),
+        )
+        await exchange.publish(message, routing_key=routing_key, mandatory=True)
+
+    async def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
             with contextlib.suppress(Exception):
-                await publisher.connection.close()
+                await connection.close()

@@ -26,37 +26,65 @@ import logging
 import os
 import socket
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
-from herald.triggers.base import BaseEventTrigger, Message
-from herald.triggers.urls import mask_url, query_options, with_connection
+from herald.triggers.base import BaseEventTrigger, BrokerOptions, BrokerPublisher, Message, parse_options
+from herald.triggers.urls import mask_url, query_options, shown_url
 
 log = logging.getLogger("herald.triggers.redis")
 
-#: query options Herald reads itself; the others are passed to redis-py
-_OPTIONS = ("stream", "group", "consumer", "block_ms", "claim_idle_ms", "maxlen", "start_id")
 DEFAULT_BLOCK_MS = 5000
 DEFAULT_CLAIM_IDLE_MS = 30000
+#: how much longer than one BLOCK the client waits for its answer. redis-py (5+) gives up
+#: on any read after `socket_timeout` (5 s by default), which is exactly one BLOCK: a
+#: quiet stream would then read as a lost connection every 5 s, shown as the watcher's error.
+READ_MARGIN_S = 5.0
 
 
-def _split_url(url: str) -> tuple[str, dict[str, str]]:
-    """The URL for redis-py (Herald's own options removed) and Herald's options."""
-    parts = urlsplit(url)
-    query = query_options(url)
-    ours = {k: v for k, v in query.items() if k in _OPTIONS}
-    rest = {k: v for k, v in query.items() if k not in _OPTIONS}
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), "")), ours
+@dataclass(frozen=True)
+class RedisStreamOptions(BrokerOptions):
+    """The options of a Redis stream trigger and publisher (URL query or keyword arguments).
+
+    Query options that are not these are redis-py's (`socket_timeout`...) and stay in the URL.
+
+    Attributes:
+        stream: the stream key.
+        group: the consumer group.
+        consumer: this consumer's name in the group (default `HOSTNAME-PID`).
+        block_ms: how long one XREADGROUP waits for new entries (the long poll).
+        claim_idle_ms: entries pending this long with another consumer are claimed.
+        start_id: where a newly created group starts (`0` or `$`).
+        maxlen: the publisher trims the stream to about this many entries.
+    """
+
+    stream: str = ""
+    group: str = ""
+    consumer: str | None = None
+    block_ms: int = DEFAULT_BLOCK_MS
+    claim_idle_ms: int = DEFAULT_CLAIM_IDLE_MS
+    start_id: str = "0"
+    maxlen: int | None = None
+
+    BROKER: ClassVar[str] = "Redis stream"
+    PASSTHROUGH_QUERY: ClassVar[bool] = True
 
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _seconds(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"Redis stream option socket_timeout={value!r} is not a number of seconds") from None
 
 
 def default_consumer_name() -> str:
@@ -81,49 +109,38 @@ class RedisStreamTrigger(BaseEventTrigger):
     """
 
     scheme = "redis"
+    #: a consumer group, each triggerer its own consumer name (see `__init__`)
+    shareable = True
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        stream: str,
-        group: str,
-        consumer: str | None = None,
-        block_ms: int = DEFAULT_BLOCK_MS,
-        claim_idle_ms: int = DEFAULT_CLAIM_IDLE_MS,
-        start_id: str = "0",
-        **options: Any,
-    ) -> None:
-        super().__init__(**options)
-        if not stream or not group:
+    def __init__(self, url: str, **options: Any) -> None:
+        parsed = parse_options(RedisStreamOptions, url, options)
+        super().__init__(**parsed.common)
+        o = parsed.options
+        if not o.stream or not o.group:
             raise ValueError(f"a Redis stream trigger needs stream= and group=, got {mask_url(url)!r}")
-        self.url = url
-        self.stream = stream
-        self.group = group
-        self.consumer = consumer or default_consumer_name()
+        self.options = o
+        self.url = parsed.url
+        self.stream = o.stream
+        self.group = o.group
+        self.consumer = o.consumer or default_consumer_name()
         # A derived name differs in every process: keep it out of describe(), which is stored.
-        self._consumer_given = consumer is not None
-        self.block_ms = int(block_ms)
-        self.claim_idle_ms = int(claim_idle_ms)
-        self.start_id = start_id
+        self._consumer_given = o.consumer is not None
+        # Triggerers sharing one consumer name would re-read each other's pending entries.
+        self.shareable = not self._consumer_given
+        self.block_ms = o.block_ms
+        self.claim_idle_ms = o.claim_idle_ms
+        self.start_id = o.start_id
+        given = query_options(self.url).get("socket_timeout")
+        if given is not None and _seconds(given) * 1000 <= self.block_ms:
+            raise ValueError(
+                f"Redis stream option socket_timeout={given} is not longer than block_ms={self.block_ms}: "
+                "every quiet poll would time out; raise socket_timeout or lower block_ms"
+            )
         self._client: aioredis.Redis | None = None
         #: where re-reading our own pending entries is; None once they are all read
         self._pending_cursor: str | None = "0"
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
-
-    @classmethod
-    def from_url(cls, url: str, conn_id: str | None = None, **options: Any) -> RedisStreamTrigger:
-        full = with_connection(url, conn_id)
-        base, ours = _split_url(full)
-        kwargs: dict[str, Any] = {"stream": ours.get("stream", ""), "group": ours.get("group", "")}
-        for name in ("block_ms", "claim_idle_ms"):
-            if name in ours:
-                kwargs[name] = int(ours[name])
-        for name in ("consumer", "start_id"):
-            if name in ours:
-                kwargs[name] = ours[name]
-        return cls(base, **{**kwargs, **options})
 
     @property
     def client_name(self) -> str:
@@ -133,7 +150,13 @@ class RedisStreamTrigger(BaseEventTrigger):
     async def open(self) -> None:
         # No retry inside redis-py: a lost connection must reach the triggerer, which
         # shows it on the watcher and reopens, and reopening re-reads our pending entries.
-        self._client = aioredis.Redis.from_url(self.url, client_name=self.client_name, retry=Retry(NoBackoff(), 0))
+        # The read timeout outlasts the BLOCK (a socket_timeout in the URL wins, checked above).
+        self._client = aioredis.Redis.from_url(
+            self.url,
+            client_name=self.client_name,
+            retry=Retry(NoBackoff(), 0),
+            socket_timeout=self.block_ms / 1000 + READ_MARGIN_S,
+        )
         try:
             await self._client.xgroup_create(self.stream, self.group, id=self.start_id, mkstream=True)
         except ResponseError as exc:
@@ -206,7 +229,7 @@ class RedisStreamTrigger(BaseEventTrigger):
         if "body" in decoded:
             raw = decoded.pop("body")
             body = raw if isinstance(raw, bytes) else str(raw).encode()
-            headers = {k: _text(v) for k, v in decoded.items()}
+            headers = decoded  # decoded once, by Message
         else:
             body = json.dumps({k: _text(v) for k, v in decoded.items()}).encode()
             headers = {}
@@ -247,7 +270,7 @@ class RedisStreamTrigger(BaseEventTrigger):
 
     def describe(self) -> dict[str, Any]:
         described: dict[str, Any] = {
-            "url": mask_url(self.url),
+            "url": shown_url(self.url, stream=self.stream, group=self.group),
             "broker": "redis",
             "stream": self.stream,
             "group": self.group,
@@ -267,39 +290,33 @@ class RedisStreamTrigger(BaseEventTrigger):
 
 # -- publishing ----------------------------------------------------------------------------
 
-#: one client per (connection URL), with the event loop it belongs to
-_publishers: dict[str, tuple[asyncio.AbstractEventLoop, aioredis.Redis]] = {}
 
+class RedisStreamPublisher(BrokerPublisher):
+    """XADDs entries `{"body": body, **headers}` through one client per server (`maxlen=N` trims, approximately)."""
 
-def _publisher(url: str) -> aioredis.Redis:
-    loop = asyncio.get_running_loop()
-    cached = _publishers.get(url)
-    if cached is not None and cached[0] is loop:
-        return cached[1]
-    client = aioredis.Redis.from_url(url)
-    _publishers[url] = (loop, client)
-    return client
+    options_class = RedisStreamOptions
 
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._client: aioredis.Redis | None = None
 
-async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-    """XADD an entry `{"body": body, **headers}` to the stream of `url` (`maxlen=N` trims it, approximately)."""
-    base, ours = _split_url(url)
-    stream = ours.get("stream")
-    if not stream:
-        raise ValueError(f"{mask_url(url)!r} names no stream: add ?stream=NAME")
-    fields: dict[Any, Any] = {"body": body}
-    for name, value in (headers or {}).items():
-        if name == "body":
-            raise ValueError("a Redis stream entry's 'body' field holds the body; rename that header")
-        fields[name] = value
-    maxlen = int(ours["maxlen"]) if ours.get("maxlen") else None
-    await _publisher(base).xadd(stream, fields, maxlen=maxlen, approximate=True)
+    async def open(self) -> None:
+        self._client = aioredis.Redis.from_url(self.pool_key(self.url))
 
+    async def publish(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        options: RedisStreamOptions = self.parse(url).options
+        stream = options.stream
+        if not stream:
+            raise ValueError(f"{mask_url(url)!r} names no stream: add ?stream=NAME")
+        fields: dict[Any, Any] = {"body": body}
+        for name, value in headers.items():
+            if name == "body":
+                raise ValueError("a Redis stream entry's 'body' field holds the body; rename that header")
+            fields[name] = value
+        assert self._client is not None
+        await self._client.xadd(stream, fields, maxlen=options.maxlen, approximate=True)
 
-async def close_publishers() -> None:
-    """Close the publishing clients of the running event loop (tests, shutdown)."""
-    loop = asyncio.get_running_loop()
-    for url, (owner, client) in list(_publishers.items()):
-        if owner is loop:
-            del _publishers[url]
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
             await client.aclose()

@@ -9,36 +9,62 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import urlsplit
 
-from herald.triggers.base import BaseEventTrigger
+from herald.triggers.base import BaseEventTrigger, Publisher
 
-# scheme -> (module, trigger class, publish function, pip extra)
+# scheme -> (module, trigger class, publisher class, pip extra). The publisher of
+# local:// lives beside the triggerer (it writes to Herald's own database).
 BUILTIN: dict[str, tuple[str, str, str, str | None]] = {
-    "local": ("herald.triggers.local", "LocalQueueTrigger", "publish", None),
-    "sqs": ("herald.triggers.sqs", "SqsTrigger", "publish", "sqs"),
-    "sqs+http": ("herald.triggers.sqs", "SqsTrigger", "publish", "sqs"),
-    "sqs+https": ("herald.triggers.sqs", "SqsTrigger", "publish", "sqs"),
-    "kafka": ("herald.triggers.kafka", "KafkaTrigger", "publish", "kafka"),
-    "amqp": ("herald.triggers.rabbitmq", "RabbitMQTrigger", "publish", "rabbitmq"),
-    "amqps": ("herald.triggers.rabbitmq", "RabbitMQTrigger", "publish", "rabbitmq"),
-    "redis": ("herald.triggers.redis_streams", "RedisStreamTrigger", "publish", "redis"),
-    "rediss": ("herald.triggers.redis_streams", "RedisStreamTrigger", "publish", "redis"),
-    "nats": ("herald.triggers.nats", "NatsTrigger", "publish", "nats"),
-    "mqtt": ("herald.triggers.mqtt", "MqttTrigger", "publish", "mqtt"),
-    "postgres": ("herald.triggers.postgres", "PostgresTrigger", "publish", "postgres"),
-    "postgresql": ("herald.triggers.postgres", "PostgresTrigger", "publish", "postgres"),
+    "local": ("herald.triggers.local", "LocalQueueTrigger", "herald.triggerer.local_queue:LocalQueuePublisher", None),
+    "sqs": ("herald.triggers.sqs", "SqsTrigger", "SqsPublisher", "sqs"),
+    "sqs+http": ("herald.triggers.sqs", "SqsTrigger", "SqsPublisher", "sqs"),
+    "sqs+https": ("herald.triggers.sqs", "SqsTrigger", "SqsPublisher", "sqs"),
+    "kinesis": ("herald.triggers.kinesis", "KinesisTrigger", "KinesisPublisher", "kinesis"),
+    "kinesis+http": ("herald.triggers.kinesis", "KinesisTrigger", "KinesisPublisher", "kinesis"),
+    "kinesis+https": ("herald.triggers.kinesis", "KinesisTrigger", "KinesisPublisher", "kinesis"),
+    "kafka": ("herald.triggers.kafka", "KafkaTrigger", "KafkaPublisher", "kafka"),
+    "amqp": ("herald.triggers.rabbitmq", "RabbitMQTrigger", "RabbitMQPublisher", "rabbitmq"),
+    "amqps": ("herald.triggers.rabbitmq", "RabbitMQTrigger", "RabbitMQPublisher", "rabbitmq"),
+    "redis": ("herald.triggers.redis_streams", "RedisStreamTrigger", "RedisStreamPublisher", "redis"),
+    "rediss": ("herald.triggers.redis_streams", "RedisStreamTrigger", "RedisStreamPublisher", "redis"),
+    "redis+pubsub": ("herald.triggers.redis_pubsub", "RedisPubSubTrigger", "RedisPubSubPublisher", "redis"),
+    "nats": ("herald.triggers.nats", "NatsTrigger", "NatsPublisher", "nats"),
+    "mqtt": ("herald.triggers.mqtt", "MqttTrigger", "MqttPublisher", "mqtt"),
+    "postgres": ("herald.triggers.postgres", "PostgresTrigger", "PostgresPublisher", "postgres"),
+    "postgresql": ("herald.triggers.postgres", "PostgresTrigger", "PostgresPublisher", "postgres"),
 }
 
 
 _AWS_SQS_HOST = re.compile(r"^sqs[.-][a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+#: the path of an SQS queue URL as boto3 and the AWS console print it: /ACCOUNT/QUEUE
+_SQS_QUEUE_PATH = re.compile(r"^/\d{12}/[^/]+$")
 
 
 class UnknownSchemeError(ValueError):
-    """No trigger serves this URL scheme."""
+    """No trigger serves this URL scheme.
+
+    Attributes:
+        message: what is wrong.
+        hint: what to write instead, when the URL looks like one Herald knows by another scheme.
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(f"{message}; {hint}" if hint else message)
+        self.message = message
+        self.hint = hint
+
+
+def _hint(url: str, scheme: str) -> str | None:
+    """What to write for a URL copied from another tool: boto3's SQS queue URL is plain http(s)."""
+    if scheme not in ("http", "https"):
+        return None
+    rest = url.split("://", 1)[1]
+    if _SQS_QUEUE_PATH.match(urlsplit(url).path):
+        return f"an SQS queue URL (as boto3 prints it) is written sqs+{scheme}://{rest}"
+    return f"Herald's URLs name the broker: sqs+{scheme}://HOST/ACCOUNT/QUEUE, kinesis+{scheme}://HOST/STREAM..."
 
 
 def scheme_of(url: str) -> str:
@@ -51,7 +77,7 @@ def scheme_of(url: str) -> str:
         return "sqs"  # Airflow's MessageQueueTrigger(queue="https://sqs.REGION.amazonaws.com/...")
     if scheme not in BUILTIN and scheme not in _plugins():
         known = ", ".join(sorted(set(BUILTIN) | set(_plugins())))
-        raise UnknownSchemeError(f"no trigger for scheme {scheme!r} in {url!r}; known: {known}")
+        raise UnknownSchemeError(f"no trigger for scheme {scheme!r} in {url!r}; known: {known}", _hint(url, scheme))
     return scheme
 
 
@@ -86,11 +112,18 @@ def trigger_class(scheme: str) -> type[BaseEventTrigger]:
     return loaded
 
 
-def publisher(scheme: str) -> Callable[..., Any]:
-    """The async publish function serving `scheme`."""
+def publisher_class(scheme: str) -> type[Publisher]:
+    """The `Publisher` class serving `scheme` (a plugin's trigger class names it as `publisher_class`)."""
     if scheme in BUILTIN:
-        fn: Callable[..., Any] = getattr(_module(scheme), BUILTIN[scheme][2])
-        return fn
-    cls = _plugins()[scheme].load()
-    fn = cls.publish
-    return fn
+        name = BUILTIN[scheme][2]
+        if ":" in name:
+            module_name, _, attr = name.partition(":")
+            cls: type[Publisher] = getattr(importlib.import_module(module_name), attr)
+            return cls
+        found: type[Publisher] = getattr(_module(scheme), name)
+        return found
+    trigger = _plugins()[scheme].load()
+    plugin: type[Publisher] | None = getattr(trigger, "publisher_class", None)
+    if plugin is None:
+        raise UnknownSchemeError(f"the {scheme}:// trigger {trigger.__name__} has no publisher_class")
+    return plugin

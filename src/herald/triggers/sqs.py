@@ -26,27 +26,27 @@ name and the `MessageId`, which SQS keeps across redeliveries.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from herald.triggers.base import BaseEventTrigger, Message
-from herald.triggers.urls import flag, mask_url, query_options, with_connection
+from herald.triggers.base import BaseEventTrigger, BrokerOptions, BrokerPublisher, Message, parse_options
+from herald.triggers.urls import mask_url, query_options
 
 log = logging.getLogger("herald.triggers.sqs")
 
@@ -67,18 +67,32 @@ _AWS_HOST = re.compile(r"^sqs[.-](?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$"
 _SQS_TEXT = re.compile("^[\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*$")
 
 _SCHEMES = {"sqs": "https", "sqs+https": "https", "sqs+http": "http"}
-#: options the URL's query may carry (the publisher's `message_group_id` included)
-_QUERY_OPTIONS = {
-    "region",
-    "wait_time_seconds",
-    "max_messages",
-    "batches",
-    "visibility_timeout",
-    "airflow_compat",
-    "max_payload_bytes",
-    "conn_id",
-    "message_group_id",
-}
+
+
+@dataclass(frozen=True)
+class SqsOptions(BrokerOptions):
+    """The options of an SQS trigger and publisher (URL query or keyword arguments).
+
+    Attributes:
+        region: the AWS region (Airflow's `region_name`).
+        wait_time_seconds: how long one long poll waits for a message (0-20).
+        max_messages: messages per ReceiveMessage call (1-10; larger is capped at 10).
+        batches: ReceiveMessage calls per receive when a backlog is waiting.
+        visibility_timeout: seconds a received message stays hidden (default: the queue's).
+        airflow_compat: give Airflow's `{"message_batch": [...]}` payload.
+        message_group_id: the publisher's message group on a FIFO queue.
+    """
+
+    region: str | None = None
+    wait_time_seconds: int = 20
+    max_messages: int = 10
+    batches: int = 5
+    visibility_timeout: int | None = None
+    airflow_compat: bool = False
+    message_group_id: str | None = None
+
+    BROKER: ClassVar[str] = "SQS"
+    ALIASES: ClassVar[dict[str, str]] = {"region_name": "region", "aws_conn_id": "conn_id"}
 
 
 @dataclass(frozen=True)
@@ -133,27 +147,6 @@ def from_aws_url(url: str) -> str:
         )
     query = {"region": match["region"], **query_options(url)}
     return urlunsplit(("sqs", parts.netloc, parts.path, urlencode(query), ""))
-
-
-def resolve_url(url: str, conn_id: str | None = None) -> str:
-    """`url` in its `sqs://` form with the host and credentials of connection `conn_id` filled in.
-
-    `conn_id` may also be given in the URL's query (`?conn_id=aws_default`), so
-    that `herald.publish` can use a connection.
-    """
-    url = from_aws_url(url)
-    conn_id = conn_id or query_options(url).get("conn_id") or None
-    if conn_id is None:
-        return url
-    resolved = with_connection(url, conn_id)
-    if not urlsplit(resolved).hostname and urlsplit(url).hostname:
-        # A connection holding only keys (aws://KEY:SECRET@) keeps the URL's own host.
-        conn, target = urlsplit(resolved), urlsplit(url)
-        netloc = target.netloc.rpartition("@")[2]
-        if conn.username is not None:
-            netloc = f"{conn.netloc.rpartition('@')[0]}@{netloc}"
-        resolved = urlunsplit((target.scheme, netloc, conn.path, conn.query, ""))
-    return resolved
 
 
 def parse_url(url: str) -> SqsAddress:
@@ -270,44 +263,30 @@ class SqsTrigger(BaseEventTrigger):
     """
 
     scheme = "sqs"
+    #: competing consumers: a received message is invisible to the others until it is deleted
+    shareable = True
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        region: str | None = None,
-        wait_time_seconds: int = MAX_WAIT_SECONDS,
-        max_messages: int = MAX_BATCH,
-        batches: int = 5,
-        visibility_timeout: int | None = None,
-        airflow_compat: bool = False,
-        conn_id: str | None = None,
-        apply_function: Callable[[Message], Any] | str | None = None,
-        filter: str | None = None,
-        max_payload_bytes: int | None = None,
-    ) -> None:
-        if airflow_compat and apply_function is not None:
+    def __init__(self, url: str, **options: Any) -> None:
+        parsed = parse_options(SqsOptions, from_aws_url(url), options)
+        o = parsed.options
+        apply_function = parsed.common.pop("apply_function", None)
+        if o.airflow_compat and apply_function is not None:
             raise ValueError("give either apply_function or airflow_compat=True, not both")
-        super().__init__(
-            apply_function=airflow_message_batch if airflow_compat else apply_function,
-            filter=filter,
-            max_payload_bytes=max_payload_bytes,
-        )
-        address = parse_url(url)
-        if region:
-            address = SqsAddress(
-                address.endpoint_url, address.account, address.queue, region, address.access_key, address.secret_key
-            )
-        self.url = url
+        super().__init__(apply_function=airflow_message_batch if o.airflow_compat else apply_function, **parsed.common)
+        address = parse_url(parsed.url)
+        if o.region:
+            address = dataclasses.replace(address, region=o.region)
+        self.options = o
+        self.url = parsed.url
         self.address = address
-        self.conn_id = conn_id
-        self.wait_time_seconds = _as_int("wait_time_seconds", wait_time_seconds, 0, MAX_WAIT_SECONDS)
-        self.max_messages = min(_as_int("max_messages", max_messages, 1), MAX_BATCH)
-        self.batches = _as_int("batches", batches, 1, 100)
+        self.conn_id = o.conn_id
+        self.wait_time_seconds = _as_int("wait_time_seconds", o.wait_time_seconds, 0, MAX_WAIT_SECONDS)
+        self.max_messages = min(_as_int("max_messages", o.max_messages, 1), MAX_BATCH)
+        self.batches = _as_int("batches", o.batches, 1, 100)
         self.visibility_timeout = (
-            None if visibility_timeout is None else _as_int("visibility_timeout", visibility_timeout, 0, 43200)
+            None if o.visibility_timeout is None else _as_int("visibility_timeout", o.visibility_timeout, 0, 43200)
         )
-        self.airflow_compat = airflow_compat
+        self.airflow_compat = o.airflow_compat
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
         # receipt handle -> (message id, when its visibility was last set, monotonic)
@@ -317,39 +296,14 @@ class SqsTrigger(BaseEventTrigger):
         # second copies of a message received twice in one receive, deleted with the first
         self._duplicates: list[Message] = []
 
-    @classmethod
-    def from_url(
-        cls, url: str, conn_id: str | None = None, aws_conn_id: str | None = None, **options: Any
-    ) -> SqsTrigger:
-        """Build the trigger from a queue URL; `?option=value` in the URL are defaults for `options`.
-
-        `aws_conn_id` and `region_name` are accepted as Airflow's names for
-        `conn_id` and `region`.
-        """
-        if "region_name" in options:
-            options.setdefault("region", options.pop("region_name"))
-        conn_id = conn_id or aws_conn_id
-        resolved = resolve_url(url, conn_id)
-        query = query_options(resolved)
-        unknown = set(query) - _QUERY_OPTIONS
-        if unknown:
-            raise ValueError(f"unknown SQS URL option(s) {sorted(unknown)}; known: {sorted(_QUERY_OPTIONS)}")
-        conn_id = conn_id or query.pop("conn_id", None) or None
-        query.pop("conn_id", None)
-        query.pop("message_group_id", None)  # the publisher's
-        merged: dict[str, Any] = {**query, **options}
-        if "airflow_compat" in merged:
-            merged["airflow_compat"] = flag(merged["airflow_compat"], "airflow_compat")
-        if "max_payload_bytes" in merged and merged["max_payload_bytes"] is not None:
-            merged["max_payload_bytes"] = _as_int("max_payload_bytes", merged["max_payload_bytes"], 1)
-        return cls(resolved, conn_id=conn_id, **merged)
-
     # -- the broker side ---------------------------------------------------------------
 
     async def open(self) -> None:
         stack = AsyncExitStack()
         try:
-            client = await stack.enter_async_context(get_session().create_client("sqs", **self.address.client_kwargs()))
+            client = await stack.enter_async_context(
+                get_session().create_client("sqs", config=_TRIGGER_CONFIG, **self.address.client_kwargs())
+            )
             attributes = await client.get_queue_attributes(
                 QueueUrl=self.address.queue_url, AttributeNames=["VisibilityTimeout"]
             )
@@ -568,68 +522,8 @@ class SqsTrigger(BaseEventTrigger):
 # -- the publisher ---------------------------------------------------------------------
 
 
-@dataclass
-class _Publisher:
-    loop: asyncio.AbstractEventLoop
-    holder: AsyncGenerator[Any, None]
-    client: Any
-
-
-_publishers: dict[str, _Publisher] = {}
-_exit_hook: list[bool] = []
-
-
-async def _hold_client(kwargs: dict[str, Any]) -> AsyncGenerator[Any, None]:
-    # The client lives inside an async generator parked at its `yield`: when the
-    # event loop shuts down, asyncio.run() closes pending generators, which
-    # closes the client inside its own loop instead of leaking its HTTP session.
-    async with get_session().create_client("sqs", **kwargs) as client:
-        yield client
-
-
-async def _publisher_client(address: SqsAddress) -> Any:
-    loop = asyncio.get_running_loop()
-    key = address.connection_key()
-    cached = _publishers.get(key)
-    if cached is not None and cached.loop is loop:
-        return cached.client
-    # A client made in another event loop cannot be used here; its loop closes it.
-    holder = _hold_client(address.client_kwargs())
-    client = await holder.__anext__()
-    cached = _publishers.get(key)
-    if cached is not None and cached.loop is loop:  # a concurrent call made one meanwhile
-        await holder.aclose()
-        return cached.client
-    _publishers[key] = _Publisher(loop, holder, client)
-    if not _exit_hook:
-        _exit_hook.append(True)
-        atexit.register(_close_at_exit)
-    return client
-
-
-def _close_at_exit() -> None:
-    # herald.publish() runs publishers on a background loop that is never shut
-    # down (a daemon thread, still running when atexit hooks run): close their
-    # clients there so that a one-shot `herald publish` leaves no open session.
-    for cached in list(_publishers.values()):
-        if cached.loop.is_running() and not cached.loop.is_closed():
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(cached.holder.aclose(), cached.loop).result(5)
-    _publishers.clear()
-
-
-async def close_publishers() -> None:
-    """Close the publishers' clients made in the running event loop."""
-    loop = asyncio.get_running_loop()
-    for key, cached in list(_publishers.items()):
-        if cached.loop is loop:
-            del _publishers[key]
-            with contextlib.suppress(Exception):
-                await cached.holder.aclose()
-
-
-async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-    """Send one message to the SQS queue at `url`.
+class SqsPublisher(BrokerPublisher):
+    """Sends to SQS queues through one client per endpoint, region and credentials.
 
     Headers become String message attributes (SQS allows 10). A body that is
     not text SQS accepts is sent as base64 and marked so that Herald's trigger
@@ -637,19 +531,51 @@ async def publish(url: str, body: bytes, headers: dict[str, str] | None = None) 
     (default `herald`), and each call gets its own deduplication id, so SQS drops
     the duplicates of one call's retries but never two calls.
     """
-    resolved = resolve_url(url)
-    address = parse_url(resolved)
-    client = await _publisher_client(address)
-    text, encoded = encode_body(body)
-    attributes: dict[str, dict[str, str]] = {
-        name: {"DataType": "String", "StringValue": str(value)} for name, value in (headers or {}).items()
-    }
-    if encoded:
-        attributes[ENCODING_ATTRIBUTE] = {"DataType": "String", "StringValue": "base64"}
-    request: dict[str, Any] = {"QueueUrl": address.queue_url, "MessageBody": text}
-    if attributes:
-        request["MessageAttributes"] = attributes
-    if address.fifo:
-        request["MessageGroupId"] = query_options(resolved).get("message_group_id") or "herald"
-        request["MessageDeduplicationId"] = uuid.uuid4().hex
-    await client.send_message(**request)
+
+    options_class = SqsOptions
+
+    @classmethod
+    def pool_key(cls, url: str) -> str:
+        return parse_url(cls.parse(from_aws_url(url)).url).connection_key()
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._holder: AsyncGenerator[Any, None] | None = None
+        self._client: Any = None
+
+    async def open(self) -> None:
+        address = parse_url(self.parse(from_aws_url(self.url)).url)
+        # The client lives inside an async generator parked at its `yield`: when an
+        # event loop that never closed the pool shuts down, asyncio.run() closes
+        # pending generators, which closes the client inside its own loop instead
+        # of leaking its HTTP session.
+        self._holder = _hold_client(address.client_kwargs())
+        self._client = await self._holder.__anext__()
+
+    async def publish(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        parsed = self.parse(from_aws_url(url))
+        address = parse_url(parsed.url)
+        options: SqsOptions = parsed.options
+        text, encoded = encode_body(body)
+        attributes: dict[str, dict[str, str]] = {
+            name: {"DataType": "String", "StringValue": str(value)} for name, value in headers.items()
+        }
+        if encoded:
+            attributes[ENCODING_ATTRIBUTE] = {"DataType": "String", "StringValue": "base64"}
+        request: dict[str, Any] = {"QueueUrl": address.queue_url, "MessageBody": text}
+        if attributes:
+            request["MessageAttributes"] = attributes
+        if address.fifo:
+            request["MessageGroupId"] = options.message_group_id or "herald"
+            request["MessageDeduplicationId"] = uuid.uuid4().hex
+        await self._client.send_message(**request)
+
+    async def close(self) -> None:
+        holder, self._holder, self._client = self._holder, None, None
+        if holder is not None:
+            await holder.aclose()
+
+
+async def _hold_client(kwargs: dict[str, Any]) -> AsyncGenerator[Any, None]:
+    async with get_session().create_client("sqs", config=_TRIGGER_CONFIG, **kwargs) as client:
+        yield client

@@ -85,42 +85,44 @@ async function act(button, path, body, done) {
 
 // -- pictures: the task graph, the Gantt bars, the events chart --------------------------------
 
-function graphSvg(tasks, states = {}, { selected = null, clickable = false, compact = false } = {}) {
+// Task ids are user text ("constructor", "__proto__"...): every lookup by id is a Map, never a plain object.
+function graphSvg(tasks, states = new Map(), { selected = null, clickable = false, compact = false } = {}) {
   if (!tasks.length) return `<p class="muted">No tasks.</p>`;
-  const byId = Object.fromEntries(tasks.map((t) => [t.task_id, t]));
-  const rank = {};
+  const byId = new Map(tasks.map((t) => [t.task_id, t]));
+  const rank = new Map();
   const rankOf = (id, seen = new Set()) => {
-    if (rank[id] !== undefined) return rank[id];
+    if (rank.has(id)) return rank.get(id);
     if (seen.has(id)) return 0;
     seen.add(id);
-    const ups = (byId[id]?.upstream || []).filter((u) => byId[u]);
-    rank[id] = ups.length ? Math.max(...ups.map((u) => rankOf(u, seen))) + 1 : 0;
-    return rank[id];
+    const ups = (byId.get(id)?.upstream || []).filter((u) => byId.has(u));
+    rank.set(id, ups.length ? Math.max(...ups.map((u) => rankOf(u, seen))) + 1 : 0);
+    return rank.get(id);
   };
   tasks.forEach((t) => rankOf(t.task_id));
   const columns = [];
-  tasks.forEach((t) => (columns[rank[t.task_id]] ||= []).push(t.task_id));
+  tasks.forEach((t) => (columns[rank.get(t.task_id)] ||= []).push(t.task_id));
   const w = compact ? 112 : 150, h = compact ? 26 : 34, gx = compact ? 36 : 56, gy = compact ? 10 : 16, pad = 8;
-  const pos = {};
+  const pos = new Map();
   const tallest = Math.max(...columns.map((c) => c.length));
   columns.forEach((col, ci) => col.forEach((id, ri) => {
     const offset = ((tallest - col.length) * (h + gy)) / 2;
-    pos[id] = { x: pad + ci * (w + gx), y: pad + offset + ri * (h + gy) };
+    pos.set(id, { x: pad + ci * (w + gx), y: pad + offset + ri * (h + gy) });
   }));
   const width = pad * 2 + columns.length * w + (columns.length - 1) * gx;
   const height = pad * 2 + tallest * h + (tallest - 1) * gy;
   let edges = "";
   tasks.forEach((t) => (t.upstream || []).forEach((u) => {
-    if (!pos[u]) return;
-    const a = pos[u], b = pos[t.task_id];
+    if (!pos.has(u)) return;
+    const a = pos.get(u), b = pos.get(t.task_id);
     const x1 = a.x + w, y1 = a.y + h / 2, x2 = b.x - 4, y2 = b.y + h / 2, mx = (x1 + x2) / 2;
     edges += `<path class="edge" marker-end="url(#arrow)" d="M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}"/>`;
   }));
   const label = (id) => (id.length > (compact ? 15 : 20) ? id.slice(0, compact ? 14 : 19) + "…" : id);
   const nodes = tasks.map((t) => {
-    const p = pos[t.task_id];
-    const cls = `node t-${esc(states[t.task_id] || "plain")}${clickable ? " clickable" : ""}${selected === t.task_id ? " selected" : ""}`;
-    return `<g class="${cls}" data-task="${esc(t.task_id)}" transform="translate(${p.x},${p.y})"><title>${esc(t.task_id)}${states[t.task_id] ? ": " + esc(states[t.task_id]) : ""}</title>` +
+    const p = pos.get(t.task_id);
+    const state = states.get(t.task_id);
+    const cls = `node t-${esc(state || "plain")}${clickable ? " clickable" : ""}${selected === t.task_id ? " selected" : ""}`;
+    return `<g class="${cls}" data-task="${esc(t.task_id)}" transform="translate(${p.x},${p.y})"><title>${esc(t.task_id)}${state ? ": " + esc(state) : ""}</title>` +
       `<rect width="${w}" height="${h}" rx="6"/><text x="${w / 2}" y="${h / 2}">${esc(label(t.task_id))}</text></g>`;
   }).join("");
   return `<svg class="graph" role="img" aria-label="task graph" viewBox="0 0 ${width} ${height}" style="max-width:${width}px">` +
@@ -143,26 +145,83 @@ function gantt(run) {
       const left = ((s - t0) / span) * 100, width = Math.max(((e - s) / span) * 100, 0.4);
       bar = `<div class="bar s-${esc(t.state)}${t.state === "running" ? " running-stripes" : ""}" style="left:${left.toFixed(2)}%;width:${width.toFixed(2)}%"></div>`;
     }
-    return `<div class="name"><a data-log="${esc(t.task_id)}" class="task-link">${esc(t.task_id)}</a> ${badge(t.state)}</div>` +
-      `<div class="track" title="${esc(t.task_id)}">${bar}</div><div class="small muted">${esc(duration(t.started_at, t.ended_at))}${t.try_number > 1 ? ` · try ${t.try_number}` : ""}</div>`;
+    // a mapped task's tries: one row per map index, named task[i]
+    const name = t.map_index >= 0 ? `${t.task_id}[${t.map_index}]` : t.task_id;
+    return `<div class="name"><a data-log="${esc(t.task_id)}" data-map="${esc(t.map_index ?? -1)}" class="task-link">${esc(name)}</a> ${badge(t.state)}</div>` +
+      `<div class="track" title="${esc(name)}">${bar}</div><div class="small muted">${esc(duration(t.started_at, t.ended_at))}${t.try_number > 1 ? ` · try ${t.try_number}` : ""}</div>`;
   }).join("");
   return `<div class="gantt">${rows}</div><div class="row spread small muted" style="margin-top:6px;margin-left:180px;margin-right:100px"><span>0</span><span>${esc(duration(new Date(t0).toISOString(), new Date(t1).toISOString()))}</span></div>`;
 }
 
+// An asset's events over time: the stacked chart with one series.
 function chartSvg(counts) {
-  const width = 640, height = 120, pad = 18;
-  const max = Math.max(1, ...counts.map((c) => c.count));
-  const bw = (width - pad * 2) / counts.length;
-  const bars = counts.map((c, i) => {
-    if (!c.count) return "";
-    const bh = ((height - pad * 2) * c.count) / max;
-    return `<rect class="bar" x="${(pad + i * bw + 1).toFixed(1)}" y="${(height - pad - bh).toFixed(1)}" width="${Math.max(bw - 2, 1).toFixed(1)}" height="${bh.toFixed(1)}"><title>${c.count} event(s) from ${new Date(c.start).toLocaleTimeString()}</title></rect>`;
+  return stackedSvg(counts.map((c) => ({ start: c.start, values: { events: c.count } })), "events over time");
+}
+
+// Stacked bars: one bar per slice, one segment per series (a state, or events and dead letters).
+const CHART_COLOURS = { success: "var(--success)", failed: "var(--failed)", running: "var(--running)", queued: "var(--queued)",
+  up_for_retry: "var(--retry)", skipped: "#adb5bd", cancelled: "#495057", events: "var(--accent)", dead_letters: "var(--failed)" };
+function stackedSvg(slices, label) {
+  const width = 640, height = 130, pad = 18;
+  const totals = slices.map((s) => Object.values(s.values).reduce((a, b) => a + b, 0));
+  const max = Math.max(1, ...totals);
+  const bw = (width - pad * 2) / Math.max(slices.length, 1);
+  const bars = slices.map((s, i) => {
+    let y = height - pad;
+    return Object.entries(s.values).filter(([, n]) => n > 0).map(([name, n]) => {
+      const bh = ((height - pad * 2) * n) / max;
+      y -= bh;
+      return `<rect class="bar seg" data-series="${esc(name)}" style="fill:${CHART_COLOURS[name] || "var(--queued)"}" x="${(pad + i * bw + 1).toFixed(1)}" y="${y.toFixed(1)}" width="${Math.max(bw - 2, 1).toFixed(1)}" height="${bh.toFixed(1)}"><title>${n} ${esc(name.replace(/_/g, " "))} from ${new Date(s.start).toLocaleTimeString()}</title></rect>`;
+    }).join("");
   }).join("");
-  const first = counts.length ? new Date(counts[0].start).toLocaleTimeString() : "";
-  return `<svg class="chart" viewBox="0 0 ${width} ${height}" role="img" aria-label="events over time" style="width:100%;max-width:${width}px">` +
+  const first = slices.length ? new Date(slices[0].start).toLocaleTimeString() : "";
+  return `<svg class="chart" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(label)}" style="width:100%;max-width:${width}px">` +
     `<line x1="${pad}" y1="${height - pad}" x2="${width - pad}" y2="${height - pad}" stroke="#dee2e6"/>${bars}` +
     `<text x="${pad}" y="${height - 4}">${esc(first)}</text><text x="${width - pad}" y="${height - 4}" text-anchor="end">now</text>` +
     `<text x="${pad}" y="12">max ${max}/slice</text></svg>`;
+}
+const seconds = (v) => (v === null || v === undefined ? "–" : v < 1 ? `${Math.round(v * 1000)} ms` : `${v.toFixed(1)} s`);
+function figures(name, p) {
+  return `<div class="figure" data-figure="${esc(name)}"><div class="small muted">${esc(name)}</div><b>p50 ${seconds(p.p50)}</b> · p95 ${seconds(p.p95)} · p99 ${seconds(p.p99)} <span class="small muted">(${p.count} run(s))</span></div>`;
+}
+// Charts change slowly: fetched every CHART_MS, not at every poll.
+const CHART_MS = 10000;
+function chartDue(view) {
+  const now = Date.now();
+  if (view.chartAt && now - view.chartAt < CHART_MS) return false;
+  view.chartAt = now;
+  return true;
+}
+
+// Filters live in the URL (#/runs?dag=x&state=failed&since=1h): a filtered page can be
+// bookmarked, shared and reloaded. Changing one rewrites the URL without a new view.
+function hashParams() {
+  return new URLSearchParams(location.hash.split("?")[1] || "");
+}
+function setHashParams(values) {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(values)) if (v) params.set(k, v);
+  const base = location.hash.split("?")[0];
+  history.replaceState(null, "", params.toString() ? `${base}?${params}` : base);
+}
+const SINCE = { "15m": 15, "1h": 60, "24h": 1440, "7d": 10080 };
+function sinceIso(key) {
+  return SINCE[key] ? new Date(Date.now() - SINCE[key] * 60000).toISOString() : "";
+}
+function sinceSelect(id, chosen) {
+  return `<select id="${id}" aria-label="since"><option value="">any time</option>${Object.keys(SINCE).map((k) => `<option value="${k}"${k === chosen ? " selected" : ""}>last ${k}</option>`).join("")}</select>`;
+}
+function optionsOf(values, chosen, every) {
+  return `<option value="">${esc(every)}</option>` + values.map((v) => `<option value="${esc(v)}"${v === chosen ? " selected" : ""}>${esc(v)}</option>`).join("");
+}
+// A filter bar: its selects and inputs (by id -> URL key) rewrite the URL and refresh the view.
+function bindFilters(el, view, keys) {
+  const apply = () => {
+    view.offset = 0;
+    setHashParams(Object.fromEntries(Object.entries(keys).map(([id, key]) => [key, $(`#${id}`, el).value])));
+    refreshNow();
+  };
+  for (const id of Object.keys(keys)) $(`#${id}`, el).addEventListener("change", apply);
 }
 
 function pager(page, onPage) {
@@ -199,8 +258,8 @@ views.dags = {
     $("#dag-list", el).innerHTML = page.items.length ? page.items.map((d) => `
       <div class="card dag-card" data-dag="${esc(d.dag_id)}">
         <div class="row spread"><a href="#/dags/${enc(d.dag_id)}"><b>${esc(d.dag_id)}</b></a>${d.is_paused ? badge("paused") : ""}</div>
-        <div class="small muted">${nextTrigger(d)}${d.description ? " · " + esc(d.description) : ""}</div>
-        <div style="margin:10px 0">${graphSvg(d.tasks, {}, { compact: true })}</div>
+        <div class="small muted">${nextTrigger(d)}${d.description ? " · " + esc(d.description) : ""}${(d.warnings || []).length ? ` · <span class="warn" title="${esc(d.warnings.join("\n"))}">${d.warnings.length} warning(s)</span>` : ""}</div>
+        <div style="margin:10px 0">${graphSvg(d.tasks, new Map(), { compact: true })}</div>
         <div class="row small"><span class="muted">last runs</span><span class="dots">${d.last_runs.map((r) => `<a class="dot s-${esc(r.state)}" title="${esc(r.run_id)}: ${esc(r.state)}" href="#/runs/${enc(r.run_id)}"></a>`).join("") || '<span class="muted">none yet</span>'}</span></div>
       </div>`).join("") : `<div class="empty">No DAGs yet: drop a file into the DAGs folder.</div>`;
   },
@@ -215,7 +274,10 @@ views.dag = {
       <div class="card" id="trigger-card"><h2 style="margin-top:0">Trigger a run</h2>
         <label class="small muted" for="conf">conf (JSON object, tasks see it as <code>params</code>)</label>
         <textarea id="conf">{}</textarea><div class="row" style="margin-top:8px"><button id="trigger">Trigger</button></div></div>
+      <div class="card"><h2 style="margin-top:0">Last hour</h2><div id="dag-activity"></div></div>
+      <div class="card"><h2 style="margin-top:0">Grid</h2><div class="small muted">The newest runs (columns, oldest left) by task (rows).</div><div id="dag-grid"></div></div>
       <h2>Runs</h2><div id="dag-runs"></div>`;
+    this.chartAt = 0;
     $("#trigger", el).addEventListener("click", (e) => {
       let conf;
       try { conf = JSON.parse($("#conf", el).value || "{}"); } catch (err) { toast(`conf is not JSON: ${err.message}`, true); return; }
@@ -227,39 +289,84 @@ views.dag = {
     const [dag, runs] = await Promise.all([api(`/dags/${enc(dagId)}`), api(`/runs?dag_id=${enc(dagId)}&limit=25&offset=${this.offset}`)]);
     $("#dag-head", el).innerHTML = `<div class="row spread"><div><h1>${esc(dag.dag_id)} ${dag.is_paused ? badge("paused") : ""}</h1>
       <div class="sub">${nextTrigger(dag)} · <span class="mono small">${esc(dag.fileloc)}</span>${dag.max_active_runs ? ` · max ${dag.max_active_runs} active runs` : ""}</div></div>
-      <button id="pause" class="${dag.is_paused ? "" : "secondary"}">${dag.is_paused ? "Unpause" : "Pause"}</button></div>`;
+      <button id="pause" class="${dag.is_paused ? "" : "secondary"}">${dag.is_paused ? "Unpause" : "Pause"}</button></div>` +
+      ((dag.warnings || []).length
+        ? `<div class="card warning" id="dag-warnings"><b>${dag.warnings.length} warning(s)</b><ul>${dag.warnings.map((w) => `<li>${esc(w)}</li>`).join("")}</ul></div>`
+        : "");
     $("#pause", el).addEventListener("click", (e) => act(e.target, `/dags/${enc(dagId)}/${dag.is_paused ? "unpause" : "pause"}`));
     const latest = runs.items[0];
-    let states = {};
+    let states = new Map();
     if (latest) {
       const detail = await api(`/runs/${enc(latest.run_id)}`);
-      states = Object.fromEntries(detail.tasks.map((t) => [t.task_id, t.state]));
+      states = taskStates(detail.tasks);
       $("#dag-graph-note", el).innerHTML = `Colours: the newest run, ${runLink(latest.run_id)} ${badge(latest.state)}`;
     }
     $("#dag-graph", el).innerHTML = graphSvg(dag.tasks, states);
     $("#dag-runs", el).innerHTML = runsTable(runs.items, false) + pager(runs);
     bindPager(el, this);
+    if (chartDue(this)) {
+      const [activity, grid] = await Promise.all([api(`/dags/${enc(dagId)}/activity?minutes=60&buckets=30`), api(`/dags/${enc(dagId)}/grid?limit=25`)]);
+      $("#dag-activity", el).innerHTML = stackedSvg(activity.runs.map((r) => ({ start: r.start, values: r.states })), "runs per slice by state") +
+        `<div class="row figures">${figures("run duration", activity.duration_seconds)}${figures("event to first task", activity.event_to_task_seconds)}</div>`;
+      $("#dag-grid", el).innerHTML = gridTable(dag.tasks, grid);
+    }
   },
 };
+
+// Airflow's grid: a row per task, a column per run, a cell coloured by the task's state.
+function gridTable(tasks, runs) {
+  if (!runs.length) return `<div class="empty">No runs yet.</div>`;
+  const head = runs.map((r) => `<th class="grid-run"><a href="#/runs/${enc(r.run_id)}" title="${esc(r.run_id)}: ${esc(r.state)}" class="dot s-${esc(r.state)}"></a></th>`).join("");
+  const rows = tasks.map((task) => `<tr data-task="${esc(task.task_id)}"><td class="mono small">${esc(task.task_id)}</td>` + runs.map((r) => {
+    const cell = r.tasks[task.task_id];
+    return cell ? `<td class="grid-cell"><a href="#/runs/${enc(r.run_id)}" class="dot s-${esc(cell.state)}" title="${esc(task.task_id)} in ${esc(r.run_id)}: ${esc(cell.state)}${cell.count > 1 ? ` (${cell.count} mapped)` : ""}"></a></td>` : `<td class="grid-cell"><span class="dot"></span></td>`;
+  }).join("") + `</tr>`).join("");
+  return `<div class="grid-wrap"><table class="grid-view"><thead><tr><th>task</th>${head}</tr></thead><tbody>${rows}</tbody></table></div>`;
+}
+
+// One state per task for the graph: a mapped task shows its most telling map index.
+const STATE_ORDER = ["failed", "upstream_failed", "running", "deferred", "up_for_retry", "queued", "scheduled", "none", "success", "skipped", "removed"];
+function taskStates(tasks) {
+  const out = new Map();
+  for (const t of tasks) {
+    const seen = out.get(t.task_id);
+    if (seen === undefined || STATE_ORDER.indexOf(t.state) < STATE_ORDER.indexOf(seen)) out.set(t.task_id, t.state);
+  }
+  return out;
+}
 
 function runsTable(runs, withDag = true) {
   if (!runs.length) return `<div class="empty">No runs.</div>`;
   return `<table class="runs"><thead><tr><th>Run</th>${withDag ? "<th>DAG</th>" : ""}<th>State</th><th>Type</th><th>Queued</th><th>Duration</th><th>Events</th></tr></thead><tbody>` +
     runs.map((r) => `<tr data-run="${esc(r.run_id)}"><td>${runLink(r.run_id)}</td>${withDag ? `<td><a href="#/dags/${enc(r.dag_id)}">${esc(r.dag_id)}</a></td>` : ""}` +
-      `<td>${badge(r.state)}</td><td>${esc(r.run_type)}</td><td title="${esc(r.queued_at)}">${esc(ago(r.queued_at))}</td>` +
+      `<td>${badge(r.state)}${r.held_by ? ` <span class="muted" title="flow control">${esc(r.held_by)}</span>` : ""}</td><td>${esc(r.run_type)}</td><td title="${esc(r.queued_at)}">${esc(ago(r.queued_at))}</td>` +
       `<td>${esc(duration(r.started_at, r.ended_at))}</td><td>${r.event_ids.map(eventLink).join(", ")}</td></tr>`).join("") + `</tbody></table>`;
 }
 
+const RUN_STATES = ["queued", "running", "success", "failed", "skipped", "cancelled"];
 views.runs = {
   mount(el) {
     this.offset = 0;
+    const q = hashParams();
     el.innerHTML = `<div class="row spread"><div><h1>Runs</h1><div class="sub">Newest first, with the events each consumed.</div></div>
-      <select id="run-state" aria-label="state"><option value="">every state</option><option>queued</option><option>running</option><option>success</option><option>failed</option></select></div><div id="run-list"></div>`;
-    $("#run-state", el).addEventListener("change", () => { this.offset = 0; refreshNow(); });
+      <div class="row filters"><select id="run-dag" aria-label="DAG">${optionsOf(q.get("dag") ? [q.get("dag")] : [], q.get("dag"), "every DAG")}</select>
+      <select id="run-state" aria-label="state">${optionsOf(RUN_STATES, q.get("state"), "every state")}</select>${sinceSelect("run-since", q.get("since"))}
+      <button id="retry-filter" class="secondary" hidden>Retry these failed runs</button></div></div><div id="run-list"></div>`;
+    bindFilters(el, this, { "run-dag": "dag", "run-state": "state", "run-since": "since" });
+    $("#retry-filter", el).addEventListener("click", (e) => {
+      const f = hashParams();
+      act(e.target, "/runs/retry", { dag_id: f.get("dag") || null, since: sinceIso(f.get("since")) || null }, (r) => toast(`Retrying ${r.retried.length} failed run(s)`));
+    });
+    api("/dags?limit=1000").then((dags) => { $("#run-dag", el).innerHTML = optionsOf(dags.items.map((d) => d.dag_id), hashParams().get("dag"), "every DAG"); }).catch(() => {});
   },
   async refresh(el) {
-    const state = $("#run-state", el).value;
-    const page = await api(`/runs?limit=50&offset=${this.offset}${state ? `&state=${state}` : ""}`);
+    const q = hashParams();
+    const filter = new URLSearchParams({ limit: "50", offset: String(this.offset) });
+    if (q.get("dag")) filter.set("dag_id", q.get("dag"));
+    if (q.get("state")) filter.set("state", q.get("state"));
+    if (sinceIso(q.get("since"))) filter.set("since", sinceIso(q.get("since")));
+    const page = await api(`/runs?${filter}`);
+    $("#retry-filter", el).hidden = q.get("state") !== "failed" || !page.items.length;
     $("#run-list", el).innerHTML = runsTable(page.items) + pager(page);
     bindPager(el, this);
   },
@@ -269,12 +376,20 @@ views.run = {
   mount(el, [runId]) {
     this.runId = runId;
     this.selected = null;
+    this.autoOpened = false;
     el.innerHTML = `<div id="run-head"></div><div class="card"><h2 style="margin-top:0">Tasks</h2><div id="run-graph"></div><div id="run-gantt" style="margin-top:14px"></div></div>
+      <div class="card"><h2 style="margin-top:0">Each task</h2><div id="run-tasks"></div></div>
+      <div class="card" id="conf-card" hidden><h2 style="margin-top:0">conf</h2><pre class="light" id="run-conf"></pre></div>
+      <div class="card" id="callbacks-card" hidden><h2 style="margin-top:0">DAG callbacks</h2><div id="run-callbacks"></div></div>
       <div class="card" id="log-card" hidden><div class="row spread"><h2 style="margin:0" id="log-title"></h2><button class="secondary" id="retry-task" hidden>Retry this task</button></div><pre id="log"></pre></div>
       <div class="card"><h2 style="margin-top:0">Caused by</h2><div id="run-events"></div></div>`;
     el.addEventListener("click", (e) => {
       const target = e.target.closest("[data-log], [data-task]");
-      if (target) { this.selected = target.dataset.log || target.dataset.task; refreshNow(); }
+      if (target) {
+        this.selected = target.dataset.log || target.dataset.task;
+        this.selectedMap = target.dataset.map !== undefined && Number(target.dataset.map) >= 0 ? Number(target.dataset.map) : null;
+        refreshNow();
+      }
     });
     $("#retry-task", el).addEventListener("click", (e) => act(e.target, `/runs/${enc(runId)}/tasks/${enc(this.selected)}/retry`, undefined, () => toast(`Retrying ${this.selected}`)));
   },
@@ -282,23 +397,41 @@ views.run = {
     const run = await api(`/runs/${enc(this.runId)}`);
     const dag = await api(`/dags/${enc(run.dag_id)}`).catch(() => ({ tasks: run.tasks.map((t) => ({ task_id: t.task_id, upstream: [] })) }));
     $("#run-head", el).innerHTML = `<div class="row spread"><div><h1 class="mono" style="font-size:17px">${esc(run.run_id)}</h1>
-      <div class="sub"><a href="#/dags/${enc(run.dag_id)}">${esc(run.dag_id)}</a> · <span id="run-state">${badge(run.state)}</span> · ${esc(run.run_type)} · queued ${esc(ago(run.queued_at))}
+      <div class="sub"><a href="#/dags/${enc(run.dag_id)}">${esc(run.dag_id)}</a> · <span id="run-state">${badge(run.state)}</span> · ${esc(run.run_type)}${run.logical_date ? ` · logical date <span class="mono">${esc(run.logical_date)}</span>` : ""} · queued ${esc(ago(run.queued_at))}
       ${run.started_at ? ` · ran ${esc(duration(run.started_at, run.ended_at))}` : ""}${Object.keys(run.conf || {}).length ? ` · conf <code>${esc(JSON.stringify(run.conf))}</code>` : ""}</div></div>
       ${run.state === "failed" ? `<button id="retry-run">Retry failed tasks</button>` : ""}</div>`;
     const retry = $("#retry-run", el);
     if (retry) retry.addEventListener("click", (e) => act(e.target, `/runs/${enc(run.run_id)}/retry`, undefined, (r) => toast(`Retrying ${r.retried.join(", ") || "the run"}`)));
-    const states = Object.fromEntries(run.tasks.map((t) => [t.task_id, t.state]));
+    const states = taskStates(run.tasks);
+    // A failed run opens on its (first) failed task's log: what went wrong is what one comes to see.
+    if (this.selected === null && !this.autoOpened) {
+      const failed = run.tasks.find((t) => t.state === "failed");
+      if (failed) { this.selected = failed.task_id; this.selectedMap = failed.map_index >= 0 ? failed.map_index : null; }
+      this.autoOpened = true;
+    }
+    $("#run-tasks", el).innerHTML = tasksTable(run.tasks);
+    const conf = run.conf || {};
+    $("#conf-card", el).hidden = !Object.keys(conf).length;
+    $("#run-conf", el).innerHTML = json(conf);
+    // on_success_callback / on_failure_callback of each end of the run: how it went, and why not
+    const callbacks = run.callbacks || [];
+    $("#callbacks-card", el).hidden = !callbacks.length;
+    $("#run-callbacks", el).innerHTML = callbacks.length ? `<table><thead><tr><th>Callback</th><th>Reason</th><th>State</th><th>Ended</th><th>Error or log</th></tr></thead><tbody>` +
+      callbacks.map((c) => `<tr data-callback="${esc(c.kind)}"><td class="mono" style="white-space:nowrap">${esc(c.kind)}</td><td style="white-space:nowrap">${esc(c.reason)}</td><td>${badge(c.state)}</td>` +
+        `<td>${c.ended_at ? esc(ago(c.ended_at)) : ""}</td><td><pre class="light">${esc(c.error || c.log || "")}</pre></td></tr>`).join("") + `</tbody></table>` : "";
     $("#run-graph", el).innerHTML = graphSvg(dag.tasks, states, { clickable: true, selected: this.selected });
     $("#run-gantt", el).innerHTML = gantt(run);
     $("#run-events", el).innerHTML = run.events.length ? `<table><thead><tr><th>Event</th><th>Asset</th><th>Source</th><th>When</th><th>Payload</th><th>Runs it caused</th></tr></thead><tbody>` +
       run.events.map((ev) => `<tr><td>${eventLink(ev.id)}</td><td><a href="#/assets/${enc(ev.asset)}">${esc(ev.asset)}</a></td><td class="mono">${esc(ev.source)}</td>` +
-        `<td>${esc(ago(ev.timestamp))}</td><td><code>${esc(JSON.stringify(ev.extra.payload ?? ev.extra)).slice(0, 120)}</code></td><td>${ev.runs.map((r) => runLink(r.run_id, r.run_id === run.run_id ? "this run" : r.run_id)).join("<br>")}</td></tr>`).join("") + `</tbody></table>`
+        `<td>${esc(ago(ev.timestamp))}</td><td><code>${payloadCell(ev, 120)}</code></td><td>${ev.runs.map((r) => runLink(r.run_id, r.run_id === run.run_id ? "this run" : r.run_id)).join("<br>")}</td></tr>`).join("") + `</tbody></table>`
       : `<p class="muted">No event: a ${esc(run.run_type)} run.</p>`;
     const card = $("#log-card", el);
-    if (this.selected && states[this.selected] !== undefined) {
-      const log = await api(`/runs/${enc(run.run_id)}/tasks/${enc(this.selected)}/log`);
+    if (this.selected && states.has(this.selected)) {
+      const mapIndex = this.selectedMap ?? null;
+      const log = await api(`/runs/${enc(run.run_id)}/tasks/${enc(this.selected)}/log${mapIndex !== null ? `?map_index=${mapIndex}` : ""}`);
       card.hidden = false;
-      $("#log-title", el).innerHTML = `Log of ${esc(log.task_id)} ${badge(log.state)} <span class="small muted">try ${log.try_number}</span>`;
+      const shown = log.map_index >= 0 ? `${log.task_id}[${log.map_index}]` : log.task_id;
+      $("#log-title", el).innerHTML = `Log of ${esc(shown)} ${badge(log.state)} <span class="small muted">try ${log.try_number}</span>`;
       $("#log", el).textContent = (log.log || "(nothing printed)") + (log.error ? `\n--- error ---\n${log.error}` : "");
       $("#retry-task", el).hidden = log.state !== "failed" || run.state !== "failed";
     } else {
@@ -307,6 +440,35 @@ views.run = {
   },
 };
 
+// What a state means, for the states whose name alone does not say why.
+const STATE_WHY = {
+  upstream_failed: "not run: a task it depends on failed",
+  skipped: "not run: skipped by a branch, a short-circuit or its trigger rule",
+  up_for_retry: "failed, will run again after its retry delay",
+  removed: "no longer in the DAG",
+  none: "waiting for the tasks it depends on",
+};
+function tasksTable(tasks) {
+  if (!tasks.length) return `<div class="empty">No tasks yet.</div>`;
+  return `<table class="run-tasks"><thead><tr><th>Task</th><th>State</th><th>Try</th><th>Ran</th><th>Result or error</th></tr></thead><tbody>` +
+    tasks.map((t) => {
+      const name = t.map_index >= 0 ? `${t.task_id}[${t.map_index}]` : t.task_id;
+      const why = STATE_WHY[t.state] ? `<div class="small muted">${esc(STATE_WHY[t.state])}</div>` : "";
+      const shown = t.error ? `<span class="error">${esc(t.error.split("\n").filter(Boolean).slice(-1)[0] || t.error)}</span>`
+        : t.result_preview ? `<code>${esc(t.result_preview.slice(0, 160))}…</code>`
+        : t.result !== null && t.result !== undefined ? `<code>${esc(JSON.stringify(t.result).slice(0, 160))}</code>` : "";
+      const lost = (t.requeues || []).map((q) => `<div class="small warn">try ${q.try_number} requeued: ${esc(q.reason)}</div>`).join("");
+      return `<tr data-task-row="${esc(name)}"><td><a data-log="${esc(t.task_id)}" data-map="${t.map_index}" class="mono">${esc(name)}</a></td><td>${badge(t.state)}${why}</td>` +
+        `<td>${t.try_number}/${t.max_tries}</td><td>${t.started_at ? esc(duration(t.started_at, t.ended_at)) : ""}</td><td>${shown}${lost}</td></tr>`;
+    }).join("") + `</tbody></table>`;
+}
+
+// Listings carry a large extra as the start of its JSON text (extra_preview); the event's own page has it whole.
+function payloadCell(ev, width) {
+  if (ev.extra_preview) return `${esc(ev.extra_preview.slice(0, width))}… <span class="small muted">(${ev.extra_size} bytes)</span>`;
+  return esc(JSON.stringify(ev.extra.payload !== undefined ? ev.extra.payload : ev.extra).slice(0, width));
+}
+
 function eventsTable(events) {
   if (!events.length) return `<div class="empty">No events.</div>`;
   return `<table class="events"><thead><tr><th>Event</th><th>Asset</th><th>Source</th><th>When</th><th>Payload</th><th>Message</th><th>Runs it caused</th></tr></thead><tbody>` +
@@ -314,7 +476,7 @@ function eventsTable(events) {
       const m = ev.extra.message || {};
       const where = [m.broker, m.queue || m.topic || m.stream, m.partition !== undefined ? `p${m.partition}` : "", m.offset !== undefined ? `@${m.offset}` : "", m.message_id].filter((x) => x !== undefined && x !== "").join(" ");
       return `<tr data-event="${ev.id}"><td>${eventLink(ev.id)}</td><td><a href="#/assets/${enc(ev.asset)}">${esc(ev.asset)}</a></td><td class="mono">${esc(ev.source)}</td><td title="${esc(ev.timestamp)}">${esc(ago(ev.timestamp))}</td>` +
-        `<td><code>${esc(JSON.stringify(ev.extra.payload !== undefined ? ev.extra.payload : ev.extra).slice(0, 100))}</code></td><td class="small mono">${esc(where)}</td>` +
+        `<td><code>${payloadCell(ev, 100)}</code></td><td class="small mono">${esc(where)}</td>` +
         `<td>${ev.runs.map((r) => `${runLink(r.run_id, r.dag_id)} ${badge(r.state)}`).join("<br>") || '<span class="muted">none yet</span>'}</td></tr>`;
     }).join("") + `</tbody></table>`;
 }
@@ -361,10 +523,20 @@ views.asset = {
 views.events = {
   mount(el) {
     this.offset = 0;
-    el.innerHTML = `<h1>Events</h1><div class="sub">Every asset event, newest first: where it came from and which runs it caused.</div><div id="event-list"></div>`;
+    const q = hashParams();
+    el.innerHTML = `<div class="row spread"><div><h1>Events</h1><div class="sub">Every asset event, newest first: where it came from and which runs it caused.</div></div>
+      <div class="row filters"><select id="event-asset" aria-label="asset">${optionsOf(q.get("asset") ? [q.get("asset")] : [], q.get("asset"), "every asset")}</select>
+      ${sinceSelect("event-since", q.get("since"))}<input id="event-q" type="search" placeholder="search the payloads" aria-label="search the payloads" value="${esc(q.get("q") || "")}"></div></div><div id="event-list"></div>`;
+    bindFilters(el, this, { "event-asset": "asset", "event-since": "since", "event-q": "q" });
+    api("/assets?limit=1000").then((assets) => { $("#event-asset", el).innerHTML = optionsOf(assets.items.map((a) => a.name), hashParams().get("asset"), "every asset"); }).catch(() => {});
   },
   async refresh(el) {
-    const page = await api(`/events?limit=50&offset=${this.offset}`);
+    const q = hashParams();
+    const filter = new URLSearchParams({ limit: "50", offset: String(this.offset) });
+    if (q.get("asset")) filter.set("asset", q.get("asset"));
+    if (sinceIso(q.get("since"))) filter.set("since", sinceIso(q.get("since")));
+    if (q.get("q")) filter.set("q", q.get("q"));
+    const page = await api(`/events?${filter}`);
     $("#event-list", el).innerHTML = eventsTable(page.items) + pager(page);
     bindPager(el, this);
   },
@@ -383,7 +555,9 @@ views.event = {
     $("#event-head", el).innerHTML = `<h1>Event ${ev.id}</h1><div class="sub">of <a href="#/assets/${enc(ev.asset)}">${esc(ev.asset)}</a> · source <span class="mono">${esc(ev.source)}</span> · ${esc(new Date(ev.timestamp).toLocaleString())}${ev.dedupe_key ? ` · dedupe key <span class="mono">${esc(ev.dedupe_key)}</span>` : ""}</div>`;
     const { message, ...rest } = ev.extra;
     $("#event-payload", el).innerHTML = json(rest.payload !== undefined && Object.keys(rest).length === 1 ? rest.payload : rest);
-    $("#event-message", el).innerHTML = message ? json(message) : "(not from a message)";
+    // a task's event: the try that emitted it (Airflow's source_*) and the aliases it went through
+    const emitted = ev.source_dag_id ? { dag_id: ev.source_dag_id, task_id: ev.source_task_id, run_id: ev.source_run_id, map_index: ev.source_map_index, aliases: (ev.source_aliases || []).map((a) => a.name) } : null;
+    $("#event-message", el).innerHTML = message ? json(message) : emitted ? json(emitted) : "(not from a message)";
     $("#event-runs", el).innerHTML = ev.runs.length ? `<table><thead><tr><th>Run</th><th>DAG</th><th>State</th></tr></thead><tbody>` +
       ev.runs.map((r) => `<tr><td>${runLink(r.run_id)}</td><td><a href="#/dags/${enc(r.dag_id)}">${esc(r.dag_id)}</a></td><td>${badge(r.state)}</td></tr>`).join("") + `</tbody></table>`
       : `<p class="muted">No run yet (a paused DAG, a batch still filling, or no DAG scheduled on ${esc(ev.asset)}).</p>`;
@@ -392,35 +566,121 @@ views.event = {
 
 views.watchers = {
   mount(el) {
-    el.innerHTML = `<h1>Watchers</h1><div class="sub">Each watcher turns messages from one queue into events of one asset.</div><div id="watcher-list"></div>`;
+    el.innerHTML = `<h1>Watchers</h1><div class="sub">Each watcher turns messages from one queue into events of one asset.</div><div id="watcher-list"></div>` +
+      `<h2>Triggerers</h2><div class="sub">Live triggerers share the watchers: each holds the lease of about its share; a shareable queue (SQS, RabbitMQ, Kafka, Redis streams, NATS, PostgreSQL) is read by all of them.</div><div id="triggerer-list"></div>`;
   },
   async refresh(el) {
+    const triggerers = await api("/triggerers");
+    $("#triggerer-list", el).innerHTML = triggerers.length ? `<table><thead><tr><th>Triggerer</th><th>Heartbeat</th><th>Delivered</th><th>Leases held</th><th>Reads</th></tr></thead><tbody>` +
+      triggerers.map((t) => `<tr data-triggerer="${esc(t.name)}"><td class="mono small">${esc(t.name)}</td><td>${t.alive ? esc(ago(t.heartbeat_at)) : `<span class="badge s-failed">dead</span> ${esc(ago(t.heartbeat_at))}`}</td><td>${t.received}</td>` +
+        `<td>${t.leases.length} <span class="small muted">${esc(t.leases.join(", "))}</span></td><td class="small">${esc(t.consuming.join(", "))}</td></tr>`).join("") + `</tbody></table>`
+      : `<div class="empty">No triggerer is running.</div>`;
     const page = await api("/watchers?limit=500");
     $("#watcher-list", el).innerHTML = page.items.length ? `<table><thead><tr><th>Watcher</th><th>Queue</th><th>State</th><th>Last message</th><th>Received</th><th>Events</th><th>Deduped</th><th>Skipped</th><th>Dead letters</th><th>Lag</th><th>Last error</th></tr></thead><tbody>` +
-      page.items.map((w) => `<tr><td><a href="#/assets/${enc(w.asset)}">${esc(w.asset)}</a> / ${esc(w.name)}</td><td class="mono small">${esc(w.url)}</td><td>${badge(w.state)}</td>` +
+      page.items.map((w) => `<tr data-watcher="${w.id}"><td><a href="#/assets/${enc(w.asset)}">${esc(w.asset)}</a> / <a href="#/watchers/${w.id}" class="watcher-link">${esc(w.name)}</a></td><td class="mono small">${esc(w.url)}${w.delivery && !w.delivery.startsWith("nothing lost") ? `<div class="small warn">${esc(w.delivery)}</div>` : ""}</td><td>${badge(w.state)}</td>` +
         `<td>${esc(ago(w.last_message_at)) || '<span class="muted">never</span>'}</td><td>${w.received}</td><td>${w.events}</td><td>${w.deduped}</td><td>${w.skipped}</td>` +
-        `<td>${w.dead_lettered ? `<a href="#/dead-letters">${w.dead_lettered}</a>` : 0}</td><td>${w.lag ?? ""}</td><td class="small error">${esc(w.last_error || "")}</td></tr>`).join("") + `</tbody></table>`
+        `<td>${w.dead_lettered ? `<a href="#/dead-letters?watcher=${w.id}">${w.dead_lettered}</a>` : 0}</td><td>${w.lag ?? ""}</td><td class="small error">${esc(w.last_error || "")}</td></tr>`).join("") + `</tbody></table>`
       : `<div class="empty">No watchers.</div>`;
   },
 };
 
+views.watcher = {
+  mount(el, [id]) {
+    this.id = Number(id);
+    this.chartAt = 0;
+    el.innerHTML = `<div id="watcher-head"></div><div class="card"><h2 style="margin-top:0">Last hour</h2><div id="watcher-activity"></div></div>
+      <div class="card"><div class="row spread"><h2 style="margin-top:0">Dead letters</h2><button id="replay-watcher" class="secondary">Replay all of them</button></div><div id="watcher-dead"></div></div>`;
+    $("#replay-watcher", el).addEventListener("click", (e) => act(e.target, `/watchers/${this.id}/dead-letters/replay`, undefined, (r) => toast(`Replay of ${r.requested ?? r.count ?? "the"} dead letter(s) requested`)));
+    el.addEventListener("click", (e) => {
+      const b = e.target.closest("[data-pause]");
+      if (b) act(b, `/watchers/${this.id}/${b.dataset.pause}`, undefined, (r) => toast(`${r.asset} / ${r.name} is ${r.state}`));
+    });
+  },
+  async refresh(el) {
+    const [list, dead, triggerers] = await Promise.all([
+      api("/watchers?limit=1000"), api(`/dead-letters?watcher_id=${this.id}&limit=20`), api("/triggerers").catch(() => []),
+    ]);
+    const w = list.items.find((x) => x.id === this.id);
+    if (!w) { $("#watcher-head", el).innerHTML = `<h1>No watcher ${this.id}</h1><div class="sub"><a href="#/watchers">All watchers</a></div>`; return; }
+    const name = `${w.asset}/${w.name}`;
+    const holder = triggerers.filter((tr) => tr.alive && tr.leases.includes(name)).map((tr) => tr.name);
+    const readers = triggerers.filter((tr) => tr.alive && tr.consuming.includes(name)).map((tr) => tr.name);
+    const paused = w.state === "paused";
+    $("#watcher-head", el).innerHTML = `<div class="row spread"><div><h1>${esc(w.asset)} / ${esc(w.name)} ${badge(w.state)}</h1><div class="sub mono small">${esc(w.url || "")}</div></div>
+      <button data-pause="${paused ? "resume" : "pause"}" class="${paused ? "" : "secondary"}" id="pause-watcher">${paused ? "Resume" : "Pause"}</button></div>
+      <div class="kv card" id="watcher-lease"><div>lease held by</div><div class="mono small">${esc(holder.join(", ") || "nobody")}</div><div>read by</div><div class="mono small">${esc(readers.join(", ") || "nobody")}</div></div>
+      <div class="kv card"><div>last message</div><div>${esc(ago(w.last_message_at)) || "never"}</div><div>received</div><div>${w.received}</div><div>events</div><div>${w.events}</div>
+      <div>deduped</div><div>${w.deduped}</div><div>skipped</div><div>${w.skipped}</div><div>dead letters</div><div>${w.dead_lettered}</div><div>lag</div><div>${w.lag ?? "–"}</div>
+      <div>delivery</div><div class="small">${esc(w.delivery || "")}</div><div>last error</div><div class="small ${w.last_error ? "error" : "muted"}">${esc(w.last_error || "none")}</div></div>`;
+    $("#watcher-dead", el).innerHTML = dead.items.length ? `<table><thead><tr><th>#</th><th>Reason</th><th>When</th><th>Replay</th></tr></thead><tbody>` +
+      dead.items.map((d) => `<tr><td>${d.id}</td><td class="error">${esc(d.error)}</td><td>${esc(ago(d.created_at))}</td><td>${d.replayed_at ? `replayed ${esc(ago(d.replayed_at))}` : d.replay_requested_at ? "requested" : ""}</td></tr>`).join("") + `</tbody></table>`
+      : `<div class="empty">None.</div>`;
+    if (chartDue(this)) {
+      const slices = await api(`/watchers/${this.id}/activity?minutes=60&buckets=30`);
+      $("#watcher-activity", el).innerHTML = stackedSvg(slices.map((x) => ({ start: x.start, values: { events: x.events, dead_letters: x.dead_letters } })), "events and dead letters per slice");
+    }
+  },
+};
+
+// What became of a dead letter's replay: the event it made, a failure (the reason is the new error), or a button.
+function replayOutcome(d) {
+  if (d.replayed_at) return d.replayed_event_id ? `replayed as ${eventLink(d.replayed_event_id)} ${esc(ago(d.replayed_at))}` : `replayed ${esc(ago(d.replayed_at))}: the trigger skips it now`;
+  if (d.replay_requested_at) return `<span class="badge s-queued">replay requested</span>`;
+  if (d.body_truncated) return `<span class="small muted">body cut: cannot replay</span>`;
+  const failed = d.replay_failed_at ? `<div class="small error replay-failed">replay failed again ${esc(ago(d.replay_failed_at))}</div>` : "";
+  return `${failed}<button class="secondary" data-replay="${d.id}">Replay</button>`;
+}
+
 views["dead-letters"] = {
   mount(el) {
     this.offset = 0;
-    el.innerHTML = `<h1>Dead letters</h1><div class="sub">Messages that could not become events, kept with the reason. Replay runs one through its watcher's trigger again.</div><div id="dead-list"></div>`;
+    const q = hashParams();
+    el.innerHTML = `<div class="row spread"><div><h1>Dead letters</h1><div class="sub">Messages that could not become events, kept with the reason. Replay runs one through its watcher's trigger again.</div></div>
+      <div class="row filters"><select id="dead-watcher" aria-label="watcher"><option value="">every watcher</option></select>
+      <input id="dead-error" type="search" placeholder="reason contains" aria-label="reason contains" value="${esc(q.get("error") || "")}">
+      <button id="replay-filter" class="secondary">Replay these</button></div></div><div id="dead-list"></div>`;
+    bindFilters(el, this, { "dead-watcher": "watcher", "dead-error": "error" });
+    $("#replay-filter", el).addEventListener("click", (e) => {
+      const f = hashParams();
+      act(e.target, "/dead-letters/replay", { watcher_id: f.get("watcher") ? Number(f.get("watcher")) : null, error: f.get("error") || null }, (r) => toast(`Replay of ${r.requested} dead letter(s) requested`));
+    });
+    api("/watchers?limit=1000").then((ws) => {
+      const chosen = hashParams().get("watcher");
+      $("#dead-watcher", el).innerHTML = `<option value="">every watcher</option>` + ws.items.map((w) => `<option value="${w.id}"${String(w.id) === chosen ? " selected" : ""}>${esc(w.asset)} / ${esc(w.name)}</option>`).join("");
+    }).catch(() => {});
     el.addEventListener("click", (e) => {
       const b = e.target.closest("[data-replay]");
       if (b) act(b, `/dead-letters/${b.dataset.replay}/replay`, undefined, () => toast(`Replay of dead letter ${b.dataset.replay} requested`));
     });
   },
   async refresh(el) {
-    const page = await api(`/dead-letters?limit=50&offset=${this.offset}`);
+    const f = hashParams();
+    const filter = new URLSearchParams({ limit: "50", offset: String(this.offset) });
+    if (f.get("watcher")) filter.set("watcher_id", f.get("watcher"));
+    if (f.get("error")) filter.set("error", f.get("error"));
+    const page = await api(`/dead-letters?${filter}`);
     $("#dead-list", el).innerHTML = page.items.length ? `<table><thead><tr><th>#</th><th>Source</th><th>Reason</th><th>Body</th><th>When</th><th>Replay</th></tr></thead><tbody>` +
       page.items.map((d) => `<tr data-dead="${d.id}"><td>${d.id}</td><td class="mono small">${esc(d.source)}</td><td class="error">${esc(d.error)}</td>` +
-        `<td><code>${esc(d.body.slice(0, 120))}</code>${d.body_encoding ? ` <span class="small muted">(${esc(d.body_encoding)})</span>` : ""}</td><td>${esc(ago(d.created_at))}</td><td class="replay-state">` +
-        (d.replayed_at ? `replayed ${esc(ago(d.replayed_at))}` : d.replay_requested_at ? `<span class="badge s-queued">replay requested</span>` : `<button class="secondary" data-replay="${d.id}">Replay</button>`) +
+        `<td><code>${esc(d.body.slice(0, 120))}</code>${d.body_encoding ? ` <span class="small muted">(${esc(d.body_encoding)})</span>` : ""}` +
+        `${d.body.length > 120 || d.body_preview || d.body_truncated ? ` <span class="small muted">(${d.body_size} bytes${d.body_truncated ? ", only the start kept" : ""})</span>` : ""}</td><td>${esc(ago(d.created_at))}</td><td class="replay-state">` +
+        replayOutcome(d) +
         `</td></tr>`).join("") + `</tbody></table>` + pager(page)
       : `<div class="empty">No dead letters: every message became an event.</div>`;
+    bindPager(el, this);
+  },
+};
+
+views.variables = {
+  mount(el) {
+    this.offset = 0;
+    el.innerHTML = `<h1>Variables</h1><div class="sub">What DAGs read with <code>Variable.get</code>; set them with <code>herald variables set</code>. A value whose key names a secret is shown as ***.</div><div id="variable-list"></div>`;
+  },
+  async refresh(el) {
+    const page = await api(`/variables?limit=50&offset=${this.offset}`);
+    $("#variable-list", el).innerHTML = page.items.length ? `<table><thead><tr><th>Key</th><th>Value</th><th>Description</th><th>Updated</th></tr></thead><tbody>` +
+      page.items.map((v) => `<tr data-variable="${esc(v.key)}"><td class="mono">${esc(v.key)}</td><td><code>${esc(v.value.slice(0, 200))}</code>${v.masked ? ' <span class="small muted">(secret)</span>' : ""}</td>` +
+        `<td>${esc(v.description || "")}</td><td>${esc(ago(v.updated_at))}</td></tr>`).join("") + `</tbody></table>` + pager(page)
+      : `<div class="empty">No variables.</div>`;
     bindPager(el, this);
   },
 };
@@ -428,9 +688,10 @@ views["dead-letters"] = {
 // -- routing, polling, login --------------------------------------------------------------------
 
 const routes = [
-  [/^#\/dags\/(.+)$/, "dag"], [/^#\/dags\/?$/, "dags"], [/^#\/runs\/(.+)$/, "run"], [/^#\/runs\/?$/, "runs"],
-  [/^#\/assets\/(.+)$/, "asset"], [/^#\/assets\/?$/, "assets"], [/^#\/events\/(\d+)$/, "event"], [/^#\/events\/?$/, "events"],
-  [/^#\/watchers\/?$/, "watchers"], [/^#\/dead-letters\/?$/, "dead-letters"],
+  [/^#\/dags\/(.+)$/, "dag"], [/^#\/dags\/?$/, "dags"], [/^#\/runs\/?(?:\?.*)?$/, "runs"], [/^#\/runs\/(.+)$/, "run"],
+  [/^#\/assets\/(.+)$/, "asset"], [/^#\/assets\/?$/, "assets"], [/^#\/events\/(\d+)$/, "event"], [/^#\/events\/?(?:\?.*)?$/, "events"],
+  [/^#\/watchers\/(\d+)$/, "watcher"], [/^#\/watchers\/?$/, "watchers"], [/^#\/dead-letters\/?(?:\?.*)?$/, "dead-letters"],
+  [/^#\/variables\/?$/, "variables"],
 ];
 let current = null;
 let pollTimer = null;

@@ -1,0 +1,241 @@
+"""`herald runs list|show|retry`, `herald tasks logs|retry`.
+
+Wherever a run id is asked for, a unique prefix of it or the short id that
+listings show (the tag ending the id) will do (`herald.commands.runs.resolve`).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from herald.cli.common import Limit, OutputOpt, engine, run_id, translated, wake
+from herald.cli.output import (
+    Column,
+    Output,
+    console,
+    duration,
+    fail,
+    part_table,
+    plain_text,
+    show,
+    show_one,
+    view,
+    when,
+)
+
+runs_app = typer.Typer(help="List, inspect and retry runs.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Task instances: their logs, and retrying one.", no_args_is_help=True)
+
+RunId = Annotated[str, typer.Argument(help="The run id, a unique prefix of it, or its short id (herald runs list).")]
+
+#: how much of a task's result `runs show` shows
+RESULT_SHOWN = 160
+
+#: a state's colour in tables and views
+STATE_STYLES = {
+    "success": "green",
+    "failed": "red",
+    "upstream_failed": "red",
+    "running": "cyan",
+    "queued": "yellow",
+    "scheduled": "yellow",
+    "up_for_retry": "yellow",
+    "skipped": "magenta",
+}
+
+
+def _styled(state: str) -> Text:
+    return Text(state, style=STATE_STYLES.get(state, ""))
+
+
+@runs_app.command("list")
+def runs_list(
+    dag: Annotated[str | None, typer.Option("--dag", help="Only runs of this DAG.")] = None,
+    state: Annotated[
+        str | None, typer.Option("--state", help="queued, running, success, failed, skipped or cancelled.")
+    ] = None,
+    limit: Limit = 100,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Runs, newest first: short id, DAG, state, the flow-control rule holding, skipping or
+    cancelling it (held by), when queued, how long, the events each consumed."""
+    from herald.commands.dags import require_known_dag
+    from herald.commands.runs import short_id
+    from herald.store import queries
+    from herald.store.states import RunState
+
+    known = [s.value for s in RunState]
+    if state is not None and state not in known:
+        fail(f"unknown state {state!r}", f"use one of: {', '.join(known)}")
+    with engine().connect() as conn, translated():
+        if dag is not None:
+            require_known_dag(conn, dag)
+        rows = queries.list_runs(conn, limit, dag, state)
+    if output == Output.json:
+        show(rows, output, [], "Runs")
+        return
+    shown = [
+        {
+            **r,
+            "run": short_id(r["run_id"]),
+            "queued": when(r["queued_at"]),
+            "duration": duration(r["started_at"], r["ended_at"]),
+            "events": ", ".join(map(str, r["event_ids"])),
+        }
+        for r in rows
+    ]
+    columns: list[str | Column] = [
+        Column("run", cut=False),
+        Column("dag_id", "dag"),
+        Column("state", cut=False),
+        Column("held_by", "held by", cut=False),
+        Column("run_type", "type"),
+        Column("queued", "queued (UTC)", cut=False),
+        Column("duration", cut=False, justify="right"),
+        "events",
+    ]
+    show(shown, output, columns, "Runs")
+
+
+@runs_app.command("show")
+def runs_show(run: RunId, output: OutputOpt = Output.table) -> None:
+    """One run: its state, times and conf, and each task's state, tries, duration, result and error."""
+    from herald.commands.runs import short_id
+    from herald.store import queries
+
+    found = run_id(run)
+    with engine().connect() as conn:
+        data = queries.get_run(conn, found)
+    if data is None:  # deleted since it was resolved
+        fail(f"no run {run!r}", "list runs with: herald runs list")
+    if output == Output.json:
+        show_one(data, output)
+        return
+    tasks = part_table("Tasks", ("task", "state", "try", "duration", "result / error"))
+    for task in data["tasks"]:
+        name = task["task_id"] + (f"[{task['map_index']}]" if task["map_index"] >= 0 else "")
+        outcome = _outcome(task)
+        tasks.add_row(
+            Text(name),
+            _styled(task["state"]),
+            f"{task['try_number']}/{task['max_tries']}" if task["max_tries"] else str(task["try_number"]),
+            duration(task["started_at"], task["ended_at"]),
+            outcome,
+        )
+    fields: list[tuple[str, Any]] = [
+        ("run id", data["run_id"]),
+        ("dag", data["dag_id"]),
+        ("state", _styled(data["state"])),
+        ("type", data["run_type"]),
+        ("queued", when(data["queued_at"])),
+        ("started", when(data["started_at"])),
+        ("ended", when(data["ended_at"])),
+        ("duration", duration(data["started_at"], data["ended_at"])),
+        ("logical date", when(data["logical_date"])),
+        ("events", ", ".join(map(str, data["event_ids"]))),
+        ("conf", data["conf"]),
+    ]
+    view(f"Run {short_id(data['run_id'])}", fields, tasks if data["tasks"] else Text("No tasks yet.", style="dim"))
+    failed = [t["task_id"] for t in data["tasks"] if t["state"] == "failed"]
+    if failed:
+        console.print(
+            Text(f"The failed task's log: herald tasks logs {short_id(data['run_id'])} {failed[0]}", style="dim"),
+            soft_wrap=True,
+        )
+
+
+def _outcome(task: dict[str, Any]) -> Text:
+    """A task's error (its last line), else its result (or the start of it)."""
+    if task.get("error"):
+        last = [line for line in str(task["error"]).strip().splitlines() if line.strip()]
+        return Text(plain_text(last[-1] if last else ""), style="red")
+    result = task.get("result_preview") or task.get("result")
+    text = "" if result is None else plain_text(str(result))
+    # a view shows the start of a large result; `-o json` (or the task's log) has it whole
+    return Text(text if len(text) <= RESULT_SHOWN and not task.get("result_preview") else text[:RESULT_SHOWN] + "…")
+
+
+def _retry(run: str, task: str | None, output: Output) -> None:
+    from herald import notify
+    from herald.commands import runs
+
+    found = run_id(run)
+    with translated():
+        done = runs.retry(engine(), found, task)
+    wake(notify.SCHEDULER)
+    if output == Output.json:
+        show_one({"run_id": done.run_id, "state": done.state.value, "retried": done.retried}, output)
+    elif done.retried:
+        console.print(
+            f"Run {found} is {done.state}; retrying {', '.join(done.retried)}.", highlight=False, markup=False
+        )
+    else:
+        console.print(f"Run {found} is {done.state} again.", highlight=False, markup=False)
+
+
+@runs_app.command("retry")
+def runs_retry(
+    run: RunId,
+    task: Annotated[str | None, typer.Option("--task", help="Only this failed task (and what it held back).")] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Run a failed run's failed tasks again, and the tasks they held back."""
+    _retry(run, task, output)
+
+
+@tasks_app.command("retry")
+def tasks_retry(
+    run: RunId,
+    task_id: Annotated[str, typer.Argument(help="The failed task to run again.")],
+    output: OutputOpt = Output.table,
+) -> None:
+    """Run one failed task of a failed run again, and the tasks it held back (as `runs retry RUN --task T`)."""
+    _retry(run, task_id, output)
+
+
+@tasks_app.command("logs")
+def tasks_logs(
+    run: RunId,
+    task_id: str,
+    map_index: Annotated[
+        int | None, typer.Option("--map-index", help="Of a mapped task: this map index (default: the first).")
+    ] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """What a task printed (stdout, stderr, logging), and its error."""
+    from herald.store import queries
+
+    found = run_id(run)
+    with engine().connect() as conn:
+        data = queries.task_log(conn, found, task_id, map_index)
+        if data is None:
+            detail = queries.get_run(conn, found)
+    if data is None:
+        if detail is None:
+            fail(f"no run {run!r}", "list runs with: herald runs list")
+        indexes = sorted(x["map_index"] for x in detail["tasks"] if x["task_id"] == task_id)
+        if indexes:
+            fail(f"task {task_id!r} of run {found} has no map index {map_index}", f"its map indexes: {indexes}")
+        fail(
+            f"run {found} has no task {task_id!r}",
+            f"its tasks: {', '.join(x['task_id'] for x in detail['tasks']) or 'none yet'}",
+        )
+    if output == Output.json:
+        show_one(data, output)
+        return
+    index = f"[{data['map_index']}]" if data["map_index"] >= 0 else ""
+    # The heading is text, never markup: a task id or a map index in brackets prints as it is.
+    console.print(
+        Text.assemble((f"{task_id}{index}", "bold"), f" ({data['state']}, try {data['try_number']}) of run {found}"),
+        soft_wrap=True,
+    )
+    # what the task printed is shown as it printed it (markup and all), never obeyed by the terminal
+    sys.stdout.write(plain_text(data["log"]))
+    if data["log"] and not data["log"].endswith("\n"):
+        sys.stdout.write("\n")
+    if data["error"]:
+        console.print(plain_text(data["error"]), style="red", highlight=False, markup=False)

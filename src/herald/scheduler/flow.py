@@ -1,0 +1,285 @@
+"""Flow control in the scheduler: keyed runs from queued events, and which queued runs start.
+
+For a DAG with flow rules (`DAG(key=..., ...)`, `herald.sdk.flow`) the scheduler
+first locks the DAG's row (`store.flow.lock_dags`, SKIP LOCKED), so that of
+several schedulers one decides for it per pass. Then, in that pass's transaction:
+
+- `make_runs` groups the DAG's queued events by key (the DAG's batch and asset
+  condition apply within each key), gives each run its key and priority, and
+  gathers a debounced key's burst into one run held until the key goes quiet;
+- `admit` asks the store for the runs their key's concurrency lets start, in
+  order, and applies the other rules to them one by one: rate limit (skip),
+  throttle (hold), `on_new_event` (skip, or cancel the key's running run),
+  `max_active_runs`, the back-pressure budget. Each run held, skipped or
+  cancelled records the rule (`dag_run.held_by`).
+
+Everything decided is written before the commit; stopping the cancelled runs'
+tries is asked of the executor after it (`Executor.cancel`, as `dagrun_timeout` does).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from herald.scheduler.policy import Pending, plan_runs
+from herald.sdk.dag import DAG
+from herald.sdk.flow import FlowControl, payload_of
+from herald.store import flow as store_flow
+from herald.store import runs as store_runs
+from herald.store import tries as store_tries
+from herald.store.flow import DEBOUNCE, RunFlow
+from herald.store.states import RunState, RunType
+
+log = logging.getLogger("herald.scheduler")
+
+#: queued runs of one DAG looked at per pass
+FLOW_SCAN = 2000
+#: how soon to look again when another scheduler held what a decision needed
+RETRY_SOON = timedelta(milliseconds=100)
+
+KEY = "key"
+THROTTLE = "throttle"
+RATE_LIMIT = "rate_limit"
+MAX_ACTIVE_RUNS = "max_active_runs"
+
+
+@dataclass
+class Admitted:
+    """What `admit` decided for one DAG."""
+
+    #: runs to start now (their tries are created by the caller)
+    started: list[int] = field(default_factory=list)
+    #: tries of cancelled runs an executor had: to stop after the commit
+    cancel: list[int] = field(default_factory=list)
+    next_at: datetime | None = None
+    more: bool = False
+
+
+def _key_and_priority(dag: DAG, flow: FlowControl, extra: Any) -> tuple[str | None, float]:
+    payload = payload_of(extra)
+    try:
+        key = flow.key_of(payload)
+    except Exception as exc:  # a user's callable: its failure must not stop the scheduler
+        log.warning("DAG %s: key= failed on an event (%s); the run's key is null", dag.dag_id, exc)
+        key = "null"
+    try:
+        priority = flow.priority_of(payload)
+    except Exception as exc:
+        log.warning("DAG %s: priority= failed on an event (%s); the run's priority is 0", dag.dag_id, exc)
+        priority = 0.0
+    return key, priority
+
+
+def make_runs(conn: Connection, dag: DAG, items: list[Pending], now: datetime) -> datetime | None:
+    """Runs of a flow DAG from its queued events (oldest first); returns when a waiting batch is due.
+
+    Events are grouped by key first: a batch or an asset condition gathers events of one key.
+    """
+    flow = dag.flow
+    assert flow is not None and dag.asset_condition is not None
+    extras = store_flow.payloads(conn, [p.event_id for p in items])
+    groups: dict[str | None, list[Pending]] = defaultdict(list)
+    priority: dict[int, float] = {}
+    for p in items:
+        key, priority[p.event_id] = _key_and_priority(dag, flow, extras.get(p.event_id))
+        groups[key].append(p)
+    deadline: datetime | None = None
+    planned: list[tuple[str | None, list[Pending]]] = []
+    for key, group in groups.items():
+        made, wake_at = plan_runs(dag.asset_condition, dag.batch, group, now)
+        if wake_at is not None:
+            deadline = wake_at if deadline is None else min(deadline, wake_at)
+        planned += [(key, evs) for evs in made]
+    if not planned:
+        return deadline
+    if flow.debounce is not None:
+        _gather_bursts(conn, dag, flow, planned, priority, now)
+    else:
+        # a run with a key limit waits for its key's turn unless admission starts it in this pass
+        held = KEY if flow.max_active_runs_per_key is not None else None
+        flows = [RunFlow(key, max(priority[p.event_id] for p in evs), held) for key, evs in planned]
+        pks = store_runs.create_runs(conn, [dag.dag_id] * len(planned), RunType.ASSET_TRIGGERED, now, flow=flows)
+        store_runs.link_events(conn, [(pk, p.event_id) for pk, (_, evs) in zip(pks, planned, strict=True) for p in evs])
+    store_runs.consume_events(conn, [p.queue_id for _, evs in planned for p in evs])
+    return deadline
+
+
+def _gather_bursts(
+    conn: Connection,
+    dag: DAG,
+    flow: FlowControl,
+    planned: list[tuple[str | None, list[Pending]]],
+    priority: dict[int, float],
+    now: datetime,
+) -> None:
+    """Each key's new events join its open debounce run, or open one held until the key goes quiet."""
+    debounce = flow.debounce
+    assert debounce is not None
+    by_key: dict[str, list[Pending]] = defaultdict(list)
+    for key, evs in planned:
+        by_key[key or ""] += evs
+    quiet = timedelta(seconds=debounce.seconds)
+    cap = timedelta(seconds=debounce.max_wait) if debounce.max_wait is not None else None
+    bursts = store_flow.open_bursts(conn, dag.dag_id, list(by_key), now)
+    links: list[tuple[int, int]] = []
+    new_keys: list[str] = []
+    for key, evs in by_key.items():
+        top = max(priority[p.event_id] for p in evs)
+        kept = evs[-1:] if debounce.keep == "last" else evs
+        burst = bursts.get(key)
+        if burst is None:
+            new_keys.append(key)
+            continue
+        until = now + quiet
+        if cap is not None:
+            until = min(until, burst.queued_at + cap)
+        store_flow.extend_burst(conn, int(burst.id), until, max(top, float(burst.priority)))
+        if debounce.keep == "last":
+            store_flow.unlink_events(conn, int(burst.id))
+        links += [(int(burst.id), p.event_id) for p in kept]
+    if new_keys:
+        until = now + (min(quiet, cap) if cap is not None else quiet)
+        flows = [RunFlow(k, max(priority[p.event_id] for p in by_key[k]), DEBOUNCE, until) for k in new_keys]
+        pks = store_runs.create_runs(conn, [dag.dag_id] * len(new_keys), RunType.ASSET_TRIGGERED, now, flow=flows)
+        for pk, key in zip(pks, new_keys, strict=True):
+            kept = by_key[key][-1:] if debounce.keep == "last" else by_key[key]
+            links += [(pk, p.event_id) for p in kept]
+    store_runs.link_events(conn, links)
+
+
+def admit(conn: Connection, dag: DAG, now: datetime, budget: int) -> Admitted:
+    """Decide which queued runs of a flow DAG (its row locked) start now, within `budget` runs."""
+    flow = dag.flow
+    assert flow is not None
+    out = Admitted()
+    mode = flow.on_new_event
+    cap = flow.max_active_runs_per_key
+    store_flow.release(conn, dag.dag_id, now, KEY if cap is not None else None)
+    candidates = store_flow.candidates(conn, dag.dag_id, cap if mode == "queue" else None, now, FLOW_SCAN)
+    if not candidates:
+        out.next_at = store_flow.next_release(conn, dag.dag_id, now)
+        return out
+    holds: list[tuple[int, str, datetime | None]] = []
+    skips: list[tuple[int, str]] = []
+    if mode == "cancel_running":
+        candidates = _newest_per_key(conn, candidates, now)
+    keys = sorted({c.run_key for c in candidates if c.run_key is not None})
+    running = store_flow.running_of_keys(conn, dag.dag_id, keys) if cap is not None and keys else {}
+    limits = [lim for lim in (flow.throttle, flow.rate_limit) if lim is not None]
+    window = max((lim.period for lim in limits), default=0.0)
+    starts = store_flow.starts_since(conn, dag.dag_id, keys, now - timedelta(seconds=window)) if limits else {}
+    active = store_flow.running_count(conn, dag.dag_id) if dag.max_active_runs is not None else 0
+    blocked: dict[str, tuple[str, datetime | None]] = {}
+    full = False
+    for c in candidates:
+        key = c.run_key
+        if key is not None and key in blocked:
+            holds.append((int(c.id), *blocked[key]))
+            continue
+        if full or len(out.started) >= budget:
+            full = True
+            if dag.max_active_runs is not None and active >= dag.max_active_runs:
+                holds.append((int(c.id), MAX_ACTIVE_RUNS, None))
+            continue
+        if key is not None:
+            decided = _key_rules(conn, flow, c, running.get(key, []), starts.get(key, []), now, out)
+            if decided is not None:
+                kind, reason, until = decided
+                if kind == "skip":
+                    skips.append((int(c.id), reason))
+                else:
+                    blocked[key] = (reason, until)
+                    holds.append((int(c.id), reason, until))
+                    if until is not None:
+                        out.next_at = until if out.next_at is None else min(out.next_at, until)
+                continue
+        if dag.max_active_runs is not None and active >= dag.max_active_runs:
+            full = True
+            holds.append((int(c.id), MAX_ACTIVE_RUNS, None))
+            continue
+        out.started.append(int(c.id))
+        active += 1
+        if key is not None:
+            running.setdefault(key, []).append(c)
+            starts.setdefault(key, []).append(now)
+    store_flow.end_queued(conn, RunState.SKIPPED, skips, now)
+    store_flow.hold(conn, [h for h, c in zip(holds, _rows_by_id(candidates, holds), strict=True) if _changed(c, h)])
+    release = store_flow.next_release(conn, dag.dag_id, now)
+    if release is not None:
+        out.next_at = release if out.next_at is None else min(out.next_at, release)
+    out.more = len(candidates) == FLOW_SCAN and not full
+    return out
+
+
+def _key_rules(
+    conn: Connection,
+    flow: FlowControl,
+    run: Any,
+    running: list[Any],
+    starts: list[datetime],
+    now: datetime,
+    out: Admitted,
+) -> tuple[str, str, datetime | None] | None:
+    """The key rules for one candidate run: None (it may start), ("skip", why, None) or ("hold", why, until)."""
+    if flow.rate_limit is not None:
+        since = now - timedelta(seconds=flow.rate_limit.period)
+        if sum(1 for s in starts if s > since) >= flow.rate_limit.count:
+            return "skip", RATE_LIMIT, None
+    if flow.throttle is not None:
+        since = now - timedelta(seconds=flow.throttle.period)
+        recent = [s for s in starts if s > since]
+        if len(recent) >= flow.throttle.count:
+            # the period allows another start once the oldest of the last `count` starts leaves it
+            return "hold", THROTTLE, recent[-flow.throttle.count] + timedelta(seconds=flow.throttle.period)
+    cap = flow.max_active_runs_per_key
+    if cap is None or len(running) < cap:
+        return None
+    if flow.on_new_event == "skip":
+        return "skip", KEY, None
+    if flow.on_new_event == "queue":
+        return "hold", KEY, None
+    # cancel_running: the key's oldest running runs make room for this one
+    victims = running[: len(running) - cap + 1]
+    why = f"cancelled by run {run.run_id}"
+    cancelled = store_flow.cancel_running(conn, [int(v.id) for v in victims], why, now)
+    if cancelled:
+        log.info("%s: %s", why, ", ".join(v.run_id for v in victims if int(v.id) in cancelled))
+        out.cancel += store_tries.skip_unfinished(conn, cancelled, now, why)
+    running[:] = [r for r in running if int(r.id) not in cancelled]
+    if len(cancelled) < len(victims):
+        # another scheduler is finishing one of them: look again in a moment
+        soon = now + RETRY_SOON
+        out.next_at = soon if out.next_at is None else min(out.next_at, soon)
+        return "hold", KEY, None
+    return None
+
+
+def _newest_per_key(conn: Connection, candidates: list[Any], now: datetime) -> list[Any]:
+    """`cancel_running`: of a key's queued runs only the newest may start; the older ones end
+    cancelled by it (the newest event wins)."""
+    newest: dict[str, Any] = {}
+    for c in candidates:
+        if c.run_key is not None and (c.run_key not in newest or int(c.id) > int(newest[c.run_key].id)):
+            newest[c.run_key] = c
+    older = [c for c in candidates if c.run_key is not None and newest[c.run_key] is not c]
+    store_flow.end_queued(
+        conn, RunState.CANCELLED, [(int(c.id), f"cancelled by run {newest[c.run_key].run_id}") for c in older], now
+    )
+    gone = {int(c.id) for c in older}
+    return [c for c in candidates if int(c.id) not in gone]
+
+
+def _rows_by_id(candidates: list[Any], holds: list[tuple[int, str, datetime | None]]) -> list[Any]:
+    rows = {int(c.id): c for c in candidates}
+    return [rows[h[0]] for h in holds]
+
+
+def _changed(row: Any, hold: tuple[int, str, datetime | None]) -> bool:
+    """A hold worth writing: a new rule, or an end time (only the rule is read back here)."""
+    return row.held_by != hold[1] or hold[2] is not None

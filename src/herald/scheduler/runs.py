@@ -1,0 +1,330 @@
+"""Run creation: asset-triggered runs by each DAG's policy, cron runs, and starting queued runs.
+
+Runs start within each DAG's `max_active_runs` and within the back-pressure
+budget: runs beyond it stay queued in the database, not in memory, and start
+as tries finish (each result wakes the scheduler).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from herald.scheduler import ends, flow
+from herald.scheduler.policy import Pending, plan_runs
+from herald.sdk.asset_windows import timed
+from herald.sdk.assets import AssetUriRef, BaseAsset
+from herald.sdk.dag import DAG
+from herald.store import aliases as store_aliases
+from herald.store import runs as store_runs
+from herald.store import tries as store_tries
+from herald.store.states import RunState, RunType, TryState
+from herald.store.sync import after_end
+
+#: events read per pass; a larger backlog is taken over several passes
+EVENT_SCAN = 5000
+RUN_SCAN = 2000
+#: a cron DAG catching up keeps at most this many runs waiting to start
+CATCHUP_QUEUE = 100
+
+
+def flow_dags(dags: dict[str, DAG], paused: set[str]) -> set[str]:
+    """The DAGs with flow rules (`key=`, `priority=`, ...) that may run now."""
+    return {d for d, dag in dags.items() if dag.flow is not None and d not in paused}
+
+
+def create_asset_runs(
+    conn: Connection,
+    dags: dict[str, DAG],
+    asset_ids: dict[str, int],
+    paused: set[str],
+    now: datetime,
+    flow_locked: set[str] | None = None,
+) -> tuple[datetime | None, bool]:
+    """Runs for the queued events, by each DAG's asset condition and batch policy.
+
+    A DAG with flow rules makes runs only when this transaction holds its row
+    (`flow_locked`, from `store.flow.lock_dags`): its keys, bursts and order are decided
+    by one scheduler at a time. Returns when a batch that is not full yet is due, and
+    whether more events wait.
+    """
+    locked = flow_locked or set()
+    # Only DAGs that can run now: a paused DAG's backlog must not hide the others'.
+    # windows and absences are planned by `herald.scheduler.windows`; DAGs with flow rules by
+    # the scheduler holding their row (`locked`)
+    runnable = [
+        d
+        for d, dag in dags.items()
+        if d not in paused
+        and dag.asset_condition is not None
+        and not timed(dag.asset_condition)
+        and (dag.flow is None or d in locked)
+    ]
+    if not runnable:
+        return None, False
+    rows = store_runs.pending_events(conn, runnable, EVENT_SCAN)
+    pending = _pending(conn, dags, rows, asset_ids)
+    deadline: datetime | None = None
+    planned: list[tuple[str, list[Pending]]] = []
+    for dag_id, items in pending.items():
+        dag = dags.get(dag_id)
+        if dag is None or dag.asset_condition is None:
+            continue
+        if dag.flow is not None:
+            wake_at = flow.make_runs(conn, dag, items, now)
+            if wake_at is not None:
+                deadline = wake_at if deadline is None else min(deadline, wake_at)
+            continue
+        planned_runs, wake_at = plan_runs(dag.asset_condition, dag.batch, items, now)
+        if wake_at is not None:
+            deadline = wake_at if deadline is None else min(deadline, wake_at)
+        planned += [(dag_id, run_events) for run_events in planned_runs]
+    if planned:
+        # All the pass's runs in one INSERT (ids back in order), their events in one, one DELETE.
+        run_pks = store_runs.create_runs(conn, [dag_id for dag_id, _ in planned], RunType.ASSET_TRIGGERED, now)
+        store_runs.link_events(
+            conn,
+            [(run_pk, p.event_id) for run_pk, (_, evs) in zip(run_pks, planned, strict=True) for p in evs],
+        )
+        store_runs.consume_events(conn, [p.queue_id for _, evs in planned for p in evs])
+    return deadline, len(rows) == EVENT_SCAN
+
+
+def _pending(
+    conn: Connection, dags: dict[str, DAG], rows: list[Any], asset_ids: dict[str, int]
+) -> dict[str, list[Pending]]:
+    """Queued events by DAG, each with the keys it makes ready (its asset, resolved aliases and URIs)."""
+    pending: dict[str, list[Pending]] = defaultdict(list)
+    if not rows:
+        return pending
+    names = {v: k for k, v in asset_ids.items()}
+    unknown = {int(r.asset_id) for r in rows} - set(names)
+    if unknown:
+        # assets created since the last sync (by an alias event of another scheduler)
+        names.update(store_aliases.asset_names(conn, unknown))
+    consumers = [dags[d] for d in {r.dag_id for r in rows} if d in dags]
+    keys = _resolution_keys(conn, consumers, {int(r.asset_id) for r in rows}, names)
+    for r in rows:
+        name = names.get(int(r.asset_id), "")
+        pending[r.dag_id].append(Pending(int(r.id), int(r.event_id), name, r.queued_at, keys.get(name, frozenset())))
+    return pending
+
+
+def _resolution_keys(
+    conn: Connection, dags: list[DAG], asset_ids: set[int], names: dict[int, str]
+) -> dict[str, frozenset[str]]:
+    """For each pending asset name, the alias and URI keys it makes ready in the DAGs' conditions.
+
+    Only DAGs whose schedule names an alias or a URI reference cost a query.
+    """
+    conditions = [c for d in dags if (c := d.schedule_condition) is not None]
+    aliases = {al.name for c in conditions for al in c.iter_asset_aliases()}
+    by_uri = any(isinstance(ref, AssetUriRef) for c in conditions for ref in c.iter_asset_refs())
+    keys: dict[str, set[str]] = defaultdict(set)
+    for alias, assets in store_aliases.resolved_assets(conn, aliases).items():
+        for asset in assets:
+            keys[asset].add(f"alias:{alias}")
+    if by_uri:
+        for asset_id, uri in store_aliases.asset_uris(conn, asset_ids).items():
+            if asset_id in names:
+                keys[names[asset_id]].add(f"uri:{uri}")
+    return {name: frozenset(found) for name, found in keys.items()}
+
+
+def cron_ticks(dag: DAG, due: datetime, now: datetime, limit: int) -> tuple[list[datetime], datetime | None]:
+    """The ticks to make runs for now, from the due tick `due`, and the tick after them (None: no more).
+
+    With `catchup=True` every tick from `due` up to now (at most `limit` of them; the rest
+    in later passes); with `catchup=False` only the latest tick at or before now.
+    """
+    ticks = dag.ticks
+    assert ticks is not None
+    if ticks.once:
+        return [due], None
+    if not dag.catchup:
+        latest = max(due, ticks.at_or_before(now))
+        if ticks.every is not None and now - due < ticks.every:
+            # a period's tick taken a little late keeps its time: the next one is a full
+            # period after it, so runs do not drift by the scheduler's latency
+            latest = due
+        return [latest], after_end(dag, ticks.after(latest))
+    made: list[datetime] = []
+    tick: datetime | None = due
+    while tick is not None and tick <= now and len(made) < limit:
+        made.append(tick)
+        tick = after_end(dag, ticks.after(tick))
+    return made, tick
+
+
+def create_cron_runs(
+    conn: Connection, dags: dict[str, DAG], paused: set[str], now: datetime, asset_ids: dict[str, int] | None = None
+) -> tuple[datetime | None, bool]:
+    """Runs of DAGs whose cron tick has come; returns the next tick, and whether more ticks are due now.
+
+    Each run gets its tick as logical date and data interval. A catch-up creates at most
+    `CATCHUP_QUEUE` waiting runs of one DAG at a time: the next ones follow as those start.
+
+    An `AssetAndTimeSchedule` DAG's tick makes a run only once its asset condition
+    holds over its queued events, which the run then consumes; until then the
+    tick waits (the events' arrival wakes the scheduler, not the clock).
+    """
+    due, earliest = store_runs.due_crons(conn, now)
+    more = False
+    for row in due:
+        dag = dags.get(row.dag_id)
+        ticks = dag.ticks if dag is not None else None
+        if dag is None or ticks is None or row.dag_id in paused:
+            continue
+        gate = dag.gate_condition
+        interval = timedelta(seconds=dag.cron_interval)
+        if gate is not None:
+            tick = max(row.next_cron_at, ticks.at_or_before(now))
+            if not _gated_run(conn, dag, gate, asset_ids or {}, now, tick):
+                continue  # the tick waits for its assets
+            when = after_end(dag, ticks.after(tick))
+        else:
+            room = CATCHUP_QUEUE - store_runs.queued_count(conn, row.dag_id) if dag.catchup else 1
+            if room <= 0:
+                continue  # a run starting (a result of its tries) wakes the scheduler again
+            made, when = cron_ticks(dag, row.next_cron_at, now, room)
+            store_runs.create_runs(
+                conn, [row.dag_id] * len(made), RunType.SCHEDULED, now, logical_dates=made, interval=interval
+            )
+        store_runs.set_next_cron(conn, row.dag_id, when)
+        if when is not None:
+            more = more or when <= now
+            earliest = when if earliest is None else min(earliest, when)
+    return earliest, more
+
+
+def _gated_run(
+    conn: Connection, dag: DAG, gate: BaseAsset, asset_ids: dict[str, int], now: datetime, tick: datetime
+) -> bool:
+    """A scheduled run of `dag` for `tick` consuming its queued events, if they satisfy `gate`; False when
+    they do not."""
+    rows = store_runs.pending_events(conn, [dag.dag_id], EVENT_SCAN)
+    items = _pending(conn, {dag.dag_id: dag}, rows, asset_ids).get(dag.dag_id, [])
+    if not items or not gate.evaluate({key for p in items for key in p.ready()}):
+        return False
+    interval = timedelta(seconds=dag.cron_interval)
+    (run_pk,) = store_runs.create_runs(
+        conn, [dag.dag_id], RunType.SCHEDULED, now, logical_dates=[tick], interval=interval
+    )
+    store_runs.link_events(conn, [(run_pk, p.event_id) for p in items])
+    store_runs.consume_events(conn, [p.queue_id for p in items])
+    return True
+
+
+def start_runs(
+    conn: Connection,
+    dags: dict[str, DAG],
+    paused: set[str],
+    now: datetime,
+    budget: int,
+    flow_locked: set[str] | None = None,
+) -> tuple[list[int], bool, flow.Admitted]:
+    """Start queued runs within `max_active_runs` and `budget`; returns their ready tries,
+    whether more runs may start at once, and what flow control decided for the DAGs with
+    flow rules whose rows this transaction holds (`flow_locked`): tries to stop, when to
+    look again."""
+    with_flow = {d for d, dag in dags.items() if dag.flow is not None}
+    ready, more, begun = _start_plain(conn, dags, paused, now, budget, with_flow)
+    decided = flow.Admitted(more=more)
+    budget -= begun
+    for dag_id in sorted((flow_locked or set()) - paused):
+        dag = dags.get(dag_id)
+        if dag is None or dag.flow is None:
+            continue
+        admitted = flow.admit(conn, dag, now, max(0, budget))
+        budget -= len(admitted.started)
+        if admitted.started:
+            ready += _begin(conn, dags, [(pk, dag_id) for pk in admitted.started], now)
+        decided.cancel += admitted.cancel
+        decided.more |= admitted.more
+        if admitted.next_at is not None:
+            decided.next_at = admitted.next_at if decided.next_at is None else min(decided.next_at, admitted.next_at)
+    return ready, decided.more, decided
+
+
+def _start_plain(
+    conn: Connection, dags: dict[str, DAG], paused: set[str], now: datetime, budget: int, exclude: set[str]
+) -> tuple[list[int], bool, int]:
+    """Start queued runs of the DAGs without flow rules, oldest first; returns their ready tries,
+    whether more may start at once, and how many runs started."""
+    queued = store_runs.queued_runs(conn, RUN_SCAN, exclude)
+    if not queued:
+        return [], False, 0
+    limited = {r.dag_id for r in queued if (d := dags.get(r.dag_id)) is not None and d.max_active_runs}
+    active = store_runs.active_counts(conn, limited)
+    started: list[tuple[int, str]] = []
+    missing: list[int] = []
+    for row in queued:
+        if row.dag_id in paused:
+            continue
+        dag = dags.get(row.dag_id)
+        if dag is None:
+            missing.append(int(row.id))
+            continue
+        if len(started) >= budget:
+            break
+        if dag.max_active_runs is not None:
+            if active.get(row.dag_id, 0) >= dag.max_active_runs:
+                continue
+            active[row.dag_id] = active.get(row.dag_id, 0) + 1
+        started.append((int(row.id), row.dag_id))
+    store_runs.finish(conn, RunState.FAILED, missing, now, queued=True)
+    if not started:
+        return [], False, 0
+    ready = _begin(conn, dags, started, now)
+    return ready, len(queued) == RUN_SCAN and len(started) < budget, len(started)
+
+
+def _begin(conn: Connection, dags: dict[str, DAG], started: list[tuple[int, str]], now: datetime) -> list[int]:
+    """These queued runs (run_pk, dag_id) start: their tries are created; returns those ready to queue."""
+    rows: list[dict[str, Any]] = []
+    for run_pk, dag_id in started:
+        for task in dags[dag_id].tasks.values():
+            rows.append(
+                {
+                    "run_pk": run_pk,
+                    "dag_id": dag_id,
+                    # Without upstream tasks every trigger rule lets a task run at once.
+                    "state": TryState.NONE if task.upstream else TryState.SCHEDULED,
+                    "max_tries": task.retries + 1,
+                    "queue": task.queue,
+                    "task_id": task.task_id,
+                }
+            )
+    pks = [pk for pk, _ in started]
+    store_runs.start(conn, pks, now)
+    store_tries.insert_tries(conn, rows)
+    with_tasks = {r["run_pk"] for r in rows}
+    ends.end_runs(conn, dags, RunState.SUCCESS, [pk for pk in pks if pk not in with_tasks], now, ends.SUCCESS)
+    return store_tries.scheduled_in(conn, pks)
+
+
+def within_max_active_tasks(conn: Connection, dags: dict[str, DAG], ti_ids: list[int]) -> list[int]:
+    """The tries that may be queued now, in order: a DAG's `max_active_tasks` bounds its queued
+    and running tries across all its runs. The others stay `scheduled` for a later pass (a
+    try ending wakes the scheduler)."""
+    limited = {d for d, dag in dags.items() if dag.max_active_tasks is not None}
+    if not limited or not ti_ids:
+        return ti_ids
+    owners = store_tries.dags_of(conn, ti_ids)
+    concerned = {owners[i] for i in ti_ids if owners.get(i) in limited}
+    if not concerned:
+        return ti_ids
+    active = store_tries.active_counts(conn, concerned)
+    allowed: list[int] = []
+    for ti_id in ti_ids:
+        dag_id = owners.get(ti_id)
+        if dag_id in concerned:
+            cap = dags[dag_id].max_active_tasks
+            if dag_id not in active or cap is None or active[dag_id] >= cap:
+                continue  # at its limit, or another scheduler is queueing this DAG's tries
+            active[dag_id] += 1
+        allowed.append(ti_id)
+    return allowed

@@ -1,0 +1,199 @@
+"""Deferral: what a task waits for without holding a worker, and the payload its expressions read.
+
+A task defers by raising `TaskDeferred` (Airflow's name) with a `Deferral`: an
+event of an asset whose payload matches a JMESPath expression, a time, or both
+(the event, with a timeout). The worker reports the try `deferred` and is free
+at once; the scheduler keeps the wait in the database and ends it in the
+transaction that sees its event (or its deadline pass). The operators users
+write are in `herald.airflow.waits`.
+
+Expressions (a wait's `match`, a window's or an absence's `key`) read an event's
+*payload*: `extra["payload"]` for an event made from a message, the whole
+`extra` for a task's or an API's event (see `payload_of`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from herald.sdk.assets import Asset
+
+__all__ = [
+    "Deferral",
+    "TaskDeferred",
+    "compile_expression",
+    "equality_of",
+    "lookup_key",
+    "payload_of",
+    "value_at",
+    "wait_for_asset_event",
+]
+
+
+def payload_of(extra: Mapping[str, Any] | None) -> Any:
+    """What an expression on an event reads: `extra["payload"]` when there is one, else the whole extra."""
+    extra = extra or {}
+    return extra["payload"] if "payload" in extra else dict(extra)
+
+
+def compile_expression(expression: str, what: str) -> Any:
+    """A compiled JMESPath expression; `ValueError` naming `what` when it is not valid."""
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+
+    if not isinstance(expression, str) or not expression.strip():
+        raise ValueError(f"{what} must be a non-empty JMESPath expression, got {expression!r}")
+    try:
+        return jmespath.compile(expression)
+    except JMESPathError as exc:
+        raise ValueError(f"{what} {expression!r} is not a valid JMESPath expression: {exc}") from None
+
+
+def _path(node: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The field path of a JMESPath node made of fields only (`a`, `a.b.c`), else None."""
+    if node.get("type") == "field":
+        return (str(node["value"]),)
+    if node.get("type") == "subexpression":
+        parts: tuple[str, ...] = ()
+        for child in node.get("children", []):
+            found = _path(child)
+            if found is None:
+                return None
+            parts += found
+        return parts
+    return None
+
+
+def equality_of(expression: str) -> tuple[tuple[str, ...], Any] | None:
+    """The `path == literal` an expression requires (alone, or as a part of its top-level `&&`), or None.
+
+    It lets the scheduler find the waits an event can end by an index lookup
+    (`order_id == 'A17' && approved` needs `order_id` to be "A17") instead of
+    evaluating every waiting expression against every event.
+    """
+    pending = [compile_expression(expression, "match").parsed]
+    while pending:
+        node = pending.pop(0)
+        if node.get("type") == "and_expression":
+            pending.extend(node.get("children", []))
+        elif node.get("type") == "comparator" and node.get("value") == "eq":
+            left, right = node["children"]
+            for a, b in ((left, right), (right, left)):
+                path = _path(a)
+                if path is not None and b.get("type") == "literal" and isinstance(b.get("value"), str | int | float):
+                    return path, b["value"]
+    return None
+
+
+def value_at(payload: Any, path: tuple[str, ...]) -> Any:
+    """The value at a field path of a payload (None where the path does not lead)."""
+    for name in path:
+        if not isinstance(payload, dict):
+            return None
+        payload = payload.get(name)
+    return payload
+
+
+def lookup_key(value: Any) -> str:
+    """A short, stable text for a JSON value, equal for the values JMESPath's `==` finds equal (1 and 1.0)."""
+    import hashlib
+    import json
+
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """What a deferred try waits for.
+
+    Attributes:
+        asset: the name of the asset whose event ends the wait, or None for a time wait.
+        match: a JMESPath expression on the event's payload; the first event (after
+            the run was queued) for which it is true ends the wait. None: any event.
+        until: when a time wait ends (UTC), or None.
+        timeout: seconds after which an event wait fails (or skips with
+            `soft_fail`); None waits for ever.
+        soft_fail: skip the task, instead of failing it, when the timeout passes.
+    """
+
+    asset: str | None = None
+    match: str | None = None
+    until: datetime | None = None
+    timeout: float | None = None
+    soft_fail: bool = False
+
+    def __post_init__(self) -> None:
+        if self.asset is None and self.until is None:
+            raise ValueError("a deferral waits for an asset's event or until a time; it names neither")
+        if self.asset is not None and self.until is not None:
+            raise ValueError("a deferral waits for an event (with a timeout) or until a time, not both")
+        if self.timeout is not None and self.timeout < 0:
+            raise ValueError(f"a deferral's timeout must be >= 0 seconds, got {self.timeout}")
+        if self.match is not None:
+            compile_expression(self.match, "match")
+
+    def describe(self) -> str:
+        """The wait in words (for logs and the timeout's reason)."""
+        if self.asset is None:
+            return f"until {self.until.isoformat() if self.until else '?'}"
+        matching = f" matching `{self.match}`" if self.match else ""
+        return f"an event of asset {self.asset!r}{matching}"
+
+    def to_wire(self) -> dict[str, Any]:
+        """The deferral as JSON (a worker's result carries it)."""
+        return {
+            "asset": self.asset,
+            "match": self.match,
+            "until": self.until.isoformat() if self.until else None,
+            "timeout": self.timeout,
+            "soft_fail": self.soft_fail,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Deferral:
+        """The deferral of a `to_wire` dict."""
+        until = data.get("until")
+        moment = datetime.fromisoformat(until) if isinstance(until, str) else None
+        if moment is not None and moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        timeout = data.get("timeout")
+        return cls(
+            asset=data.get("asset"),
+            match=data.get("match"),
+            until=moment,
+            timeout=None if timeout is None else float(timeout),
+            soft_fail=bool(data.get("soft_fail", False)),
+        )
+
+
+class TaskDeferred(BaseException):
+    """Raised by a task to give up its worker until what it waits for happens.
+
+    A `BaseException`, as Airflow's, so that a task's `except Exception` does not
+    swallow the deferral.
+    """
+
+    def __init__(self, deferral: Deferral) -> None:
+        super().__init__(deferral.describe())
+        self.deferral = deferral
+
+
+def wait_for_asset_event(
+    asset: Asset | str, match: str | None = None, *, timeout: float | None = 7 * 24 * 3600.0, soft_fail: bool = False
+) -> NoReturn:
+    """Inside a TaskFlow task: give up the worker until an event of `asset` whose payload matches `match`.
+
+    The task ends with that event as its return value (as `WaitForAssetEvent`);
+    build `match` from the task's arguments, for example
+    `wait_for_asset_event(approvals, f"order_id == '{order['id']}'", timeout=3600)`.
+    The task's code after the call never runs.
+    """
+    name = asset if isinstance(asset, str) else asset.name
+    raise TaskDeferred(Deferral(asset=name, match=match, timeout=timeout, soft_fail=soft_fail))

@@ -1,0 +1,272 @@
+"""Flow control's reads and writes on runs: keys, holds, admission, skips and cancels.
+
+The scheduler decides (`herald.scheduler.flow`) and this module writes, in the
+scheduler's transaction, so every decision is in the database before anything
+acts on it: a kill -9 at any instant leaves either the decision or nothing.
+
+Admission of a DAG with flow rules is serialised by its `dag` row
+(`lock_dags`, SKIP LOCKED: one scheduler at a time decides for one DAG, the
+others pass it by), and is a query: `candidates` returns the queued runs that
+their key's concurrency lets start, in start order, through the indexes on
+`(dag_id, state, priority DESC, id)` and `(dag_id, run_key, state, id)`, so a DAG
+with 10,000 busy keys costs a few index probes per queued run, not a scan of
+its history.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
+
+from herald.store import tables as t
+from herald.store.states import RUN_TRANSITIONS, RunState
+
+dr = t.dag_run
+_CHUNK = 500
+
+#: `held_by` of a debounce run still gathering its burst
+DEBOUNCE = "debounce"
+
+
+class RunFlow(NamedTuple):
+    """The flow columns of a new run (`store.runs.create_runs(flow=...)`)."""
+
+    key: str | None
+    priority: float = 0.0
+    held_by: str | None = None
+    held_until: datetime | None = None
+
+
+def _from(new: RunState) -> list[str]:
+    return sorted(s.value for s, targets in RUN_TRANSITIONS.items() if new in targets)
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(values), _CHUNK):
+        yield values[i : i + _CHUNK]
+
+
+def lock_dags(conn: Connection, dag_ids: Iterable[str]) -> tuple[set[str], set[str]]:
+    """Lock these DAGs' rows for flow decisions (SKIP LOCKED): returns the DAGs this transaction
+    now holds, and those another transaction holds (left to it for this pass).
+
+    A DAG without a row (not synced yet) is in neither. On SQLite (one writer) every DAG
+    with a row is held.
+    """
+    wanted = sorted(set(dag_ids))
+    if not wanted:
+        return set(), set()
+    d = t.dag
+    held = set(
+        conn.execute(
+            select(d.c.dag_id).where(d.c.dag_id.in_(wanted)).order_by(d.c.dag_id).with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    if len(held) == len(wanted):
+        return held, set()
+    existing = set(conn.execute(select(d.c.dag_id).where(d.c.dag_id.in_(wanted))).scalars())
+    return held, existing - held
+
+
+def payloads(conn: Connection, event_ids: Sequence[int]) -> dict[int, Any]:
+    """The `extra` of each of these events (what `key=` and `priority=` read)."""
+    ae = t.asset_event
+    found: dict[int, Any] = {}
+    for chunk in _chunks(sorted(set(event_ids))):
+        for row in conn.execute(select(ae.c.id, ae.c.extra).where(ae.c.id.in_(chunk))):
+            found[int(row.id)] = row.extra
+    return found
+
+
+def open_bursts(conn: Connection, dag_id: str, keys: Sequence[str], now: datetime) -> dict[str, Any]:
+    """The debounce run still gathering events of each key (queued, held until after `now`):
+    key -> row (id, queued_at, priority)."""
+    found: dict[str, Any] = {}
+    for chunk in _chunks(sorted(set(keys))):
+        for row in conn.execute(
+            select(dr.c.id, dr.c.run_key, dr.c.queued_at, dr.c.priority).where(
+                dr.c.dag_id == dag_id,
+                dr.c.run_key.in_(chunk),
+                dr.c.state == RunState.QUEUED,
+                dr.c.held_by == DEBOUNCE,
+                dr.c.held_until > now,
+            )
+        ):
+            found[row.run_key] = row
+    return found
+
+
+def extend_burst(conn: Connection, run_pk: int, held_until: datetime, priority: float) -> None:
+    """A new event joined a debounce run: it waits until `held_until`, at `priority`."""
+    conn.execute(
+        update(dr)
+        .where(dr.c.id == run_pk, dr.c.state == RunState.QUEUED)
+        .values(held_until=held_until, priority=priority)
+    )
+
+
+def unlink_events(conn: Connection, run_pk: int) -> None:
+    """A debounce run keeping only its burst's last event lets go of the ones before."""
+    conn.execute(delete(t.dag_run_event).where(t.dag_run_event.c.run_pk == run_pk))
+
+
+def candidates(conn: Connection, dag_id: str, per_key: int | None, now: datetime, limit: int) -> list[Any]:
+    """Queued runs of `dag_id` that may start now as far as their key's concurrency goes, in start
+    order (priority, highest first, then id): id, run_id, run_key, priority, held_by.
+
+    With `per_key` a run is a candidate only while its key's running runs and its key's
+    queued runs ahead of it are fewer than `per_key`: a key's runs start in order and never
+    overlap beyond it. Runs held until later (debounce, throttle) are not candidates, but
+    still hold back the runs of their key behind them. Runs without a key are never held by one.
+    """
+    q = dr.alias("q")
+    query = (
+        select(q.c.id, q.c.run_id, q.c.run_key, q.c.priority, q.c.held_by)
+        .where(
+            q.c.dag_id == dag_id,
+            q.c.state == RunState.QUEUED,
+            or_(q.c.held_until.is_(None), q.c.held_until <= now),
+        )
+        .order_by(q.c.priority.desc(), q.c.id)
+        .limit(limit)
+    )
+    if per_key is not None:
+        o = dr.alias("o")
+        ahead = or_(o.c.priority > q.c.priority, and_(o.c.priority == q.c.priority, o.c.id < q.c.id))
+        # the per_key-th run that is running or queued ahead of this one, if there is one
+        blocking = (
+            select(o.c.id)
+            .where(
+                o.c.dag_id == dag_id,
+                o.c.run_key == q.c.run_key,
+                or_(o.c.state == RunState.RUNNING, and_(o.c.state == RunState.QUEUED, ahead)),
+            )
+            .limit(1)
+            .offset(per_key - 1)
+            .correlate(q)
+            .scalar_subquery()
+        )
+        query = query.where(or_(q.c.run_key.is_(None), blocking.is_(None)))
+    return list(conn.execute(query).all())
+
+
+def running_of_keys(conn: Connection, dag_id: str, keys: Sequence[str]) -> dict[str, list[Any]]:
+    """The running runs of these keys, oldest first: key -> rows (id, run_id)."""
+    found: dict[str, list[Any]] = defaultdict(list)
+    for chunk in _chunks(sorted(set(keys))):
+        for row in conn.execute(
+            select(dr.c.id, dr.c.run_id, dr.c.run_key)
+            .where(dr.c.dag_id == dag_id, dr.c.run_key.in_(chunk), dr.c.state == RunState.RUNNING)
+            .order_by(dr.c.id)
+        ):
+            found[row.run_key].append(row)
+    return found
+
+
+def starts_since(conn: Connection, dag_id: str, keys: Sequence[str], since: datetime) -> dict[str, list[datetime]]:
+    """When runs of these keys started at or after `since`, oldest first (what throttles count)."""
+    found: dict[str, list[datetime]] = defaultdict(list)
+    for chunk in _chunks(sorted(set(keys))):
+        for row in conn.execute(
+            select(dr.c.run_key, dr.c.started_at)
+            .where(dr.c.dag_id == dag_id, dr.c.run_key.in_(chunk), dr.c.started_at >= since)
+            .order_by(dr.c.started_at)
+        ):
+            found[row.run_key].append(row.started_at)
+    return found
+
+
+def release(conn: Connection, dag_id: str, now: datetime, held_by: str | None) -> None:
+    """Debounce and throttle holds of `dag_id` that have ended: the runs are then held by
+    `held_by` (what holds a queued run otherwise: "key" with a per-key limit) until they start."""
+    conn.execute(
+        update(dr)
+        .where(dr.c.dag_id == dag_id, dr.c.state == RunState.QUEUED, dr.c.held_until <= now)
+        .values(held_by=held_by, held_until=None)
+    )
+
+
+def next_release(conn: Connection, dag_id: str, now: datetime) -> datetime | None:
+    """When the next debounce or throttle hold of a queued run of `dag_id` ends (None: no hold)."""
+    found: datetime | None = conn.execute(
+        select(func.min(dr.c.held_until)).where(
+            dr.c.dag_id == dag_id, dr.c.state == RunState.QUEUED, dr.c.held_until > now
+        )
+    ).scalar()
+    return found
+
+
+def running_count(conn: Connection, dag_id: str) -> int:
+    """Running runs of `dag_id` (its `max_active_runs`)."""
+    return int(
+        conn.execute(
+            select(func.count()).select_from(dr).where(dr.c.dag_id == dag_id, dr.c.state == RunState.RUNNING)
+        ).scalar_one()
+    )
+
+
+def hold(conn: Connection, holds: Sequence[tuple[int, str, datetime | None]]) -> None:
+    """Queued runs stay queued, recording the rule holding them (and until when): (run_pk, held_by, until)."""
+    by_value: dict[tuple[str, datetime | None], list[int]] = defaultdict(list)
+    for run_pk, held_by, until in holds:
+        by_value[(held_by, until)].append(run_pk)
+    for (held_by, until), pks in by_value.items():
+        for chunk in _chunks(pks):
+            conn.execute(
+                update(dr)
+                .where(dr.c.id.in_(chunk), dr.c.state == RunState.QUEUED)
+                .values(held_by=held_by, held_until=until)
+            )
+
+
+def end_queued(conn: Connection, state: RunState, ends: Sequence[tuple[int, str]], now: datetime) -> None:
+    """Queued runs end without starting (skipped, cancelled), recording why: (run_pk, held_by)."""
+    allowed = [s for s in _from(state) if s == RunState.QUEUED]
+    by_reason: dict[str, list[int]] = defaultdict(list)
+    for run_pk, held_by in ends:
+        by_reason[held_by].append(run_pk)
+    for held_by, pks in by_reason.items():
+        for chunk in _chunks(pks):
+            conn.execute(
+                update(dr)
+                .where(dr.c.id.in_(chunk), dr.c.state.in_(allowed))
+                .values(state=state, held_by=held_by, held_until=None, ended_at=now)
+            )
+
+
+def cancel_running(conn: Connection, run_pks: Sequence[int], held_by: str, now: datetime) -> list[int]:
+    """Running runs end `cancelled`, recording by what; returns those cancelled.
+
+    Each is locked first, SKIP LOCKED: a run another scheduler is finishing right now is
+    left to it (the caller then waits for the key's next pass).
+    """
+    if not run_pks:
+        return []
+    locked = [
+        int(i)
+        for i in conn.execute(
+            select(dr.c.id)
+            .where(dr.c.id.in_(sorted(run_pks)), dr.c.state == RunState.RUNNING)
+            .order_by(dr.c.id)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    ]
+    if locked:
+        conn.execute(
+            update(dr)
+            .where(dr.c.id.in_(locked), dr.c.state.in_([s for s in _from(RunState.CANCELLED) if s != RunState.QUEUED]))
+            .values(state=RunState.CANCELLED, held_by=held_by, ended_at=now)
+        )
+    return locked
+
+
+def held_counts(conn: Connection, dag_id: str | None = None) -> dict[str, int]:
+    """Runs skipped, cancelled or queued, by the rule that decided it (for listings and metrics)."""
+    q = select(dr.c.held_by, func.count().label("n")).where(dr.c.held_by.is_not(None))
+    if dag_id is not None:
+        q = q.where(dr.c.dag_id == dag_id)
+    return {str(r.held_by): int(r.n) for r in conn.execute(q.group_by(dr.c.held_by))}

@@ -1,0 +1,380 @@
+"""DAG runs: the one place that inserts `dag_run` rows, starts and finishes them.
+
+Run-state writes are guarded by the transitions of `herald.store.states`
+(`WHERE state IN sources`), so two schedulers never move one run twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+
+from herald.store import tables as t
+from herald.store.flow import RunFlow
+from herald.store.states import RUN_TRANSITIONS, RunState, RunType
+from herald.store.types import utcnow
+
+dr = t.dag_run
+_CHUNK = 500
+
+
+def _from(new: RunState) -> list[str]:
+    return sorted(s.value for s, targets in RUN_TRANSITIONS.items() if new in targets)
+
+
+def new_run_id(run_type: str, now: datetime) -> str:
+    """A unique run id: `asset_triggered__2026-11-21T12:00:00.123456+00:00_1a2b3c4d`."""
+    return f"{run_type}__{now.isoformat()}_{secrets.token_hex(4)}"
+
+
+def create_runs(
+    conn: Connection,
+    dag_ids: Sequence[str],
+    run_type: RunType,
+    now: datetime,
+    conf: dict[str, Any] | None = None,
+    *,
+    logical_dates: Sequence[datetime] | None = None,
+    interval: timedelta = timedelta(),
+    flow: Sequence[RunFlow] | None = None,
+) -> list[int]:
+    """Queue one run per entry of `dag_ids` (one INSERT); returns their ids in the order given.
+
+    `logical_dates` (scheduled runs) gives each run its tick: its logical date, the end
+    of its data interval, which starts `interval` earlier (Airflow 3's trigger timetables
+    default to none: the interval is the tick itself), and the time in its run id.
+    `flow` gives each run its key, priority and hold (a DAG with flow rules).
+    """
+    if not dag_ids:
+        return []
+    dates = list(logical_dates) if logical_dates is not None else [None] * len(dag_ids)
+    flows = list(flow) if flow is not None else [None] * len(dag_ids)
+    rows = [
+        {
+            "run_id": new_run_id(run_type, tick or now),
+            "dag_id": dag_id,
+            "state": RunState.QUEUED,
+            "run_type": run_type,
+            "conf": conf or {},
+            "queued_at": now,
+            "logical_date": tick,
+            "data_interval_start": tick - interval if tick is not None else None,
+            "data_interval_end": tick,
+            "run_key": f.key if f is not None else None,
+            "priority": f.priority if f is not None else 0.0,
+            "held_by": f.held_by if f is not None else None,
+            "held_until": f.held_until if f is not None else None,
+        }
+        for dag_id, tick, f in zip(dag_ids, dates, flows, strict=True)
+    ]
+    if len(rows) == 1:
+        return [int(conn.execute(insert(dr).values(rows[0]).returning(dr.c.id)).scalar_one())]
+    return [int(r[0]) for r in conn.execute(insert(dr).returning(dr.c.id, sort_by_parameter_order=True), rows)]
+
+
+def trigger_run(conn: Connection, dag_id: str, conf: dict[str, Any], run_type: str = RunType.MANUAL) -> str:
+    """Queue a run of `dag_id` with `conf` (a user's trigger, a replay); returns its run id.
+
+    A manual run's logical date (and data interval) is the time it was triggered, as
+    Airflow's trigger form and TriggerDagRunOperator fill it in; a replay of an event
+    has none, like the event-driven run it repeats.
+    """
+    now = utcnow()
+    run_id = new_run_id(run_type, now)
+    logical = now if run_type == RunType.MANUAL else None
+    conn.execute(
+        insert(dr).values(
+            run_id=run_id,
+            dag_id=dag_id,
+            state=RunState.QUEUED,
+            run_type=str(run_type),
+            conf=conf,
+            queued_at=now,
+            logical_date=logical,
+            data_interval_start=logical,
+            data_interval_end=logical,
+        )
+    )
+    return run_id
+
+
+def link_events(conn: Connection, pairs: list[tuple[int, int]]) -> None:
+    """Record which events each run consumed: (run_pk, event_id)."""
+    if pairs:
+        conn.execute(insert(t.dag_run_event), [{"run_pk": r, "event_id": e} for r, e in pairs])
+
+
+def pending_events(conn: Connection, dag_ids: list[str], limit: int) -> list[Any]:
+    """Events waiting for runs of these DAGs, oldest first, locked (SKIP LOCKED)."""
+    eq = t.event_queue
+    return list(
+        conn.execute(
+            select(eq.c.id, eq.c.dag_id, eq.c.event_id, eq.c.asset_id, eq.c.queued_at)
+            .where(eq.c.dag_id.in_(dag_ids))
+            .order_by(eq.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
+
+
+def consume_events(conn: Connection, queue_ids: list[int]) -> None:
+    """Events a run now holds leave the queue."""
+    eq = t.event_queue
+    for i in range(0, len(queue_ids), _CHUNK):
+        conn.execute(delete(eq).where(eq.c.id.in_(queue_ids[i : i + _CHUNK])))
+
+
+def due_crons(conn: Connection, now: datetime) -> tuple[list[Any], datetime | None]:
+    """DAGs whose cron time has come (locked), and the earliest cron time still ahead."""
+    d = t.dag
+    due = conn.execute(
+        select(d.c.dag_id, d.c.next_cron_at)
+        .where(d.c.is_active, d.c.next_cron_at <= now)
+        .with_for_update(skip_locked=True)
+    ).all()
+    earliest: datetime | None = conn.execute(
+        select(func.min(d.c.next_cron_at)).where(d.c.is_active, d.c.next_cron_at > now)
+    ).scalar()
+    return list(due), earliest
+
+
+def set_next_cron(conn: Connection, dag_id: str, when: datetime | None) -> None:
+    """When the next cron run of `dag_id` is due (None: no more, its end_date is past)."""
+    conn.execute(update(t.dag).where(t.dag.c.dag_id == dag_id).values(next_cron_at=when))
+
+
+def last_logical_date(conn: Connection, dag_id: str) -> datetime | None:
+    """The logical date of the newest scheduled (cron) run of `dag_id`: where its schedule goes on from."""
+    value: datetime | None = conn.execute(
+        select(func.max(dr.c.logical_date)).where(dr.c.dag_id == dag_id, dr.c.run_type == RunType.SCHEDULED)
+    ).scalar()
+    return value
+
+
+def queued_count(conn: Connection, dag_id: str) -> int:
+    """Runs of `dag_id` waiting to start."""
+    return int(
+        conn.execute(
+            select(func.count()).select_from(dr).where(dr.c.dag_id == dag_id, dr.c.state == RunState.QUEUED)
+        ).scalar_one()
+    )
+
+
+def timed_out(conn: Connection, timeouts: dict[str, float], now: datetime) -> tuple[list[int], datetime | None]:
+    """Running runs older than their DAG's `dagrun_timeout` (locked), and when the next one will be.
+
+    `timeouts` maps each DAG id with a timeout to it, in seconds.
+    """
+    if not timeouts:
+        return [], None
+    expired = or_(
+        *(
+            and_(dr.c.dag_id == dag_id, dr.c.started_at < now - timedelta(seconds=seconds))
+            for dag_id, seconds in timeouts.items()
+        )
+    )
+    pks = [
+        int(i)
+        for i in conn.execute(
+            select(dr.c.id).where(dr.c.state == RunState.RUNNING, expired).with_for_update(skip_locked=True)
+        ).scalars()
+    ]
+    next_at: datetime | None = None
+    for row in conn.execute(
+        select(dr.c.dag_id, func.min(dr.c.started_at).label("oldest"))
+        .where(dr.c.state == RunState.RUNNING, dr.c.dag_id.in_(timeouts), dr.c.id.not_in(pks or [-1]))
+        .group_by(dr.c.dag_id)
+    ):
+        if row.oldest is None:
+            continue
+        at = row.oldest + timedelta(seconds=timeouts[row.dag_id])
+        next_at = at if next_at is None else min(next_at, at)
+    return pks, next_at
+
+
+def paused_dags(conn: Connection) -> set[str]:
+    """The ids of paused DAGs."""
+    return set(conn.execute(select(t.dag.c.dag_id).where(t.dag.c.is_paused)).scalars())
+
+
+def queued_runs(conn: Connection, limit: int, exclude: Iterable[str] = ()) -> list[Any]:
+    """Runs waiting to start, oldest first, locked (SKIP LOCKED): id, dag_id.
+
+    The runs of the DAGs in `exclude` (those with flow rules: `store.flow.candidates`) are not read.
+    """
+    q = select(dr.c.id, dr.c.dag_id).where(dr.c.state == RunState.QUEUED)
+    skipped = sorted(set(exclude))
+    if skipped:
+        q = q.where(dr.c.dag_id.not_in(skipped))
+    return list(conn.execute(q.order_by(dr.c.id).limit(limit).with_for_update(skip_locked=True)).all())
+
+
+def active_counts(conn: Connection, dag_ids: set[str]) -> dict[str, int]:
+    """Running runs per DAG, after locking the DAGs' rows: a second scheduler waits, then counts ours."""
+    if not dag_ids:
+        return {}
+    conn.execute(
+        select(t.dag.c.dag_id).where(t.dag.c.dag_id.in_(dag_ids)).order_by(t.dag.c.dag_id).with_for_update()
+    ).all()
+    return {
+        r.dag_id: int(r.n)
+        for r in conn.execute(
+            select(dr.c.dag_id, func.count().label("n"))
+            .where(dr.c.state == RunState.RUNNING, dr.c.dag_id.in_(dag_ids))
+            .group_by(dr.c.dag_id)
+        )
+    }
+
+
+def start(conn: Connection, run_pks: list[int], now: datetime) -> None:
+    """Queued runs start."""
+    if run_pks:
+        conn.execute(
+            update(dr)
+            .where(dr.c.id.in_(run_pks), dr.c.state.in_(_from(RunState.RUNNING)))
+            .values(state=RunState.RUNNING, started_at=now, held_by=None, held_until=None)
+        )
+
+
+def finish(
+    conn: Connection, state: RunState, run_pks: list[int], now: datetime, *, queued: bool = False
+) -> list[tuple[int, str]]:
+    """Runs end in `state` (success or failed). Only running runs move, or queued ones with `queued`.
+
+    Returns (run pk, dag id) of the runs that moved here: a run another scheduler
+    already ended is not among them, so what follows an end happens once.
+    """
+    if not run_pks:
+        return []
+    allowed = [RunState.RUNNING.value] + ([RunState.QUEUED.value] if queued else [])
+    allowed = [s for s in allowed if s in _from(state)]
+    moved: list[tuple[int, str]] = []
+    for i in range(0, len(run_pks), _CHUNK):
+        chunk = run_pks[i : i + _CHUNK]
+        rows = conn.execute(
+            update(dr)
+            .where(dr.c.id.in_(chunk), dr.c.state.in_(allowed))
+            .values(state=state, ended_at=now)
+            .returning(dr.c.id, dr.c.dag_id)
+        ).all()
+        moved += [(int(r.id), str(r.dag_id)) for r in rows]
+    return moved
+
+
+def requeue(conn: Connection, run_pk: int) -> bool:
+    """A user's retry of a run that failed before any task started (its DAG was missing)."""
+    return bool(
+        conn.execute(
+            update(dr)
+            .where(dr.c.id == run_pk, dr.c.state == RunState.FAILED)
+            .values(state=RunState.QUEUED, started_at=None, ended_at=None)
+        ).rowcount
+    )
+
+
+def replay_run(conn: Connection, dag_id: str, event_id: int) -> str:
+    """Queue a replay run of `dag_id` that consumes the event `event_id`; returns its run id."""
+    run_id = trigger_run(conn, dag_id, {}, run_type=RunType.REPLAY)
+    run_pk = conn.execute(select(dr.c.id).where(dr.c.run_id == run_id)).scalar_one()
+    link_events(conn, [(int(run_pk), event_id)])
+    return run_id
+
+
+def rerun(conn: Connection, run_pk: int) -> bool:
+    """A user's retry: a finished run is running again (its tries cleared by `store.tries.clear`)."""
+    return bool(
+        conn.execute(
+            update(dr)
+            .where(dr.c.id == run_pk, dr.c.state.in_(_from(RunState.RUNNING)), dr.c.state != RunState.QUEUED)
+            .values(state=RunState.RUNNING, ended_at=None)
+        ).rowcount
+    )
+
+
+def lock_runs_of_tries(conn: Connection, ti_ids: list[int]) -> None:
+    """Lock the runs of these tries, in id order: two schedulers applying results of one run one
+    after the other both see every finished task (READ COMMITTED). No-op on SQLite."""
+    if not ti_ids or conn.dialect.name == "sqlite":
+        return
+    ti = t.task_instance
+    runs = select(ti.c.run_pk).where(ti.c.id.in_(ti_ids)).scalar_subquery()
+    conn.execute(select(dr.c.id).where(dr.c.id.in_(runs)).order_by(dr.c.id).with_for_update()).all()
+
+
+def has_runs(conn: Connection, dag_id: str) -> bool:
+    """True when the DAG `dag_id` has at least one run."""
+    return conn.execute(select(dr.c.id).where(dr.c.dag_id == dag_id).limit(1)).first() is not None
+
+
+def state_of(conn: Connection, run_id: str) -> str | None:
+    """The state of the run `run_id`, or None when there is no such run."""
+    state = conn.execute(select(dr.c.state).where(dr.c.run_id == run_id)).scalar()
+    return str(state) if state is not None else None
+
+
+def run_ids(conn: Connection, run_pks: Iterable[int]) -> dict[int, str]:
+    """The run ids of these runs."""
+    pks = sorted(set(run_pks))
+    if not pks:
+        return {}
+    return {int(r.id): r.run_id for r in conn.execute(select(dr.c.id, dr.c.run_id).where(dr.c.id.in_(pks)))}
+
+
+def for_requests(conn: Connection, ti_ids: list[int]) -> list[Any]:
+    """Each try with its run (what a request carries), in try id order."""
+    ti = t.task_instance
+    return list(
+        conn.execute(
+            select(
+                ti.c.id,
+                ti.c.run_pk,
+                ti.c.dag_id,
+                ti.c.task_id,
+                ti.c.map_index,
+                ti.c.try_number,
+                dr.c.run_id,
+                dr.c.run_type,
+                dr.c.conf,
+                dr.c.started_at,
+                dr.c.logical_date,
+                dr.c.data_interval_start,
+                dr.c.data_interval_end,
+            )
+            .join(dr, dr.c.id == ti.c.run_pk)
+            .where(ti.c.id.in_(ti_ids))
+            .order_by(ti.c.id)
+        ).all()
+    )
+
+
+def events_of(conn: Connection, run_pks: Iterable[int]) -> list[Any]:
+    """The events each run consumed, with their assets, oldest first."""
+    ae, a, dre = t.asset_event, t.asset, t.dag_run_event
+    return list(
+        conn.execute(
+            select(dre.c.run_pk, ae.c.id, ae.c.timestamp, ae.c.extra, ae.c.source, a.c.name, a.c.uri)
+            .join(ae, ae.c.id == dre.c.event_id)
+            .join(a, a.c.id == ae.c.asset_id)
+            .where(dre.c.run_pk.in_(sorted(set(run_pks))))
+            .order_by(ae.c.id)
+        ).all()
+    )
+
+
+def consumers_from_db(conn: Connection, asset_id: int) -> dict[int, list[str]]:
+    """The DAGs scheduled on an asset, read from the database (for processes without DAGs)."""
+    rows = (
+        conn.execute(
+            select(t.dag_schedule_asset.c.dag_id)
+            .join(t.dag, t.dag.c.dag_id == t.dag_schedule_asset.c.dag_id)
+            .where(and_(t.dag_schedule_asset.c.asset_id == asset_id, t.dag.c.is_active))
+        )
+        .scalars()
+        .all()
+    )
+    return {asset_id: list(rows)}

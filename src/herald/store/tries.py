@@ -1,0 +1,579 @@
+"""Task tries: every write to `task_instance` and `task_result`, and the reads that go with them.
+
+Each state write is a guarded UPDATE: `WHERE state IN sources(new)`, so a late
+or repeated write can never move a try backwards, whichever process makes it.
+Batches are one statement (executemany), never one round trip per try.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+
+from herald.store import tables as t
+from herald.store.states import TRY_TRANSITIONS, TryState, sources
+from herald.store.storable import clean_text
+from herald.store.types import utcnow
+
+ti = t.task_instance
+tr = t.task_result
+_CHUNK = 500
+
+
+def _from(new: TryState) -> list[str]:
+    return sorted(s.value for s in sources(TRY_TRANSITIONS, new))
+
+
+def insert_tries(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """The tries of started runs (`run_pk`, `dag_id`, `task_id`, `state`, `max_tries`, `queue`).
+
+    Each task starts as one try with map index -1; a mapped task is expanded later (`expand`).
+    """
+    if rows:
+        conn.execute(insert(ti), [{"try_number": 0, "map_index": -1, **r} for r in rows])
+
+
+def expand(conn: Connection, ti_id: int, count: int) -> list[int]:
+    """Expand the `scheduled` try of a mapped task into `count` tries, map indexes 0..count-1.
+
+    The try itself becomes map index 0 (as Airflow turns its unmapped task instance into
+    the first one); the others are inserted `scheduled`. Returns their ids in map index
+    order, or [] when the try is not an unexpanded `scheduled` one (another pass did it).
+    """
+    row = conn.execute(
+        select(ti.c.run_pk, ti.c.dag_id, ti.c.task_id, ti.c.max_tries, ti.c.queue).where(
+            ti.c.id == ti_id, ti.c.state == TryState.SCHEDULED, ti.c.map_index == -1
+        )
+    ).first()
+    if row is None or count < 1:
+        return []
+    # guarded again: of two schedulers expanding the same try, the second changes nothing
+    taken = conn.execute(
+        update(ti).where(ti.c.id == ti_id, ti.c.state == TryState.SCHEDULED, ti.c.map_index == -1).values(map_index=0)
+    ).rowcount
+    if not taken:
+        return []
+    if count > 1:
+        base = {
+            "run_pk": row.run_pk,
+            "dag_id": row.dag_id,
+            "task_id": row.task_id,
+            "max_tries": row.max_tries,
+            "queue": row.queue,
+            "state": TryState.SCHEDULED,
+            "try_number": 0,
+        }
+        conn.execute(insert(ti), [{**base, "map_index": i} for i in range(1, count)])
+    return [
+        int(i)
+        for i in conn.execute(
+            select(ti.c.id)
+            .where(ti.c.run_pk == row.run_pk, ti.c.task_id == row.task_id, ti.c.map_index >= 0)
+            .order_by(ti.c.map_index)
+        ).scalars()
+    ]
+
+
+def end_unstarted(conn: Connection, new: TryState, ti_ids: list[int], error: str | None, now: datetime) -> None:
+    """Tries that end without running (`skipped`, `upstream_failed`, `failed`), with the reason."""
+    if not ti_ids:
+        return
+    guard = sorted(set(_from(new)) & {TryState.NONE.value, TryState.SCHEDULED.value})
+    for i in range(0, len(ti_ids), _CHUNK):
+        conn.execute(
+            update(ti)
+            .where(ti.c.id.in_(ti_ids[i : i + _CHUNK]), ti.c.state.in_(guard))
+            .values(state=new, ended_at=now, error=error)
+        )
+
+
+def queue(conn: Connection, ti_ids: list[int]) -> None:
+    """Hand tries to the executor: `queued`, under the next try number."""
+    if ti_ids:
+        conn.execute(
+            update(ti)
+            .where(ti.c.id.in_(ti_ids), ti.c.state.in_([TryState.SCHEDULED, TryState.UP_FOR_RETRY]))
+            .values(state=TryState.QUEUED, try_number=ti.c.try_number + 1, next_try_at=None, heartbeat_at=None)
+        )
+
+
+def mark_started(conn: Connection, started: Sequence[tuple[int, datetime, str]]) -> None:
+    """Tries a worker took: (ti_id, started_at, hostname), one statement for the batch."""
+    if started:
+        conn.execute(
+            update(ti)
+            .where(ti.c.id == bindparam("b_id"), ti.c.state == TryState.QUEUED)
+            .values(state=TryState.RUNNING, started_at=bindparam("b_started_at"), hostname=bindparam("b_hostname"))
+            .execution_options(synchronize_session=False),
+            [{"b_id": i, "b_started_at": at, "b_hostname": host} for i, at, host in started],
+        )
+
+
+def read(conn: Connection, ti_ids: Iterable[int]) -> dict[int, Any]:
+    """The tries `ti_ids` (what applying their results needs), by id."""
+    rows: dict[int, Any] = {}
+    ids = sorted(set(ti_ids))
+    for i in range(0, len(ids), _CHUNK):
+        for row in conn.execute(
+            select(
+                ti.c.id,
+                ti.c.run_pk,
+                ti.c.dag_id,
+                ti.c.task_id,
+                ti.c.map_index,
+                ti.c.try_number,
+                ti.c.max_tries,
+                ti.c.state,
+            ).where(ti.c.id.in_(ids[i : i + _CHUNK]))
+        ):
+            rows[int(row.id)] = row
+    return rows
+
+
+def write_ends(conn: Connection, changes: list[dict[str, Any]]) -> None:
+    """Apply ended tries: each change has `id`, `state` and the columns to set.
+
+    One guarded UPDATE per shape of change (executemany); the guard is the set
+    of states the new state may be reached from.
+    """
+    groups: dict[tuple[TryState, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
+    for change in changes:
+        values = {k: _clean(k, v) for k, v in change.items() if k not in ("id", "state")}
+        state = TryState(change["state"])
+        groups[(state, tuple(sorted(values)))].append(
+            {"b_id": change["id"], **{f"b_{k}": v for k, v in values.items()}}
+        )
+    for (state, keys), params in groups.items():
+        conn.execute(
+            update(ti)
+            # OR of equalities, not IN: an expanding IN cannot be used with executemany.
+            .where(ti.c.id == bindparam("b_id"), or_(*(ti.c.state == s for s in _from(state))))
+            .values({"state": state.value, **{k: bindparam(f"b_{k}") for k in keys}})
+            .execution_options(synchronize_session=False),
+            params,
+        )
+
+
+def decide(conn: Connection, new: TryState, ti_ids: list[int], now: datetime) -> None:
+    """Decide tries that have not started (`scheduled`, `skipped`, `upstream_failed`)."""
+    if not ti_ids:
+        return
+    guard = sorted(set(_from(new)) & {TryState.NONE.value, TryState.SCHEDULED.value})
+    values: dict[str, Any] = {"state": new}
+    if new.finished:
+        values["ended_at"] = now
+    for i in range(0, len(ti_ids), _CHUNK):
+        conn.execute(update(ti).where(ti.c.id.in_(ti_ids[i : i + _CHUNK]), ti.c.state.in_(guard)).values(values))
+
+
+def of_runs(conn: Connection, run_pks: Iterable[int]) -> list[Any]:
+    """Every try of these runs: id, run, DAG, task, map index and state, in map index order."""
+    pks = sorted(set(run_pks))
+    if not pks:
+        return []
+    return list(
+        conn.execute(
+            select(ti.c.id, ti.c.run_pk, ti.c.dag_id, ti.c.task_id, ti.c.map_index, ti.c.state)
+            .where(ti.c.run_pk.in_(pks))
+            .order_by(ti.c.run_pk, ti.c.task_id, ti.c.map_index)
+        ).all()
+    )
+
+
+def of_runs_detail(conn: Connection, run_pks: Iterable[int]) -> list[Any]:
+    """Every try of these runs with its try number and end: run, task, map index, state (a callback's context)."""
+    pks = sorted(set(run_pks))
+    if not pks:
+        return []
+    return list(
+        conn.execute(
+            select(ti.c.run_pk, ti.c.task_id, ti.c.map_index, ti.c.state, ti.c.try_number, ti.c.ended_at)
+            .where(ti.c.run_pk.in_(pks))
+            .order_by(ti.c.run_pk, ti.c.task_id, ti.c.map_index)
+        ).all()
+    )
+
+
+def scheduled_in(conn: Connection, run_pks: list[int]) -> list[int]:
+    """The `scheduled` tries of these runs, in id order."""
+    if not run_pks:
+        return []
+    return [
+        int(i)
+        for i in conn.execute(
+            select(ti.c.id).where(ti.c.run_pk.in_(run_pks), ti.c.state == TryState.SCHEDULED).order_by(ti.c.id)
+        ).scalars()
+    ]
+
+
+def due_retries(conn: Connection, now: datetime) -> tuple[list[int], datetime | None]:
+    """Tries whose retry delay is over, and `scheduled` tries (locked); when the next retry is due.
+
+    A `scheduled` try found here was set by a user's retry, or held back by its DAG's
+    max_active_tasks in an earlier pass.
+    """
+    due = [
+        int(i)
+        for i in conn.execute(
+            select(ti.c.id)
+            .where(
+                or_(
+                    and_(ti.c.state == TryState.UP_FOR_RETRY, ti.c.next_try_at <= now),
+                    ti.c.state == TryState.SCHEDULED,
+                )
+            )
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    ]
+    later = conn.execute(
+        select(func.min(ti.c.next_try_at)).where(ti.c.state == TryState.UP_FOR_RETRY, ti.c.next_try_at > now)
+    ).scalar()
+    return due, later
+
+
+def in_state(conn: Connection, state: TryState) -> list[int]:
+    """The ids of every try in `state` (recovery after a restart)."""
+    return [int(i) for i in conn.execute(select(ti.c.id).where(ti.c.state == state).order_by(ti.c.id)).scalars()]
+
+
+def count_queued(conn: Connection, limit: int) -> int:
+    """Queued tries, counted up to `limit` (no need to count a long backlog to the end)."""
+    sub = select(ti.c.id).where(ti.c.state == TryState.QUEUED).limit(limit).subquery()
+    return int(conn.execute(select(func.count()).select_from(sub)).scalar_one())
+
+
+def queued_rows(conn: Connection) -> list[Any]:
+    """Every queued try: id, try number and worker queue (the Celery resend sweep)."""
+    return list(
+        conn.execute(
+            select(ti.c.id, ti.c.try_number, ti.c.queue).where(ti.c.state == TryState.QUEUED).order_by(ti.c.id)
+        ).all()
+    )
+
+
+def successes(conn: Connection, run_pks: Iterable[int]) -> list[Any]:
+    """The succeeded tries of these runs: run, task, map index, return value and pushed values.
+
+    In map index order, so that a mapped task's results read back as Airflow lists them.
+    """
+    pks = sorted(set(run_pks))
+    if not pks:
+        return []
+    return list(
+        conn.execute(
+            select(ti.c.run_pk, ti.c.task_id, ti.c.map_index, ti.c.result, ti.c.xcom)
+            .where(ti.c.run_pk.in_(pks), ti.c.state == TryState.SUCCESS)
+            .order_by(ti.c.run_pk, ti.c.task_id, ti.c.map_index)
+        ).all()
+    )
+
+
+def active_counts(conn: Connection, dag_ids: Iterable[str]) -> dict[str, int]:
+    """Tries handed to an executor (queued or running) per DAG, across its runs (max_active_tasks).
+
+    The DAGs' rows are locked first, so that a second scheduler counts after this one
+    commits; a DAG another scheduler holds is left out (its tries wait for a later pass).
+    """
+    ids = sorted(set(dag_ids))
+    if not ids:
+        return {}
+    ids = list(
+        conn.execute(
+            select(t.dag.c.dag_id)
+            .where(t.dag.c.dag_id.in_(ids))
+            .order_by(t.dag.c.dag_id)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    counts = {dag_id: 0 for dag_id in ids}
+    if not ids:
+        return counts
+    return counts | {
+        r.dag_id: int(r.n)
+        for r in conn.execute(
+            select(ti.c.dag_id, func.count().label("n"))
+            .where(ti.c.dag_id.in_(ids), ti.c.state.in_([TryState.QUEUED, TryState.RUNNING]))
+            .group_by(ti.c.dag_id)
+        )
+    }
+
+
+def dags_of(conn: Connection, ti_ids: list[int]) -> dict[int, str]:
+    """The DAG of each of these tries."""
+    found: dict[int, str] = {}
+    for i in range(0, len(ti_ids), _CHUNK):
+        for row in conn.execute(select(ti.c.id, ti.c.dag_id).where(ti.c.id.in_(ti_ids[i : i + _CHUNK]))):
+            found[int(row.id)] = row.dag_id
+    return found
+
+
+def skip_unfinished(conn: Connection, run_pks: list[int], now: datetime, error: str) -> list[int]:
+    """Every unfinished try of these runs ends `skipped` (a run that timed out, as Airflow does).
+
+    Returns the tries that were queued or running: their executor must stop them.
+    """
+    if not run_pks:
+        return []
+    handed = [
+        int(i)
+        for i in conn.execute(
+            select(ti.c.id).where(ti.c.run_pk.in_(run_pks), ti.c.state.in_([TryState.QUEUED, TryState.RUNNING]))
+        ).scalars()
+    ]
+    # a deferred try skipped here waits no more
+    deferred = select(ti.c.id).where(ti.c.run_pk.in_(run_pks), ti.c.state == TryState.DEFERRED)
+    conn.execute(delete(t.task_wait).where(t.task_wait.c.ti_id.in_(deferred)))
+    conn.execute(
+        update(ti)
+        .where(ti.c.run_pk.in_(run_pks), ti.c.state.in_(_from(TryState.SKIPPED)))
+        .values(state=TryState.SKIPPED, ended_at=now, error=error, next_try_at=None)
+    )
+    return handed
+
+
+def not_running(conn: Connection, ti_ids: list[int], name: str | None = None) -> list[int]:
+    """Which of these tries are no longer running (on worker `name`, when given).
+
+    Ended by a scheduler (a timed-out run, a lost worker), or requeued as lost and
+    claimed by another worker since: this worker must stop them.
+    """
+    if not ti_ids:
+        return []
+    q = select(ti.c.id).where(ti.c.id.in_(ti_ids), ti.c.state == TryState.RUNNING)
+    if name is not None:
+        q = q.where(ti.c.hostname == name)
+    still = set(conn.execute(q).scalars())
+    return [i for i in ti_ids if i not in still]
+
+
+# -- workers of their own (`herald worker`, Celery) -------------------------------------------
+
+
+def claim_for_worker(
+    conn: Connection, limit: int, queues: list[str] | None, default_queue: str, name: str
+) -> list[int]:
+    """Take up to `limit` queued tries (of `queues`, or of the default queue) for worker `name`."""
+    now = utcnow()
+    q = select(ti.c.id).where(ti.c.state == TryState.QUEUED)
+    mine = ti.c.queue.in_(queues) if queues else or_(ti.c.queue.is_(None), ti.c.queue == default_queue)
+    q = q.where(mine)
+    ids = [int(i) for i in conn.execute(q.order_by(ti.c.id).limit(limit).with_for_update(skip_locked=True)).scalars()]
+    if ids:
+        conn.execute(
+            update(ti)
+            .where(ti.c.id.in_(ids), ti.c.state == TryState.QUEUED)
+            .values(state=TryState.RUNNING, started_at=now, hostname=name, heartbeat_at=now)
+        )
+    return ids
+
+
+def claim_one(conn: Connection, ti_id: int, try_number: int, name: str) -> bool:
+    """Claim one queued try under its number for worker `name`; False for a duplicate delivery."""
+    now = utcnow()
+    return bool(
+        conn.execute(
+            update(ti)
+            .where(ti.c.id == ti_id, ti.c.state == TryState.QUEUED, ti.c.try_number == try_number)
+            .values(state=TryState.RUNNING, started_at=now, hostname=name, heartbeat_at=now)
+        ).rowcount
+    )
+
+
+def heartbeat(conn: Connection, ti_ids: list[int], name: str | None = None) -> None:
+    """These running tries are alive (those worker `name` holds, when given)."""
+    if ti_ids:
+        q = update(ti).where(ti.c.id.in_(ti_ids), ti.c.state == TryState.RUNNING)
+        if name is not None:
+            q = q.where(ti.c.hostname == name)
+        conn.execute(q.values(heartbeat_at=utcnow()))
+
+
+def heartbeat_one(conn: Connection, ti_id: int, try_number: int, name: str) -> bool:
+    """Record a sign of life of one try; False when it is no longer `name`'s (failed as lost)."""
+    return bool(
+        conn.execute(
+            update(ti)
+            .where(
+                ti.c.id == ti_id,
+                ti.c.state == TryState.RUNNING,
+                ti.c.try_number == try_number,
+                ti.c.hostname == name,
+            )
+            .values(heartbeat_at=utcnow())
+        ).rowcount
+    )
+
+
+def lost(conn: Connection, now: datetime, timeout: float) -> list[Any]:
+    """Running tries whose worker has been silent for `timeout` seconds (locked): id, hostname."""
+    return list(
+        conn.execute(
+            select(ti.c.id, ti.c.hostname)
+            .where(ti.c.state == TryState.RUNNING, ti.c.heartbeat_at < now - timedelta(seconds=timeout))
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
+
+
+# -- lost workers ------------------------------------------------------------------------------
+
+
+def requeue_counts(conn: Connection, tries: Iterable[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """How many times each (ti_id, try_number) already went back to the queue because its worker was lost."""
+    wanted = sorted(set(tries))
+    if not wanted:
+        return {}
+    rq = t.task_requeue
+    counts: dict[tuple[int, int], int] = {}
+    for i in range(0, len(wanted), _CHUNK):
+        chunk = set(wanted[i : i + _CHUNK])
+        for r in conn.execute(
+            select(rq.c.ti_id, rq.c.try_number, func.count().label("n"))
+            .where(rq.c.ti_id.in_(sorted({ti_id for ti_id, _ in chunk})))
+            .group_by(rq.c.ti_id, rq.c.try_number)
+        ):
+            key = (int(r.ti_id), int(r.try_number))
+            if key in chunk:
+                counts[key] = int(r.n)
+    return counts
+
+
+def requeue_lost(conn: Connection, lost: Sequence[tuple[int, int, str, str | None]], now: datetime) -> list[int]:
+    """Tries whose worker was lost go back to the queue under the same try number.
+
+    Each item is (ti_id, try_number, reason, hostname). Guarded: only a try still
+    queued or running under that number moves, and only those get a history record
+    (`task_requeue`). Returns the ids requeued.
+    """
+    done: list[int] = []
+    guard = sorted({TryState.QUEUED.value, TryState.RUNNING.value} & set(_from(TryState.QUEUED)))
+    for ti_id, try_number, *_ in lost:
+        moved = conn.execute(
+            update(ti)
+            .where(ti.c.id == ti_id, ti.c.try_number == try_number, ti.c.state.in_(guard))
+            .values(state=TryState.QUEUED, started_at=None, heartbeat_at=None, hostname=None)
+        ).rowcount
+        if moved:
+            done.append(ti_id)
+    if done:
+        by_id = {ti_id: (try_number, reason, hostname) for ti_id, try_number, reason, hostname in lost}
+        conn.execute(
+            insert(t.task_requeue),
+            [
+                {
+                    "ti_id": i,
+                    "try_number": by_id[i][0],
+                    "reason": clean_text(by_id[i][1]),
+                    "hostname": by_id[i][2],
+                    "requeued_at": now,
+                }
+                for i in done
+            ],
+        )
+    return done
+
+
+def requeues_of(conn: Connection, ti_ids: Iterable[int]) -> dict[int, list[Any]]:
+    """The lost-worker history of these tries: try number, reason, hostname and time, oldest first."""
+    ids = sorted(set(ti_ids))
+    rq = t.task_requeue
+    found: dict[int, list[Any]] = defaultdict(list)
+    for i in range(0, len(ids), _CHUNK):
+        for r in conn.execute(
+            select(rq.c.ti_id, rq.c.try_number, rq.c.reason, rq.c.hostname, rq.c.requeued_at)
+            .where(rq.c.ti_id.in_(ids[i : i + _CHUNK]))
+            .order_by(rq.c.id)
+        ):
+            found[int(r.ti_id)].append(r)
+    return dict(found)
+
+
+_RESULT_COLUMNS = (
+    "ti_id",
+    "try_number",
+    "state",
+    "result",
+    "error",
+    "log",
+    "outlet_extras",
+    "outlet_alias_events",
+    "started_at",
+    "ended_at",
+    "hostname",
+    "skip",
+    "xcom",
+    "retry",
+    "lost",
+    "defer",
+)
+
+
+def store_results(conn: Connection, results: list[dict[str, Any]]) -> None:
+    """Results of a worker process, for a scheduler to apply (`TaskResult.to_wire` dicts)."""
+    if results:
+        conn.execute(insert(tr), [{k: _clean(k, r.get(k)) for k in _RESULT_COLUMNS} for r in results])
+
+
+def _clean(column: str, value: Any) -> Any:
+    """A task's log and error as any database stores them (what a task prints is not up to Herald)."""
+    if column in ("log", "error") and isinstance(value, str):
+        return clean_text(value)
+    return value
+
+
+def claim_results(conn: Connection, limit: int) -> list[dict[str, Any]]:
+    """Take (and delete) up to `limit` stored results, so that no other scheduler applies them."""
+    rows = conn.execute(select(tr).order_by(tr.c.id).limit(limit).with_for_update(skip_locked=True)).all()
+    if not rows:
+        return []
+    conn.execute(delete(tr).where(tr.c.id.in_([r.id for r in rows])))
+    return [{k: getattr(r, k) for k in _RESULT_COLUMNS} for r in rows]
+
+
+# -- users' actions (API, CLI) ----------------------------------------------------------------
+
+
+def clear(conn: Connection, run_pk: int, again: dict[str, int], downstream: list[str]) -> int:
+    """A user's retry: the failed tries of `again` run again, their `downstream` tasks wait again.
+
+    `again` maps each task id to the tries it is allowed from now (its retries + 1).
+    The tries go back to `scheduled` (the next scheduler pass queues them); of a
+    mapped task, only the failed map indexes run again. The downstream tasks go back
+    to `none` (decided again by their trigger rules when the retried tries end), a
+    mapped one folded back into one try (map index -1) that is expanded again from
+    the new upstream values. Returns how many tries were set to run again. The caller
+    puts the run back to running (`herald.store.runs.rerun`) and wakes the scheduler.
+    """
+    finished = [s.value for s in TryState if s.finished and s is not TryState.REMOVED]
+    reset = {"next_try_at": None, "ended_at": None, "error": None, "heartbeat_at": None}
+    changed = 0
+    if again:
+        changed = int(
+            conn.execute(
+                update(ti)
+                .where(
+                    ti.c.run_pk == run_pk,
+                    ti.c.task_id == bindparam("b_task_id"),
+                    ti.c.state == TryState.FAILED,
+                )
+                .values(state=TryState.SCHEDULED, max_tries=ti.c.try_number + bindparam("b_tries"), **reset)
+                .execution_options(synchronize_session=False),
+                [{"b_task_id": task_id, "b_tries": tries} for task_id, tries in again.items()],
+            ).rowcount
+        )
+    if downstream:
+        conn.execute(
+            delete(ti).where(
+                ti.c.run_pk == run_pk, ti.c.task_id.in_(downstream), ti.c.map_index > 0, ti.c.state.in_(finished)
+            )
+        )
+        conn.execute(
+            update(ti)
+            .where(ti.c.run_pk == run_pk, ti.c.task_id.in_(downstream), ti.c.state.in_(finished))
+            .values(state=TryState.NONE, map_index=-1, result=None, xcom=None, **reset)
+        )
+    return changed

@@ -1,0 +1,226 @@
+"""Flow control end to end: `herald standalone` (SQLite, PostgreSQL), local:// messages, and the runs
+read back through the CLI and the API: order per key, skip, cancel_running, priority, throttle,
+rate limit, debounce."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Herald
+from tests.e2e.standalone_per_db import api, standalone
+
+FLOW_DAGS = """
+import json
+import os
+import time
+
+from herald import DAG, Asset, AssetWatcher, Debounce, MessageQueueTrigger, task
+
+MARKS = {marks!r}
+
+
+def watched(name):
+    return Asset(name, watchers=[AssetWatcher(name + "_local", MessageQueueTrigger("local://" + name))])
+
+
+def wait_for_mark(name):
+    while not os.path.exists(os.path.join(MARKS, name)):
+        time.sleep(0.05)
+
+
+@task
+def note(triggering_asset_events):
+    (events,) = triggering_asset_events.values()
+    payload = events[-1].payload
+    with open(os.path.join(MARKS, "pid-" + str(payload["n"])), "w") as fh:
+        fh.write(str(os.getpid()))
+    start = time.time()
+    if payload.get("hold"):
+        wait_for_mark("release-" + str(payload["n"]))
+    time.sleep(payload.get("sleep", 0))
+    return {{"n": payload["n"], "key": payload.get("device"), "start": start, "end": time.time(),
+             "events": [e.payload["n"] for e in events]}}
+
+
+readings = watched("readings")
+with DAG("iot", schedule=[readings], key="device", max_active_runs_per_key=1):
+    note()
+
+commands = watched("commands")
+with DAG("singleton", schedule=[commands], key="device", on_new_event="skip"):
+    note()
+
+builds = watched("builds")
+with DAG("latest", schedule=[builds], key="branch", on_new_event="cancel_running"):
+    note()
+
+jobs = watched("jobs")
+with DAG("urgent", schedule=[jobs], priority="p", max_active_runs=1):
+    note()
+
+pings = watched("pings")
+with DAG("throttled", schedule=[pings], key="device", throttle=(2, 3)):
+    note()
+
+alerts = watched("alerts")
+with DAG("limited", schedule=[alerts], key="device", rate_limit=(2, 3600)):
+    note()
+
+edits = watched("edits")
+with DAG("quiet", schedule=[edits], key="doc", debounce=Debounce(1.0, max_wait=30)):
+    note()
+"""
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def herald(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Herald]:
+    marks = tmp_path_factory.mktemp("marks")
+    with standalone(request.param, tmp_path_factory, FLOW_DAGS.format(marks=str(marks)), {}) as h:
+        h.marks = marks  # type: ignore[attr-defined]
+        h.wait_for(lambda: len(h.cli_json("dags", "list")) == 7, what="the DAGs")
+        yield h
+
+
+def _marks(herald: Herald) -> Path:
+    found: Path = herald.marks  # type: ignore[attr-defined]
+    return found
+
+
+def _results(herald: Herald, dag_id: str) -> list[dict[str, Any]]:
+    """The task result of each successful run of `dag_id`, with its run."""
+    out = []
+    for run in herald.runs(dag_id, "success"):
+        detail = herald.cli_json("runs", "show", run["run_id"])
+        out.append({**detail["tasks"][0]["result"], "run": run})
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_runs_of_one_key_never_overlap_and_start_in_event_order(herald: Herald) -> None:
+    # given three devices sending four readings each, interleaved, in one burst
+    readings = [{"device": d, "n": f"{d}{i}", "sleep": 0.2} for i in range(4) for d in ("a", "b", "c")]
+    herald.publish("readings", *readings)
+    # then every reading makes a run
+    herald.wait_runs(12, "iot", timeout=90)
+    results = _results(herald, "iot")
+    assert len(results) == 12
+    for device in ("a", "b", "c"):
+        mine = sorted((r for r in results if r["key"] == device), key=lambda r: r["start"])
+        # a device's runs start in the order of its readings, each after the one before ended
+        assert [r["n"] for r in mine] == [f"{device}{i}" for i in range(4)]
+        assert all(b["start"] >= a["end"] for a, b in itertools.pairwise(mine)), mine
+        assert {r["run"]["run_key"] for r in mine} == {device}
+    # and different devices ran side by side
+    spans = sorted((r["start"], r["end"]) for r in results)
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans)), spans
+
+
+def test_skip_makes_a_skipped_run_visible_while_the_key_runs(herald: Herald) -> None:
+    marks, first, second = _marks(herald), uuid.uuid4().hex, uuid.uuid4().hex
+    herald.publish("commands", {"device": "d", "n": first, "hold": True})
+    herald.wait_for(lambda: (marks / f"pid-{first}").exists(), what="the first command's task to start")
+    herald.publish("commands", {"device": "d", "n": second})
+    skipped = herald.wait_for(lambda: herald.runs("singleton", "skipped"), what="the skipped run")
+    assert [r["held_by"] for r in skipped] == ["key"] and skipped[0]["run_key"] == "d"
+    # the CLI's table shows the rule, the API's run JSON has it
+    code, table = herald.cli("runs", "list", "--dag", "singleton")
+    skipped_row = next(line for line in table.splitlines() if "skipped" in line)
+    assert code == 0 and "held" in table and "key" in skipped_row.split("skipped", 1)[1]
+    status, page = api(herald, "/runs?dag_id=singleton&state=skipped")
+    assert status == 200 and [r["held_by"] for r in page["items"]] == ["key"]
+    (marks / f"release-{first}").touch()
+    herald.wait_runs(1, "singleton")
+    assert [r["n"] for r in _results(herald, "singleton")] == [first]
+
+
+def test_cancel_running_stops_the_running_task_and_the_newest_event_runs(herald: Herald) -> None:
+    marks, old, new = _marks(herald), uuid.uuid4().hex, uuid.uuid4().hex
+    herald.publish("builds", {"branch": "main", "n": old, "hold": True})
+    herald.wait_for(lambda: (marks / f"pid-{old}").exists(), what="the first build's task to start")
+    pid = int((marks / f"pid-{old}").read_text())
+    herald.publish("builds", {"branch": "main", "n": new})
+    herald.wait_for(lambda: herald.runs("latest", "success"), what="the newest build's run")
+    (cancelled,) = herald.runs("latest", "cancelled")
+    (winner,) = herald.runs("latest", "success")
+    assert cancelled["held_by"] == f"cancelled by run {winner['run_id']}"
+    detail = herald.cli_json("runs", "show", cancelled["run_id"])
+    assert detail["tasks"][0]["state"] == "skipped" and "cancelled by run" in detail["tasks"][0]["error"]
+    herald.wait_for(lambda: not _alive(pid), timeout=30, what="the cancelled try's process to be stopped")
+
+
+def test_priority_starts_the_highest_queued_run_first(herald: Herald) -> None:
+    marks, blocker = _marks(herald), uuid.uuid4().hex
+    herald.publish("jobs", {"n": blocker, "p": 0, "hold": True})
+    herald.wait_for(lambda: (marks / f"pid-{blocker}").exists(), what="the blocking job to start")
+    herald.publish("jobs", {"n": "p1", "p": 1}, {"n": "p5", "p": 5}, {"n": "p3", "p": 3})
+    queued = herald.wait_for(lambda: len(herald.runs("urgent", "queued")) == 3, what="three queued jobs")
+    assert queued
+    assert {r["held_by"] for r in herald.runs("urgent", "queued")} == {"max_active_runs"}
+    (marks / f"release-{blocker}").touch()
+    herald.wait_runs(4, "urgent")
+    order = [r["n"] for r in sorted(_results(herald, "urgent"), key=lambda r: r["start"])]
+    assert order == [blocker, "p5", "p3", "p1"]
+
+
+def test_throttle_holds_runs_beyond_the_period(herald: Herald) -> None:
+    herald.publish("pings", *({"device": "t", "n": f"t{i}"} for i in range(4)))
+
+    def held() -> list[dict[str, Any]]:
+        return [r for r in herald.runs("throttled", "queued") if r["held_by"] == "throttle"]
+
+    two = herald.wait_for(lambda: len(held()) == 2 and held(), what="two runs held by the throttle")
+    assert all(r["held_until"] is not None for r in two)
+    herald.wait_runs(4, "throttled", timeout=60)
+    starts = sorted(datetime.fromisoformat(r["started_at"]) for r in herald.runs("throttled"))
+    # two start at once; the next two only once the 3 s period allows
+    assert (starts[2] - starts[0]).total_seconds() >= 3.0, starts
+
+
+def test_rate_limit_skips_and_counts_runs_beyond_it(herald: Herald) -> None:
+    herald.publish("alerts", *({"device": "r", "n": f"r{i}"} for i in range(4)))
+    herald.wait_runs(2, "limited")
+    skipped = herald.wait_for(lambda: len(herald.runs("limited", "skipped")) == 2 and herald.runs("limited", "skipped"))
+    assert {r["held_by"] for r in skipped} == {"rate_limit"}
+    # never silently dropped: the events are kept with their skipped runs, and counted in the metrics
+    assert all(len(r["event_ids"]) == 1 for r in skipped)
+    status, text = _metrics(herald)
+    assert status == 200
+    assert 'herald_dag_runs_held{dag_id="limited",held_by="rate_limit",state="skipped"} 2.0' in text
+
+
+def test_debounce_makes_one_run_with_the_burst(herald: Herald) -> None:
+    doc = uuid.uuid4().hex[:8]
+    burst = [{"doc": doc, "n": f"{doc}-{i}"} for i in range(5)]
+    herald.publish("edits", *burst)
+    herald.wait_runs(1, "quiet", timeout=30)
+    (result,) = _results(herald, "quiet")
+    assert result["events"] == [e["n"] for e in burst]
+    assert len(result["run"]["event_ids"]) == 5
+    assert len(herald.runs("quiet")) == 1
+
+
+def _metrics(herald: Herald) -> tuple[int, str]:
+    import urllib.request
+
+    from tests.e2e.standalone_per_db import token
+
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{herald.port}/metrics", headers={"Authorization": f"Bearer {token(herald)}"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status, r.read().decode()

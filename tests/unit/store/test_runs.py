@@ -1,0 +1,69 @@
+"""`store.runs`: run rows are inserted in one place and move only as `store.states` allows (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from herald.store import runs
+from herald.store import tables as t
+from herald.store.states import RunState, RunType, TryState
+from herald.store.types import utcnow
+from tests.unit.commands.conftest import Db
+
+dr = t.dag_run
+
+
+def pk(db: Db, run_id: str) -> int:
+    return int(db.one(select(dr.c.id).where(dr.c.run_id == run_id))[0])
+
+
+def state(db: Db, run_id: str) -> str:
+    with db.engine.connect() as conn:
+        found = runs.state_of(conn, run_id)
+    assert found is not None
+    return found
+
+
+def test_a_triggered_run_is_queued_then_runs_then_ends(db: Db) -> None:
+    with db.engine.begin() as conn:
+        run_id = runs.trigger_run(conn, "manual", {"k": 1})
+    assert run_id.startswith(f"{RunType.MANUAL}__")
+    assert db.one(select(dr.c.state, dr.c.conf, dr.c.run_type).where(dr.c.run_id == run_id)) == (
+        RunState.QUEUED,
+        {"k": 1},
+        RunType.MANUAL,
+    )
+    run_pk = pk(db, run_id)
+    with db.engine.begin() as conn:
+        runs.finish(conn, RunState.SUCCESS, [run_pk], utcnow())  # not started: stays queued
+    assert state(db, run_id) == RunState.QUEUED
+    with db.engine.begin() as conn:
+        runs.start(conn, [run_pk], utcnow())
+        runs.finish(conn, RunState.SUCCESS, [run_pk], utcnow())
+    with db.engine.begin() as conn:
+        runs.finish(conn, RunState.FAILED, [run_pk], utcnow())  # a finished run does not end twice
+    assert state(db, run_id) == RunState.SUCCESS
+
+
+def test_a_run_that_failed_before_starting_may_be_queued_again_and_a_finished_one_rerun(db: Db) -> None:
+    never_started = db.add_run(RunState.FAILED, {})
+    succeeded = db.add_run(RunState.SUCCESS, {"extract": TryState.SUCCESS})
+    failed_pk, succeeded_pk = pk(db, never_started), pk(db, succeeded)
+    with db.engine.begin() as conn:
+        assert runs.requeue(conn, failed_pk) is True
+        assert runs.requeue(conn, succeeded_pk) is False
+        assert runs.rerun(conn, succeeded_pk) is True
+        assert runs.rerun(conn, failed_pk) is False  # queued again: it was never started
+    assert (state(db, never_started), state(db, succeeded)) == (RunState.QUEUED, RunState.RUNNING)
+
+
+def test_a_replay_run_consumes_the_event_it_replays(db: Db) -> None:
+    from herald.commands import events as event_commands
+
+    event_id, _ = event_commands.emit(db.engine, "orders", {"n": 1})
+    with db.engine.begin() as conn:
+        run_id = runs.replay_run(conn, "process_orders", event_id)
+    with db.engine.connect() as conn:
+        linked = runs.events_of(conn, [pk(db, run_id)])
+    assert run_id.startswith(f"{RunType.REPLAY}__")
+    assert [(int(e.id), e.name) for e in linked] == [(event_id, "orders")]

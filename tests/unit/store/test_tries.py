@@ -1,0 +1,111 @@
+"""`store.tries`: every write to a try is guarded by the transitions of `store.states` (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from herald.store import tables as t
+from herald.store import tries
+from herald.store.states import RunState, TryState
+from herald.store.types import utcnow
+from tests.unit.commands.conftest import Db
+
+ti = t.task_instance
+
+
+def ids(db: Db, run_id: str) -> dict[str, int]:
+    rows = db.all(
+        select(ti.c.task_id, ti.c.id).join(t.dag_run, t.dag_run.c.id == ti.c.run_pk).where(t.dag_run.c.run_id == run_id)
+    )
+    return {r.task_id: int(r.id) for r in rows}
+
+
+def row(db: Db, ti_id: int) -> Any:
+    return db.one(select(ti.c.state, ti.c.try_number, ti.c.hostname).where(ti.c.id == ti_id))
+
+
+def test_queue_bumps_the_try_number_once_and_only_from_a_state_that_may_be_queued(db: Db) -> None:
+    run = db.add_run(RunState.RUNNING, {"extract": TryState.SCHEDULED, "load": TryState.NONE})
+    task = ids(db, run)
+    with db.engine.begin() as conn:
+        tries.queue(conn, [task["extract"], task["load"]])
+    with db.engine.begin() as conn:
+        tries.queue(conn, [task["extract"]])  # queued twice: not a second try
+    assert tuple(row(db, task["extract"]))[:2] == (TryState.QUEUED, 1)
+    assert tuple(row(db, task["load"]))[:2] == (TryState.NONE, 0)  # waits for its upstream
+
+
+def test_a_finished_try_is_never_moved_by_a_late_or_repeated_result(db: Db) -> None:
+    run = db.add_run(RunState.RUNNING, {"extract": TryState.SCHEDULED})
+    task = ids(db, run)["extract"]
+    now = utcnow()
+    with db.engine.begin() as conn:
+        tries.queue(conn, [task])
+        tries.mark_started(conn, [(task, now, "w1")])
+        tries.write_ends(conn, [{"id": task, "state": TryState.SUCCESS, "ended_at": now}])
+    with db.engine.begin() as conn:
+        tries.write_ends(conn, [{"id": task, "state": TryState.FAILED, "ended_at": now}])
+        tries.mark_started(conn, [(task, now, "w2")])  # a started notice after the result
+    assert tuple(row(db, task)) == (TryState.SUCCESS, 1, "w1")
+
+
+def test_a_try_is_claimed_once_under_its_number_and_heartbeats_only_for_its_holder(db: Db) -> None:
+    run = db.add_run(RunState.RUNNING, {"extract": TryState.SCHEDULED})
+    task = ids(db, run)["extract"]
+    with db.engine.begin() as conn:
+        tries.queue(conn, [task])
+    with db.engine.begin() as conn:
+        assert tries.claim_one(conn, task, 2, "w1") is False  # a message of another try
+        assert tries.claim_one(conn, task, 1, "w1") is True
+        assert tries.claim_one(conn, task, 1, "w2") is False  # the same message delivered twice
+    with db.engine.begin() as conn:
+        assert tries.heartbeat_one(conn, task, 1, "w1") is True
+        assert tries.heartbeat_one(conn, task, 1, "w2") is False
+    assert tuple(row(db, task)) == (TryState.RUNNING, 1, "w1")
+
+
+def test_decide_moves_only_tries_that_have_not_started(db: Db) -> None:
+    run = db.add_run(RunState.RUNNING, {"extract": TryState.SCHEDULED, "load": TryState.NONE, "report": TryState.NONE})
+    task = ids(db, run)
+    with db.engine.begin() as conn:
+        tries.queue(conn, [task["extract"]])
+        tries.decide(conn, TryState.SKIPPED, [task["extract"], task["load"]], utcnow())
+        tries.decide(conn, TryState.SCHEDULED, [task["report"]], utcnow())
+    assert row(db, task["extract"]).state == TryState.QUEUED
+    assert row(db, task["load"]).state == TryState.SKIPPED
+    assert row(db, task["report"]).state == TryState.SCHEDULED
+
+
+def test_stored_results_are_claimed_by_one_scheduler_only(db: Db) -> None:
+    run = db.add_run(RunState.RUNNING, {"extract": TryState.RUNNING})
+    task = ids(db, run)["extract"]
+    with db.engine.begin() as conn:
+        tries.store_results(conn, [{"ti_id": task, "try_number": 1, "state": "success", "result": 7, "log": ""}])
+    with db.engine.begin() as conn:
+        claimed = tries.claim_results(conn, 10)
+    with db.engine.begin() as conn:
+        assert tries.claim_results(conn, 10) == []
+    assert [(r["ti_id"], r["state"], r["result"]) for r in claimed] == [(task, "success", 7)]
+
+
+def test_a_try_requeued_as_lost_keeps_its_number_and_is_no_longer_its_silent_worker_s(db: Db) -> None:
+    run = db.add_run(RunState.RUNNING, {"extract": TryState.SCHEDULED})
+    task = ids(db, run)["extract"]
+    with db.engine.begin() as conn:
+        tries.queue(conn, [task])
+        assert tries.claim_for_worker(conn, 1, None, "default", "w1") == [task]
+    with db.engine.begin() as conn:
+        assert tries.requeue_lost(conn, [(task, 2, "wrong number", "w1")], utcnow()) == []
+        assert tries.requeue_lost(conn, [(task, 1, "w1 went silent", "w1")], utcnow()) == [task]
+    assert tuple(row(db, task)) == (TryState.QUEUED, 1, None)
+    with db.engine.begin() as conn:
+        assert tries.claim_for_worker(conn, 1, None, "default", "w2") == [task]
+        # w1 comes back: the try is not its own any more, and its heartbeat keeps nothing alive
+        assert tries.not_running(conn, [task], "w1") == [task]
+        assert tries.not_running(conn, [task], "w2") == []
+        assert tries.requeue_counts(conn, [(task, 1), (task, 2)]) == {(task, 1): 1}
+        (history,) = tries.requeues_of(conn, [task])[task]
+    assert (history.try_number, history.reason, history.hostname) == (1, "w1 went silent", "w1")
+    assert tuple(row(db, task)) == (TryState.RUNNING, 1, "w2")
