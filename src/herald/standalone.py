@@ -241,7 +241,18 @@ class Standalone(Service):
     async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
         settings = self.settings
         settings.dags_path.mkdir(parents=True, exist_ok=True)
-        executor = LocalExecutor(str(settings.dags_path), settings.worker_count)
+        executor: Executor
+        scheduler: Scheduler
+        if settings.executor == "celery":
+            # Tries go to Celery workers (`herald worker` with HERALD_EXECUTOR=celery),
+            # which claim them in this PostgreSQL database; no local pool runs.
+            from herald.executors.celery_executor import CeleryExecutor, make_app
+
+            executor = CeleryExecutor(
+                make_app(settings), db.engine, lambda: scheduler.dags, _requests(settings), settings
+            )
+        else:
+            executor = LocalExecutor(str(settings.dags_path), settings.worker_count)
         scheduler = Scheduler(
             db,
             executor,
@@ -277,6 +288,11 @@ class Standalone(Service):
         server, server_task = await self.serve_api(db, self.port)
         watch = asyncio.create_task(source.watch(), name="dag-reload")
         s = settings
+        runs_on = (
+            "Celery workers (herald worker with HERALD_EXECUTOR=celery)"
+            if s.executor == "celery"
+            else f"{s.worker_count} local worker process(es)"
+        )
         self.say(
             f"Herald is running.\n"
             f"  API:          http://{s.api_host}:{self.port}/api/v1/health\n"
@@ -284,6 +300,7 @@ class Standalone(Service):
             f"{self.admin_token or '(shown on first start only; more: herald tokens create --scope write)'}\n"
             f"  DAGs folder:  {s.dags_path} ({len(bag.dags)} DAG(s), {len(bag.errors)} import error(s))\n"
             f"  Database:     {_mask(s.db_url)}\n"
+            f"  Tasks run on: {runs_on}\n"
             f"  Look at:      herald runs list | herald watchers list | herald dags errors\n"
             f"  Stop with Ctrl-C."
         )

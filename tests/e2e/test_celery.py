@@ -340,3 +340,35 @@ def test_celery_on_rabbitmq_runs_every_message_once_and_survives_a_killed_worker
     rabbitmq_cluster: CeleryCluster,
 ) -> None:
     scenario(rabbitmq_cluster, 100, lose_messages=True, kill_pool=False)
+
+
+@pytest.mark.broker("redis")
+def test_standalone_honours_the_celery_executor(redis_cluster: CeleryCluster) -> None:
+    """`herald standalone` with HERALD_EXECUTOR=celery sends its tries to Celery workers."""
+    cluster = redis_cluster
+    herald = cluster.herald
+    herald.write_dag("celery_dag", CELERY_DAG)
+    cluster.start("standalone", "standalone", "--port", str(herald.port))
+    cluster.start("worker-1", "worker", "--concurrency", "2")
+    herald.wait_for(lambda: "[queues]" in (herald.home / "worker-1.log").read_text(), what="the Celery worker")
+    herald.wait_for(
+        lambda: "Tasks run on: Celery workers" in (herald.home / "standalone.log").read_text(),
+        what="standalone started",
+        timeout=60,
+    )
+    herald.publish("jobs", *[{"n": i} for i in range(20)])
+    runs = _finished(herald, 20, timeout=60)
+    assert {r["state"] for r in runs} == {"success"}, cluster.logs()
+    # Every task ran in the Celery worker (its name carries the worker's pid), none in standalone.
+    hosts = {str(h).split("/")[0] for (h,) in cluster.sql("SELECT hostname FROM task_instance")}
+    assert {h.rsplit(":", 1)[1] for h in hosts} == {str(cluster.procs["worker-1"].pid)}, hosts
+
+
+def test_standalone_with_celery_on_sqlite_says_what_to_do(tmp_path: Path) -> None:
+    """Celery workers are other processes: standalone refuses SQLite for them, exit 2, no traceback."""
+    herald = Herald(tmp_path / "home", f"sqlite:///{tmp_path}/herald.db")
+    herald.env.update({"HERALD_EXECUTOR": "celery", "HERALD_CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"})
+    out = subprocess.run([HERALD, "standalone"], env=herald.env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out
+    assert "needs PostgreSQL" in out.stderr + out.stdout and "unset HERALD_EXECUTOR" in out.stderr + out.stdout
+    assert "Traceback" not in out.stderr + out.stdout

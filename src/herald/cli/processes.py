@@ -32,21 +32,36 @@ def _say(message: str) -> None:
     console.print(message, highlight=False)
 
 
-def _require_postgres(command: str) -> Any:
+def _require_postgres(command: str, instead: str = "run everything in one with: herald standalone") -> Any:
     found = settings()
     if not found.db_url.startswith("postgresql"):
         fail(
             f"herald {command} runs beside other Herald processes, which needs PostgreSQL",
-            "set HERALD_DATABASE_URL=postgresql://user@host:5432/db, or run everything in one with: herald standalone",
+            f"set HERALD_DATABASE_URL=postgresql://user@host:5432/db, or {instead}",
         )
     return found
+
+
+def _require_celery_broker(found: Any) -> None:
+    if not found.celery_broker_url:
+        fail(
+            "HERALD_EXECUTOR=celery needs HERALD_CELERY_BROKER_URL",
+            "for example HERALD_CELERY_BROKER_URL=redis://127.0.0.1:6379/1",
+        )
 
 
 def standalone(port: Port = None) -> None:
     """Run everything in one process tree: triggerer, scheduler, workers, API."""
     from herald.standalone import Standalone
 
-    _serve(Standalone(settings(), port, say=_say))
+    found = settings()
+    if found.executor == "celery":
+        # Celery workers are other processes: they share the database, which needs PostgreSQL.
+        found = _require_postgres(
+            "standalone with HERALD_EXECUTOR=celery", "unset HERALD_EXECUTOR to run tasks in standalone's own workers"
+        )
+        _require_celery_broker(found)
+    _serve(Standalone(found, port, say=_say))
 
 
 def scheduler() -> None:
@@ -73,11 +88,7 @@ def worker(
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     found = _require_postgres("worker")
     if found.executor == "celery":
-        if not found.celery_broker_url:
-            fail(
-                "HERALD_EXECUTOR=celery needs HERALD_CELERY_BROKER_URL",
-                "for example HERALD_CELERY_BROKER_URL=redis://127.0.0.1:6379/1",
-            )
+        _require_celery_broker(found)
         _log_setup()
         WorkerProcess(found, names, concurrency, say=_say).run_celery()
         return
