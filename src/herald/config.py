@@ -63,6 +63,13 @@ class Settings(BaseSettings):
         "back to the queue without using the task's retries; one more loss fails it with the reason.",
     )
     workers: int = Field(default=0, description="Local worker processes; 0 means one per core, at least 2.")
+    worker_prefetch: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="`herald worker`: tries claimed ahead per pool process, so that a process starts its next "
+        "try without waiting for a claim; 0 claims only for idle processes (fairest for long tasks).",
+    )
     max_payload_bytes: int = 1024 * 1024
     log_level: str = Field(default="WARNING", description="Level of Herald's process logs (DEBUG, INFO, WARNING...).")
     api_host: str = "127.0.0.1"

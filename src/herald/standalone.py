@@ -443,6 +443,7 @@ class WorkerProcess(Service):
             self.queues,
             name,
             heartbeat_timeout=self.settings.heartbeat_timeout,
+            prefetch=self.settings.worker_prefetch,
         )
         source = DagSource(self.settings, db, sync=False, say=self.say)
         source.subscribe(lambda bag, cat: service.update(bag.dags, bag.files))

@@ -4,6 +4,7 @@ retries untouched, up to HERALD_MAX_LOST_WORKER_REQUEUES times, and each requeue
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -119,5 +120,65 @@ def test_a_killed_herald_worker_s_try_goes_back_to_the_queue_and_succeeds_on_ano
         (requeue,) = task["requeues"]
         assert requeue["hostname"].endswith(f":{dead}")
         assert "stopped sending heartbeats for 3s" in requeue["reason"]
+    finally:
+        cluster.stop_all()
+
+
+PREFETCH_DAG = """
+import os, time
+from herald import dag, task
+
+@dag(schedule=None)
+def slow_pair():
+    @task
+    def work(dag_run):
+        open(os.path.join(os.environ["HERALD_HOME"], "started-" + dag_run.run_id), "w").close()
+        time.sleep(5)
+        return "done"
+
+    work()
+
+slow_pair()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_stopping_herald_worker_gives_back_the_tries_it_claimed_ahead_without_counting_them_lost(
+    tmp_path: Path, pg_database: str
+) -> None:
+    import psycopg
+
+    cluster = Cluster(Herald(tmp_path / "home", pg_database))
+    herald = cluster.herald
+    herald.env["HERALD_WORKER_PREFETCH"] = "1"
+    try:
+        herald.write_dag("pair", PREFETCH_DAG)
+        cluster.start("scheduler", "scheduler")
+        herald.wait_for(lambda: "scheduler running" in (herald.home / "scheduler.log").read_text(), what="scheduler")
+        herald.wait_for(lambda: herald.cli_json("dags", "list"), what="the DAG")
+        first = herald.cli_json("dags", "trigger", "slow_pair")["run_id"]
+        second = herald.cli_json("dags", "trigger", "slow_pair")["run_id"]
+        cluster.start("worker-1", "worker", "--concurrency", "1")
+        pid = cluster.procs["worker-1"].pid
+
+        def held() -> int:
+            with psycopg.connect(herald.env["HERALD_DATABASE_URL"]) as conn:
+                rows = conn.execute("SELECT hostname FROM task_instance WHERE state = 'running'").fetchall()
+            return len([h for (h,) in rows if str(h).endswith(f":{pid}")])
+
+        # One process, one try claimed ahead: worker-1 holds both, runs one.
+        herald.wait_for(lambda: held() == 2, what="both tries claimed by the one-process worker")
+        herald.wait_for(lambda: list(herald.home.glob("started-*")), what="one try started")
+        assert len(list(herald.home.glob("started-*"))) == 1 and held() == 2
+        cluster.procs["worker-1"].send_signal(signal.SIGTERM)  # lets the running try finish
+        assert cluster.procs["worker-1"].wait(60) == 0
+        cluster.start("worker-2", "worker", "--concurrency", "1")
+        herald.wait_runs(2, "slow_pair", timeout=150)
+        tasks = {r: herald.cli_json("runs", "show", r)["tasks"][0] for r in (first, second)}
+        assert {r: t["state"] for r, t in tasks.items()} == {first: "success", second: "success"}, cluster.logs()
+        workers = {t["hostname"].split("/")[0].rsplit(":", 1)[1] for t in tasks.values()}
+        assert workers == {str(pid), str(cluster.procs["worker-2"].pid)}  # one each
+        # The one given back was never lost: same try, no requeue in its history.
+        assert [(t["try_number"], t["requeues"]) for t in tasks.values()] == [(1, []), (1, [])]
     finally:
         cluster.stop_all()

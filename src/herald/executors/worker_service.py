@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from herald import notify
 from herald.dagcheck import Stamp
@@ -44,28 +44,62 @@ def claim_tries(
     engine: Engine, build: RequestBuilder, dags: dict[str, DAG], limit: int, queues: list[str] | None, name: str
 ) -> list[TaskRequest]:
     """Take up to `limit` queued tries (of `queues`, or of the default queue) for this worker."""
-    with engine.begin() as conn:
-        ids = store_tries.claim_for_worker(conn, limit, queues, DEFAULT_QUEUE, name)
-        return build(conn, dags, ids) if ids else []
+    return exchange(engine, build, dags, [], name, limit, queues)
 
 
-def store_results(engine: Engine, results: list[TaskResult], holder: str | None = None) -> None:
-    """Write results for a scheduler to apply, and wake the schedulers.
+def exchange(
+    engine: Engine,
+    build: RequestBuilder,
+    dags: dict[str, DAG],
+    results: list[TaskResult],
+    name: str,
+    limit: int,
+    queues: list[str] | None,
+) -> list[TaskRequest]:
+    """Store finished tries' results and claim up to `limit` new tries, in one transaction.
 
-    With `holder`, only the results of tries that worker still holds: a try requeued
-    as lost while this worker was silent, and perhaps running elsewhere since, keeps
-    no late result from here.
+    One commit per cycle instead of two: on PostgreSQL each commit waits for the WAL
+    to reach the disk, and a worker cycles once per handful of tries. Only the
+    results of tries this worker still holds are kept: a try requeued as lost while
+    it was silent, and perhaps running elsewhere since, keeps no late result. The
+    schedulers are woken (on commit) when results were stored.
     """
     with engine.begin() as conn:
-        if holder is not None:
-            ended = set(store_tries.not_running(conn, [r.ti_id for r in results], holder))
-            if ended:
-                log.warning("dropping the results of %d try(s) requeued as lost meanwhile", len(ended))
-                results = [r for r in results if r.ti_id not in ended]
-        store_tries.store_results(conn, [r.to_wire() for r in results])
-        notified = notify.notify_in(conn, notify.SCHEDULER)
+        notified = _store(conn, results, name) if results else True
+        ids = store_tries.claim_for_worker(conn, limit, queues, DEFAULT_QUEUE, name) if limit > 0 else []
+        requests = build(conn, dags, ids) if ids else []
     if not notified:
         notify.notify(engine.url.render_as_string(hide_password=False), notify.SCHEDULER)
+    return requests
+
+
+def release(engine: Engine, ti_ids: list[int], name: str) -> list[int]:
+    """Put tries this worker claimed but never started back in the queue (it is stopping)."""
+    with engine.begin() as conn:
+        given = store_tries.release(conn, ti_ids, name)
+        if given:
+            notify.notify_in(conn, notify.WORKERS)
+    return given
+
+
+def store_results(engine: Engine, results: list[TaskResult]) -> None:
+    """Write results for a scheduler to apply, and wake the schedulers."""
+    with engine.begin() as conn:
+        notified = _store(conn, results, None)
+    if not notified:
+        notify.notify(engine.url.render_as_string(hide_password=False), notify.SCHEDULER)
+
+
+def _store(conn: Connection, results: list[TaskResult], holder: str | None) -> bool:
+    """Store results (with `holder`: only of the tries that worker still holds); True when
+    the schedulers' wake-up goes with the commit."""
+    if holder is not None:
+        ended = set(store_tries.not_running(conn, [r.ti_id for r in results], holder))
+        if ended:
+            log.warning("dropping the results of %d try(s) requeued as lost meanwhile", len(ended))
+            results = [r for r in results if r.ti_id not in ended]
+    store_tries.store_results(conn, [r.to_wire() for r in results])
+    return notify.notify_in(conn, notify.SCHEDULER)
 
 
 def beat(engine: Engine, ti_ids: list[int], name: str) -> list[int]:
@@ -86,6 +120,7 @@ class WorkerService:
         build: the request builder (`herald.scheduler.requests.build_requests`).
         heartbeat_timeout: the schedulers' heartbeat timeout (`Settings.heartbeat_timeout`):
             this worker beats several times within it.
+        prefetch: tries claimed ahead per pool process (`Settings.worker_prefetch`).
     """
 
     def __init__(
@@ -98,8 +133,10 @@ class WorkerService:
         queues: list[str] | None,
         name: str,
         heartbeat_timeout: float,
+        prefetch: int = 1,
     ) -> None:
         self.db = db
+        self.prefetch = prefetch
         self.heartbeat_every = heartbeat_interval(heartbeat_timeout)
         self.build = build
         self.listener = listener
@@ -110,6 +147,7 @@ class WorkerService:
         self.pool = LocalExecutor(dags_folder, concurrency)
         self._wake = listener.event(notify.WORKERS)
         self._running: set[int] = set()
+        self._started: set[int] = set()
         self._done: list[TaskResult] = []
         self._stopping = False
 
@@ -127,39 +165,58 @@ class WorkerService:
         self._wake.set()
 
     def _on_started(self, started: TaskStarted) -> None:
-        pass  # claim_tries already marked the try running
+        # claim_tries marked the try running; its real start time comes with its result
+        self._started.add(started.ti_id)
 
     def _on_result(self, result: TaskResult) -> None:
         result.hostname = f"{self.name}/{result.hostname}" if result.hostname else self.name
         self._done.append(result)
         self._running.discard(result.ti_id)
+        self._started.discard(result.ti_id)
         self._wake.set()
 
     async def run(self, grace: float = 30.0) -> None:
-        """Claim, run and report tries until `stop`."""
+        """Claim, run and report tries until `stop`.
+
+        Each cycle stores the results that came in and claims what the pool has room
+        for, in one transaction. The pool has room for `prefetch` tries per process
+        beyond those running, so a process that finishes a try starts the next at
+        once instead of waiting for the next claim's round trip.
+        """
         self.pool.start(self._on_started, self._on_result)
         heartbeat = asyncio.create_task(self._heartbeat())
+        room = self.concurrency * (1 + self.prefetch)
         try:
             while not self._stopping:
                 self._wake.clear()
-                await self._flush()
-                free = self.concurrency - len(self._running)
-                if free > 0:
+                free = room - len(self._running)
+                if self._done or free > 0:
+                    done, self._done = self._done, []
                     try:
                         requests = await self.db.run(
-                            claim_tries, self.db.engine, self.build, self.dags, free, self.queues, self.name
+                            exchange, self.db.engine, self.build, self.dags, done, self.name, free, self.queues
                         )
                     except Exception as exc:
-                        log.warning("could not claim tasks: %s", exc)
+                        log.warning("could not store %d result(s) or claim tasks, will retry: %s", len(done), exc)
+                        self._done[:0] = done
                         requests = []
+                        await asyncio.sleep(1.0)
                     if requests:
                         self._running.update(r.ti_id for r in requests)
                         self.pool.submit(requests)
                         continue
+                    if self._done:
+                        continue  # results came in meanwhile
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_WAIT)
         finally:
             await self.pool.stop(grace=grace)
+            # Claimed but never started: back to the queue for another worker, not a lost try.
+            unstarted = sorted(self._running - self._started)
+            if unstarted:
+                with contextlib.suppress(Exception):
+                    await self.db.run(release, self.db.engine, unstarted, self.name)
+                self._running.difference_update(unstarted)
             now = utcnow()
             self._done.extend(
                 TaskResult(
@@ -181,11 +238,9 @@ class WorkerService:
             return
         done, self._done = self._done, []
         try:
-            await self.db.run(store_results, self.db.engine, done, self.name)
+            await self.db.run(exchange, self.db.engine, self.build, self.dags, done, self.name, 0, self.queues)
         except Exception as exc:
-            log.warning("could not store %d result(s), will retry: %s", len(done), exc)
-            self._done[:0] = done
-            await asyncio.sleep(1.0)
+            log.warning("could not store %d result(s): %s", len(done), exc)
 
     async def _heartbeat(self) -> None:
         while True:

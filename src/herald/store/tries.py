@@ -371,6 +371,24 @@ def claim_for_worker(
     return ids
 
 
+def release(conn: Connection, ti_ids: list[int], name: str) -> list[int]:
+    """Give back tries worker `name` claimed but never started (it is stopping): queued again.
+
+    Not a lost worker: nothing ran, so no requeue is counted. Returns the ids given back.
+    """
+    if not ti_ids:
+        return []
+    return [
+        int(i)
+        for i in conn.execute(
+            update(ti)
+            .where(ti.c.id.in_(ti_ids), ti.c.state == TryState.RUNNING, ti.c.hostname == name)
+            .values(state=TryState.QUEUED, started_at=None, heartbeat_at=None, hostname=None)
+            .returning(ti.c.id)
+        ).scalars()
+    ]
+
+
 def claim_one(conn: Connection, ti_id: int, try_number: int, name: str) -> bool:
     """Claim one queued try under its number for worker `name`; False for a duplicate delivery."""
     now = utcnow()

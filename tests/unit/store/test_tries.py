@@ -109,3 +109,19 @@ def test_a_try_requeued_as_lost_keeps_its_number_and_is_no_longer_its_silent_wor
         (history,) = tries.requeues_of(conn, [task])[task]
     assert (history.try_number, history.reason, history.hostname) == (1, "w1 went silent", "w1")
     assert tuple(row(db, task)) == (TryState.RUNNING, 1, "w2")
+
+
+def test_a_stopping_worker_gives_back_only_the_tries_it_holds_and_counts_no_requeue(db: Db) -> None:
+    run = db.add_run(RunState.RUNNING, {"extract": TryState.SCHEDULED, "load": TryState.SCHEDULED})
+    task = ids(db, run)
+    with db.engine.begin() as conn:
+        tries.queue(conn, [task["extract"], task["load"]])
+        claimed = tries.claim_for_worker(conn, 10, None, "default", "w1")
+    assert sorted(claimed) == sorted(task.values())
+    with db.engine.begin() as conn:
+        conn.execute(t.task_instance.update().where(ti.c.id == task["load"]).values(hostname="w2"))
+        given = tries.release(conn, [task["extract"], task["load"]], "w1")
+    assert given == [task["extract"]]  # "load" is w2's now: not w1's to give back
+    assert tuple(row(db, task["extract"])) == (TryState.QUEUED, 1, None)  # the same try, nothing ran
+    assert tuple(row(db, task["load"])) == (TryState.RUNNING, 1, "w2")
+    assert db.all(select(t.task_requeue.c.id)) == []
