@@ -17,7 +17,7 @@ from tests.e2e.conftest import Herald
 from tests.e2e.standalone_per_db import standalone
 
 DAGS = """
-from herald import Asset, WaitForAssetEvent, dag, task
+from herald import DAG, Asset, WaitForAssetEvent, dag, task
 
 approvals = Asset("approvals")
 
@@ -67,6 +67,46 @@ def sensor_quiet():
     alert()
 
 sensor_quiet()
+
+from datetime import timedelta
+from herald import BaseOperator, DateTimeTrigger, TimeDeltaTrigger
+
+class Nap(BaseOperator):
+    # an Airflow-style deferrable operator: sleeps without a worker, then resumes in a method
+
+    def __init__(self, seconds, timeout=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seconds = seconds
+        self.defer_timeout = timeout
+
+    def execute(self, context):
+        print("going to sleep")
+        self.defer(
+            trigger=TimeDeltaTrigger(timedelta(seconds=self.seconds)),
+            method_name="wake_up",
+            kwargs={"note": "rested", "try": context["ti"].try_number},
+            timeout=self.defer_timeout,
+        )
+        raise AssertionError("defer() returns nothing: this line never runs")
+
+    def wake_up(self, context, event=None, note=None, **kwargs):
+        return {"note": note, "try": kwargs["try"], "event_type": type(event).__name__, "event": event.isoformat()}
+
+class OddTrigger:
+    pass
+
+class Odd(BaseOperator):
+    def execute(self, context):
+        self.defer(trigger=OddTrigger(), method_name="done")
+
+with DAG(dag_id="napper", schedule=None):
+    Nap(task_id="nap", seconds=2)
+
+with DAG(dag_id="napper_late", schedule=None):
+    Nap(task_id="nap", seconds=3600, timeout=1)
+
+with DAG(dag_id="odd_trigger", schedule=None):
+    Odd(task_id="odd")
 
 @dag(schedule=None)
 def other():
@@ -160,3 +200,28 @@ def test_a_silent_key_makes_one_run_per_silence(herald: Herald) -> None:
     _emit(herald, {"device": "d2"}, "readings")
     herald.wait_for(lambda: len(_keys(herald, "sensor_quiet")) == 2, 60, "d2's silence")
     assert _keys(herald, "sensor_quiet") == ["d1", "d2"]
+
+
+def test_an_operator_that_defers_resumes_in_its_method_with_the_same_try_and_the_trigger_s_moment(
+    herald: Herald,
+) -> None:
+    run_id = _trigger(herald, "napper")
+    herald.wait_for(lambda: _task(herald, run_id, "nap")["state"] == "deferred", 60, "the deferred try")
+    # the only worker is free while it sleeps
+    other = _trigger(herald, "other")
+    herald.wait_for(lambda: _task(herald, other, "hello")["state"] == "success", 60, "the other DAG's task")
+    herald.wait_for(lambda: _task(herald, run_id, "nap")["state"] == "success", 60, "the resumed try")
+    nap = _task(herald, run_id, "nap")
+    assert nap["try_number"] == 1
+    assert (nap["result"]["note"], nap["result"]["try"], nap["result"]["event_type"]) == ("rested", 1, "DateTime")
+    assert "Resuming after the deferral in Nap.wake_up" in herald.cli("tasks", "logs", run_id, "nap")[1]
+
+
+def test_an_operator_deferral_past_its_timeout_fails_and_an_unknown_trigger_says_why(herald: Herald) -> None:
+    late = _trigger(herald, "napper_late")
+    odd = _trigger(herald, "odd_trigger")
+    herald.wait_for(lambda: _task(herald, late, "nap")["state"] == "failed", 60, "the timed-out deferral")
+    assert _task(herald, late, "nap")["error"].startswith("timed out after 1s waiting until ")
+    herald.wait_for(lambda: _task(herald, odd, "odd")["state"] == "failed", 60, "the unsupported trigger")
+    error = _task(herald, odd, "odd")["error"]
+    assert "cannot wait on trigger OddTrigger" in error and "DateTimeTrigger" in error, error

@@ -28,6 +28,7 @@ from herald.airflow.python import BranchPythonOperator, PythonOperator, ShortCir
 from herald.airflow.runtime import PokeReturnValue, TaskInstance
 from herald.airflow.sensors import BaseSensorOperator, PythonSensor
 from herald.airflow.taskgroup import TaskGroup, task_group
+from herald.airflow.temporal import DateTimeTrigger, TimeDeltaTrigger
 from herald.airflow.trigger_dagrun import TriggerDagRunOperator
 from herald.airflow.variables import Variable
 from herald.airflow.waits import (
@@ -58,6 +59,7 @@ __all__ = [
     "DagNotFound",
     "DateTimeSensor",
     "DateTimeSensorAsync",
+    "DateTimeTrigger",
     "DuplicateTaskIdFound",
     "EmptyOperator",
     "Label",
@@ -73,6 +75,7 @@ __all__ = [
     "TaskInstance",
     "TimeDeltaSensor",
     "TimeDeltaSensorAsync",
+    "TimeDeltaTrigger",
     "TriggerDagRunOperator",
     "TriggerRule",
     "Variable",

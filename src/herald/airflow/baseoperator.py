@@ -7,7 +7,7 @@ import functools
 import inspect
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from herald.sdk.dag import (
     DAG,
@@ -25,6 +25,7 @@ from herald.sdk.dag import (
     task_fields,
     xcom_args_in,
 )
+from herald.sdk.waits import TaskDeferred
 
 # Set while the worker builds one expansion of a mapped operator: the instance joins no DAG.
 _materialising: contextvars.ContextVar[DAG | None] = contextvars.ContextVar("herald_materialising", default=None)
@@ -139,6 +140,23 @@ class BaseOperator(DependencyMixin):
     def execute(self, context: dict[str, Any]) -> Any:
         """What the task does; the return value is its result (XCom `return_value`)."""
         raise NotImplementedError(f"{type(self).__name__} must implement execute(self, context)")
+
+    def defer(
+        self,
+        *,
+        trigger: Any,
+        method_name: str,
+        kwargs: dict[str, Any] | None = None,
+        timeout: Any = None,
+    ) -> NoReturn:
+        """Give up the worker until `trigger` fires, then resume in `method_name(context, event=..., **kwargs)`.
+
+        As Airflow's: the try keeps its number; `timeout` (seconds or a timedelta) fails
+        it, retries applying, if the trigger has not fired by then. Herald's scheduler
+        waits on time triggers (`DateTimeTrigger`, `TimeDeltaTrigger`); `kwargs` must be
+        JSON values (they are kept in the database while the try waits).
+        """
+        raise TaskDeferred(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
 
     def render_template_fields(self, context: dict[str, Any], jinja_env: Any = None) -> None:
         """Render every templated field in place (the worker calls this on a copy before `execute`)."""

@@ -32,6 +32,9 @@ class TaskRequest:
         upstream: the return value of each succeeded direct upstream task.
         xcom: for every task of the run that succeeded, its pushed values and its
             return value under `return_value`.
+        next_method: set when the try resumes an operator that deferred
+            (`BaseOperator.defer`): the method to call instead of `execute`, with
+            `next_kwargs` (the trigger's `event` among them).
     """
 
     ti_id: int
@@ -46,6 +49,9 @@ class TaskRequest:
     queue: str | None = None
     map_index: int = -1
     inlet_events: dict[str, Any] | None = None
+    #: an operator resuming from a deferral: the method it resumes in, and that method's kwargs
+    next_method: str | None = None
+    next_kwargs: dict[str, Any] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The request as the try runner reads it (JSON-serialisable)."""
@@ -62,6 +68,8 @@ class TaskRequest:
             "queue": self.queue,
             "map_index": self.map_index,
             "inlet_events": self.inlet_events,
+            "next_method": self.next_method,
+            "next_kwargs": self.next_kwargs,
         }
 
     @classmethod
@@ -80,6 +88,8 @@ class TaskRequest:
             queue=data.get("queue"),
             map_index=int(data.get("map_index", -1)),
             inlet_events=data.get("inlet_events"),
+            next_method=data.get("next_method"),
+            next_kwargs=data.get("next_kwargs"),
         )
 
 

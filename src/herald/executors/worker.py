@@ -204,8 +204,22 @@ def _secs(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-def _execute(dag: DAG, task: Task, context: dict[str, Any]) -> Any:
-    """Run the task's code: an operator's execute, or a TaskFlow function and its variant's behaviour."""
+def _resume_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The kwargs of a resumed method as the operator gets them: a time trigger's event is a pendulum DateTime."""
+    event = kwargs.get("event")
+    if isinstance(event, dict) and set(event) == {"__herald_datetime__"}:
+        import pendulum
+
+        return {**kwargs, "event": pendulum.parse(event["__herald_datetime__"])}
+    return kwargs
+
+
+def _execute(dag: DAG, task: Task, context: dict[str, Any], resume: tuple[str, dict[str, Any]] | None = None) -> Any:
+    """Run the task's code: an operator's execute, or a TaskFlow function and its variant's behaviour.
+
+    `resume`: an operator that deferred resumes in this method with these kwargs
+    (`BaseOperator.defer`), as Airflow's task runner calls `next_method`.
+    """
     env = environment(dag)
     combination: dict[str, Any] = {}
     if task.mapped is not None:
@@ -226,7 +240,12 @@ def _execute(dag: DAG, task: Task, context: dict[str, Any]) -> Any:
         op.render_template_fields(context, env)
         if hasattr(op, "pre_execute"):
             op.pre_execute(context)
-        value = op.execute(context)
+        if resume is not None:
+            method, kwargs = resume
+            print(f"Resuming after the deferral in {type(op).__name__}.{method}")
+            value = getattr(op, method)(context=context, **_resume_kwargs(kwargs))
+        else:
+            value = op.execute(context)
         if hasattr(op, "post_execute"):
             op.post_execute(context, value)
         return value
@@ -314,7 +333,8 @@ def run_task(dags: dict[str, DAG], request: dict[str, Any], limits: SizeLimits |
             context = task_context(dag, request)
             set_current_context(context)
             _callbacks(task, "on_execute_callback", context, out)
-            value = collect_metadata(_execute(dag, task, context), context["outlet_events"])
+            resume = (request["next_method"], request.get("next_kwargs") or {}) if request.get("next_method") else None
+            value = collect_metadata(_execute(dag, task, context, resume), context["outlet_events"])
         ti: TaskInstance = context["ti"]
         if not task.do_xcom_push:
             value = None

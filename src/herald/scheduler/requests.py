@@ -78,6 +78,8 @@ def build_requests(
                 queue=task.queue if task else None,
                 inlet_events=inlets.get((r.dag_id, r.task_id)),
                 map_index=int(r.map_index),
+                next_method=r.next_method,
+                next_kwargs=dict(r.next_kwargs) if r.next_method and r.next_kwargs else None,
             )
         )
     return requests

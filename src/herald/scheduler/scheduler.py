@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -209,7 +210,7 @@ class Scheduler:
             store_runs.lock_runs_of_tries(conn, [r.ti_id for r in results])
             requeued: list[int] = []
             outcome.events_created += self.machine.apply_results(conn, results, now, touched, requeued)
-            wait_at = self._resume_waits(conn, now, touched, outcome)
+            wait_at = self._resume_waits(conn, now, touched, outcome, requeued)
             timeout_at = self._time_out_runs(conn, now, outcome)
             to_queue = self.machine.advance(conn, touched, now)
             paused = store_runs.paused_dags(conn)
@@ -270,7 +271,7 @@ class Scheduler:
         return ready
 
     def _resume_waits(
-        self, conn: Connection, now: datetime, touched: set[int], outcome: PassOutcome
+        self, conn: Connection, now: datetime, touched: set[int], outcome: PassOutcome, requeued: list[int]
     ) -> datetime | None:
         """End the deferred tries whose event came or whose deadline passed (in this pass's transaction).
 
@@ -279,9 +280,31 @@ class Scheduler:
         resumed = waits.resolve(conn, now, self.wait_grace)
         if resumed.results:
             store_runs.lock_runs_of_tries(conn, [r.ti_id for r in resumed.results])
-            outcome.events_created += self.machine.apply_results(conn, resumed.results, now, touched)
+            results = self._resume_methods(conn, resumed, requeued)
+            outcome.events_created += self.machine.apply_results(conn, results, now, touched)
         outcome.more |= resumed.more
         return resumed.next_at
+
+    @staticmethod
+    def _resume_methods(conn: Connection, resumed: waits.WaitOutcome, requeued: list[int]) -> list[TaskResult]:
+        """Tries whose operator deferred to a method go back to the queue to run it (same try number).
+
+        Their wait ended well (the time came, the event matched): the method gets the event
+        as `event` (the moment of a time trigger, as Airflow's; the matched event's record).
+        Returns the results left to apply (plain waits, and timeouts, which fail as usual).
+        """
+        ended_well = [r.ti_id for r in resumed.results if r.state is TryState.SUCCESS]
+        methods = store_tries.next_methods(conn, ended_well) if ended_well else {}
+        if not methods:
+            return resumed.results
+        again: dict[int, dict[str, Any]] = {}
+        for r in resumed.results:
+            if r.ti_id in methods and r.state is TryState.SUCCESS:
+                moment = resumed.moments.get(r.ti_id)
+                event = {"__herald_datetime__": moment.isoformat()} if moment is not None else r.result
+                again[r.ti_id] = {**methods[r.ti_id][1], "event": event}
+        requeued += store_tries.resume(conn, again)
+        return [r for r in resumed.results if r.ti_id not in again]
 
     def _time_out_runs(self, conn: Connection, now: datetime, outcome: PassOutcome) -> datetime | None:
         """Fail the runs past their DAG's dagrun_timeout, as Airflow: unfinished tries end skipped.

@@ -304,6 +304,9 @@ class TryMachine:
             if wait is not None:
                 # the try keeps no worker: the wait is stored, and the try is not over
                 values.update(state=TryState.DEFERRED, ended_at=None)
+                # where it resumes when its trigger fires (None: the wait's end ends the try)
+                defer = r.defer or {}
+                values.update(next_method=defer.get("method"), next_kwargs=defer.get("kwargs"))
                 deferred.append(wait)
             elif r.state is TryState.DEFERRED:
                 values.update(state=TryState.FAILED, error=r.error)

@@ -58,6 +58,12 @@ def new_wait(ti_id: int, wire: dict[str, Any], now: datetime) -> NewWait:
     """What to store for a try that deferred with this `Deferral.to_wire` (ValueError when it is not valid)."""
     deferral = Deferral.from_wire(wire)
     if deferral.asset is None:
+        if deferral.timeout is not None and deferral.until is not None:
+            given_up = now + timedelta(seconds=deferral.timeout)
+            if given_up < deferral.until:
+                # the operator's `timeout` passes before its time: the try fails then (retries apply)
+                given_up_reason = f"timed out after {deferral.timeout:g}s waiting {deferral.describe()}"
+                return NewWait(ti_id, None, None, given_up, given_up_reason)
         return NewWait(ti_id, None, None, deferral.until, None)
     deadline = now + timedelta(seconds=deferral.timeout) if deferral.timeout is not None else None
     reason = (
@@ -75,6 +81,8 @@ class WaitOutcome:
 
     def __init__(self) -> None:
         self.results: list[TaskResult] = []
+        #: when each ended time wait's time came (the event an operator resuming from it gets)
+        self.moments: dict[int, datetime] = {}
         self.more = False
         self.next_at: datetime | None = None
 
@@ -110,8 +118,9 @@ def resolve(conn: Connection, now: datetime, grace: float = 0.0) -> WaitOutcome:
         if int(row.ti_id) in ended:
             continue
         ended.add(int(row.ti_id))
-        if row.asset_id is None:
+        if row.asset_id is None and row.timeout_reason is None:
             result = TaskResult(int(row.ti_id), TryState.SUCCESS, ended_at=now, log="Time reached\n")
+            outcome.moments[int(row.ti_id)] = row.deadline
         else:
             state = TryState.SKIPPED if row.soft_fail else TryState.FAILED
             result = TaskResult(int(row.ti_id), state, error=row.timeout_reason, ended_at=now)

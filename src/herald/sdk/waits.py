@@ -121,6 +121,11 @@ class Deferral:
         timeout: seconds after which an event wait fails (or skips with
             `soft_fail`); None waits for ever.
         soft_fail: skip the task, instead of failing it, when the timeout passes.
+        method: the operator's method the try resumes in when the wait ends
+            (`self.defer(..., method_name=...)`), under the same try number; None
+            ends the try when the wait ends (a matched event is its return value).
+        kwargs: the keyword arguments `method` gets, besides `context` and `event`
+            (JSON values).
     """
 
     asset: str | None = None
@@ -128,12 +133,25 @@ class Deferral:
     until: datetime | None = None
     timeout: float | None = None
     soft_fail: bool = False
+    method: str | None = None
+    kwargs: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.asset is None and self.until is None:
             raise ValueError("a deferral waits for an asset's event or until a time; it names neither")
         if self.asset is not None and self.until is not None:
             raise ValueError("a deferral waits for an event (with a timeout) or until a time, not both")
+        if self.method is not None and (not isinstance(self.method, str) or not self.method.isidentifier()):
+            raise ValueError(f"a deferral resumes in a method named by a string, got {self.method!r}")
+        if self.kwargs is not None:
+            import json
+
+            try:
+                json.dumps(dict(self.kwargs), allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"the kwargs a deferred task resumes with are kept in the database as JSON: {exc}"
+                ) from None
         if self.timeout is not None and self.timeout < 0:
             raise ValueError(f"a deferral's timeout must be >= 0 seconds, got {self.timeout}")
         if self.match is not None:
@@ -154,6 +172,8 @@ class Deferral:
             "until": self.until.isoformat() if self.until else None,
             "timeout": self.timeout,
             "soft_fail": self.soft_fail,
+            "method": self.method,
+            "kwargs": dict(self.kwargs) if self.kwargs is not None else None,
         }
 
     @classmethod
@@ -170,6 +190,8 @@ class Deferral:
             until=moment,
             timeout=None if timeout is None else float(timeout),
             soft_fail=bool(data.get("soft_fail", False)),
+            method=data.get("method"),
+            kwargs=data.get("kwargs"),
         )
 
 
@@ -177,10 +199,30 @@ class TaskDeferred(BaseException):
     """Raised by a task to give up its worker until what it waits for happens.
 
     A `BaseException`, as Airflow's, so that a task's `except Exception` does not
-    swallow the deferral.
+    swallow the deferral. Raised with a `Deferral`, or as Airflow's operators raise
+    it (what `BaseOperator.defer` does): `TaskDeferred(trigger=..., method_name=...,
+    kwargs=..., timeout=...)`, where the trigger is one Herald's scheduler can wait
+    on without a worker (`herald.airflow.triggers`).
     """
 
-    def __init__(self, deferral: Deferral) -> None:
+    def __init__(
+        self,
+        deferral: Deferral | None = None,
+        *,
+        trigger: Any = None,
+        method_name: str | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        timeout: Any = None,
+    ) -> None:
+        if deferral is None:
+            to_deferral = getattr(trigger, "to_deferral", None)
+            if to_deferral is None:
+                raise TypeError(
+                    f"Herald cannot wait on trigger {type(trigger).__name__}: its scheduler waits, without a "
+                    f"worker, for a time (DateTimeTrigger, TimeDeltaTrigger) or for an asset's event "
+                    f"(WaitForAssetEvent, wait_for_asset_event); a sensor in poke mode waits for anything else"
+                )
+            deferral = to_deferral(method_name, kwargs, timeout)
         super().__init__(deferral.describe())
         self.deferral = deferral
 

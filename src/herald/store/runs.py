@@ -337,6 +337,8 @@ def for_requests(conn: Connection, ti_ids: list[int]) -> list[Any]:
                 ti.c.task_id,
                 ti.c.map_index,
                 ti.c.try_number,
+                ti.c.next_method,
+                ti.c.next_kwargs,
                 dr.c.run_id,
                 dr.c.run_type,
                 dr.c.conf,

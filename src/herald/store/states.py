@@ -168,7 +168,10 @@ TRY_TRANSITIONS: dict[TryState, frozenset[TryState]] = {
     TryState.REMOVED: frozenset(),
     # Deferral (issue 16): a worker reports DEFERRED; the scheduler ends the wait without one
     # (its event came: SUCCESS; its deadline passed: FAILED or UP_FOR_RETRY; its run timed out: SKIPPED).
-    TryState.DEFERRED: frozenset({TryState.SUCCESS, TryState.FAILED, TryState.UP_FOR_RETRY, TryState.SKIPPED}),
+    # QUEUED: an operator's trigger fired and it resumes in its `next_method`, under the same try number
+    TryState.DEFERRED: frozenset(
+        {TryState.SUCCESS, TryState.FAILED, TryState.UP_FOR_RETRY, TryState.SKIPPED, TryState.QUEUED}
+    ),
 }
 # the moves into DEFERRED, kept beside its own entry: a queued or running try defers
 TRY_TRANSITIONS[TryState.QUEUED] |= {TryState.DEFERRED}

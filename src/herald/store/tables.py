@@ -237,6 +237,11 @@ task_instance = Table(
     # life of the worker running it: a try whose heartbeat stops is failed.
     Column("queue", String(250)),
     Column("heartbeat_at", UtcDateTime()),
+    # An operator that deferred with `self.defer(trigger=..., method_name=...)` resumes in
+    # that method with these arguments (the trigger's event among them), under the same
+    # try number, as Airflow's `next_method` / `next_kwargs` (migration 0022).
+    Column("next_method", String(250)),
+    Column("next_kwargs", JSON),
     UniqueConstraint("run_pk", "task_id", "map_index"),
     Index("ix_task_instance_state", "state"),
     sqlite_autoincrement=True,

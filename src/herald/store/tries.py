@@ -8,7 +8,7 @@ Batches are one statement (executemany), never one round trip per try.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -97,8 +97,49 @@ def queue(conn: Connection, ti_ids: list[int]) -> None:
         conn.execute(
             update(ti)
             .where(ti.c.id.in_(ti_ids), ti.c.state.in_([TryState.SCHEDULED, TryState.UP_FOR_RETRY]))
-            .values(state=TryState.QUEUED, try_number=ti.c.try_number + 1, next_try_at=None, heartbeat_at=None)
+            .values(
+                state=TryState.QUEUED,
+                try_number=ti.c.try_number + 1,
+                next_try_at=None,
+                heartbeat_at=None,
+                # a new try starts in `execute`, not where an earlier try deferred to
+                next_method=None,
+                next_kwargs=None,
+            )
         )
+
+
+def resume(conn: Connection, resumed: Mapping[int, dict[str, Any]]) -> list[int]:
+    """Deferred tries whose trigger fired go back to the queue under the same try number.
+
+    `resumed` maps each try to the keyword arguments its `next_method` gets (the
+    trigger's event among them). Only a try still `deferred` with a `next_method`
+    moves. Returns the ids queued again.
+    """
+    done: list[int] = []
+    for ti_id, kwargs in resumed.items():
+        moved = conn.execute(
+            update(ti)
+            .where(ti.c.id == ti_id, ti.c.state == TryState.DEFERRED, ti.c.next_method.is_not(None))
+            .values(state=TryState.QUEUED, next_kwargs=kwargs, heartbeat_at=None)
+        ).rowcount
+        if moved:
+            done.append(ti_id)
+    return done
+
+
+def next_methods(conn: Connection, ti_ids: Iterable[int]) -> dict[int, tuple[str, dict[str, Any]]]:
+    """The deferred tries among `ti_ids` that resume in a method: (method, its kwargs so far)."""
+    ids = sorted(set(ti_ids))
+    found: dict[int, tuple[str, dict[str, Any]]] = {}
+    for i in range(0, len(ids), _CHUNK):
+        for row in conn.execute(
+            select(ti.c.id, ti.c.next_method, ti.c.next_kwargs).where(
+                ti.c.id.in_(ids[i : i + _CHUNK]), ti.c.next_method.is_not(None)
+            )
+        ):
+            found[int(row.id)] = (str(row.next_method), dict(row.next_kwargs or {}))
+    return found
 
 
 def mark_started(conn: Connection, started: Sequence[tuple[int, datetime, str]]) -> None:

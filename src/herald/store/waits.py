@@ -235,9 +235,9 @@ def events_after(conn: Connection, asset_id: int, after: int, limit: int, upto: 
 
 
 def due(conn: Connection, now: datetime, limit: int) -> list[Any]:
-    """Waits whose deadline has come (locked): ti_id, asset_id, timeout_reason, soft_fail."""
+    """Waits whose deadline has come (locked): ti_id, asset_id, timeout_reason, soft_fail, deadline."""
     rows = conn.execute(
-        select(w.c.ti_id, w.c.asset_id, w.c.timeout_reason, w.c.soft_fail, ti.c.state)
+        select(w.c.ti_id, w.c.asset_id, w.c.timeout_reason, w.c.soft_fail, w.c.deadline, ti.c.state)
         .join(ti, ti.c.id == w.c.ti_id)
         .where(w.c.deadline <= now)
         .order_by(w.c.deadline)
