@@ -104,6 +104,7 @@ def test_a_deferred_try_is_not_over_and_only_the_scheduler_ends_its_wait() -> No
         TryState.FAILED,
         TryState.UP_FOR_RETRY,
         TryState.SKIPPED,
+        TryState.QUEUED,  # an operator resuming in its next_method, under the same try number
     }
     with pytest.raises(InvalidTransition):
         check_try(TryState.DEFERRED, TryState.RUNNING)
