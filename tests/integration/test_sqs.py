@@ -201,6 +201,10 @@ def test_url_forms_and_defaults() -> None:
     assert trigger.describe()["broker"] == "sqs"
     with pytest.raises(ValueError, match="wait_time_seconds"):
         SqsTrigger.from_url("sqs://h/1/q", wait_time_seconds=21)
+    assert (trigger.receives, trigger.batches) == (4, 5)  # four long polls in flight by default
+    assert SqsTrigger.from_url("sqs://h/1/q?receives=8").describe()["receives"] == 8
+    with pytest.raises(ValueError, match="receives"):
+        SqsTrigger.from_url("sqs://h/1/q", receives=0)
     with pytest.raises(ValueError, match=r"unknown SQS option .wait. in the URL; valid: .*wait_time_seconds"):
         SqsTrigger.from_url("sqs://h/1/q?wait=3")
     with pytest.raises(ValueError, match="not both"):
@@ -382,6 +386,35 @@ def test_a_message_two_receives_in_flight_both_got_is_delivered_once_and_both_co
             await CASE.cleanup(queue_url)
 
     run(scenario)
+
+
+def test_a_backlog_through_the_triggerer_with_receives_in_flight_is_one_event_per_message(
+    tmp_path: Path, port: int, queue_url: str
+) -> None:
+    harness = TriggererHarness(f"sqlite:///{tmp_path}/herald.db")
+
+    async def scenario() -> None:
+        await CASE.prepare(queue_url)
+        async with admin(port) as client:
+            for start in range(0, 40, 10):
+                entries = [{"Id": str(n), "MessageBody": json.dumps({"n": start + n})} for n in range(10)]
+                await client.send_message_batch(QueueUrl=parse_url(queue_url).queue_url, Entries=entries)
+        trigger = CASE.trigger(queue_url)
+        assert isinstance(trigger, SqsTrigger) and trigger.receives == 4
+        await harness.start(("backlog", trigger))
+        await harness.wait_events(40, timeout=60)
+        await harness.wait_received(40, timeout=60)
+        await harness.stop()
+        assert await _counts(port, queue_url) == (0, 0)
+        await CASE.cleanup(queue_url)
+
+    try:
+        run(scenario)
+        events = harness.events()
+        assert sorted(e["payload"]["n"] for e in events) == list(range(40))
+        assert sum(w["deduped"] for w in harness.watchers()) == 0
+    finally:
+        harness.close()
 
 
 def test_long_poll_returns_as_soon_as_a_message_arrives(port: int, queue_url: str) -> None:
