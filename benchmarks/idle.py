@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/idle.py cpu --watchers 100 --seconds 30
     .venv/bin/python benchmarks/idle.py memory --watchers 1000 --queues 100
+    .venv/bin/python benchmarks/idle.py cpu --watchers 100 --broker redis   # Redis Streams watchers
 
 cpu: 100 watchers, each on its own local:// queue; after every watcher runs and
 a settling pause, CPU seconds of the whole process tree (standalone and its
@@ -10,6 +11,10 @@ workers) over `--seconds`, as % of one core.
 memory: 1,000 watchers on 100 local:// queues (10 watchers share each queue's
 consumer), one triggerer (the standalone process, which also holds the
 scheduler and the API): its RSS once every watcher runs, and the workers' apart.
+
+--broker redis: each watcher reads its own Redis stream (127.0.0.1:6379) instead
+of a local:// queue, whose polling then costs nothing: what is left is the
+triggerer's own periodic work (leases, heartbeat, lag) and the scheduler's.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ DAGS = """
 from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, task
 
 def watcher(i):
-    return AssetWatcher(name=f"idle_w{{i}}", trigger=MessageQueueTrigger(f"local://idle_q{{i % {queues}}}"))
+    return AssetWatcher(name=f"idle_w{{i}}", trigger=MessageQueueTrigger({url!r}.format(q=i % {queues})))
 
 assets = [Asset(f"idle_a{{i}}", watchers=[watcher(i)]) for i in range({watchers})]
 
@@ -56,11 +61,17 @@ def main() -> None:
     parser.add_argument("--queues", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--settle", type=float, default=10)
+    parser.add_argument("--broker", choices=("local", "redis"), default="local")
     args = parser.parse_args()
     watchers = args.watchers or (100 if args.what == "cpu" else 1000)
     queues = args.queues or (watchers if args.what == "cpu" else 100)
     with herald(f"idle-{args.what}") as h:
-        h.write_dag("idle", DAGS.format(watchers=watchers, queues=queues))
+        url = (
+            "local://idle_q{q}"
+            if args.broker == "local"
+            else f"redis://127.0.0.1:6379/0?stream=idle-{h.port}-{{q}}&group=herald"
+        )
+        h.write_dag("idle", DAGS.format(watchers=watchers, queues=queues, url=url))
         proc = h.start_standalone()
         h.watchers_running(watchers, timeout=180)
         time.sleep(args.settle)
@@ -74,7 +85,7 @@ def main() -> None:
             pct = 100 * (c1 - c0) / (t1 - t0)
             main_pct = 100 * (main1 - main0) / (t1 - t0)
             print(
-                f"idle CPU, {watchers} watchers on {queues} queues: {pct:.2f}% of one core "
+                f"idle CPU, {watchers} watchers on {queues} {args.broker} queues: {pct:.2f}% of one core "
                 f"(standalone process {main_pct:.2f}%, {len(pids) - 1} workers the rest) over {args.seconds:g} s"
             )
             write_result(
@@ -82,6 +93,7 @@ def main() -> None:
                 {
                     "watchers": watchers,
                     "queues": queues,
+                    "broker": args.broker,
                     "seconds": args.seconds,
                     "cpu_percent_of_one_core": round(pct, 2),
                     "standalone_process_percent": round(main_pct, 2),

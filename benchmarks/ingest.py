@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/ingest.py --broker local,redis,kafka --messages 50000
     .venv/bin/python benchmarks/ingest.py --broker sqs --messages 1000     # moto's SQS server
+    .venv/bin/python benchmarks/ingest.py --broker sqs --messages 1000 --options receives=1
 
 No scheduler runs: a backlog of `--messages` is put in the broker first, then
 one triggerer (in this process, on SQLite, back-pressure off) consumes it
@@ -69,7 +70,7 @@ async def fill(broker: str, url: str, n: int, extra: dict[str, Any]) -> None:
         producer.flush(30)
 
 
-async def measure(broker: str, n: int) -> dict[str, Any]:
+async def measure(broker: str, n: int, options: str = "") -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from herald import MessageQueueTrigger, notify
@@ -114,6 +115,8 @@ async def measure(broker: str, n: int) -> dict[str, Any]:
         cluster.create_topic(extra["topic"], partitions=1)
         extra["bootstrap"] = cluster.bootstrap
         url = f"kafka://{cluster.bootstrap}/{extra['topic']}?group_id=herald"
+    if options:
+        url += ("&" if "?" in url else "?") + options
     db = Database(db_url)
     listener = notify.make_listener(db_url)
     triggerer: Triggerer | None = None
@@ -177,11 +180,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--broker", default=",".join(BROKERS))
     parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--options", default="", help="trigger options added to the URL's query, e.g. receives=1")
     args = parser.parse_args()
     rows = []
     for broker in args.broker.split(","):
         try:
-            row = asyncio.run(measure(broker, args.messages))
+            row = asyncio.run(measure(broker, args.messages, args.options))
             print(
                 f"ingest {broker:6s}: {row['events_per_s']:9.0f} events/s committed "
                 f"({row['committed']} in {row['seconds']} s)"
@@ -190,7 +194,7 @@ def main() -> None:
             row = {"broker": broker, "error": f"{type(exc).__name__}: {exc}"[:2000]}
             print(f"ingest {broker:6s}: FAILED {row['error'][:300]}")
         rows.append(row)
-    write_result("ingest", {"messages": args.messages, "results": rows})
+    write_result("ingest", {"messages": args.messages, "options": args.options, "results": rows})
 
 
 if __name__ == "__main__":

@@ -201,6 +201,10 @@ def test_url_forms_and_defaults() -> None:
     assert trigger.describe()["broker"] == "sqs"
     with pytest.raises(ValueError, match="wait_time_seconds"):
         SqsTrigger.from_url("sqs://h/1/q", wait_time_seconds=21)
+    assert (trigger.receives, trigger.batches) == (4, 5)  # four long polls in flight by default
+    assert SqsTrigger.from_url("sqs://h/1/q?receives=8").describe()["receives"] == 8
+    with pytest.raises(ValueError, match="receives"):
+        SqsTrigger.from_url("sqs://h/1/q", receives=0)
     with pytest.raises(ValueError, match=r"unknown SQS option .wait. in the URL; valid: .*wait_time_seconds"):
         SqsTrigger.from_url("sqs://h/1/q?wait=3")
     with pytest.raises(ValueError, match="not both"):
@@ -255,33 +259,162 @@ def test_batches_of_at_most_ten_deleted_only_on_ack_and_lag(port: int, queue_url
     run(scenario)
 
 
-def test_a_backlog_drains_several_batches_per_receive(port: int, queue_url: str) -> None:
+class CallCounter:
+    """Wraps a client method: how many calls are in flight at once, at most, and what each was given."""
+
+    def __init__(self, client: Any, method: str) -> None:
+        self.original = getattr(client, method)
+        self.in_flight = 0
+        self.most = 0
+        self.calls: list[dict[str, Any]] = []
+        setattr(client, method, self)
+
+    async def __call__(self, **kwargs: Any) -> Any:
+        self.calls.append(kwargs)
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            return await self.original(**kwargs)
+        finally:
+            self.in_flight -= 1
+
+
+async def _until(check: Any, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < end, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+def test_a_backlog_is_received_by_several_calls_in_flight_each_message_once(port: int, queue_url: str) -> None:
     async def scenario() -> None:
         await CASE.prepare(queue_url)
         for n in range(45):
             await apublish(queue_url, json.dumps({"n": n}).encode())
-        trigger = SqsTrigger.from_url(queue_url, wait_time_seconds=1, visibility_timeout=30)  # batches=5
+        trigger = SqsTrigger.from_url(queue_url, wait_time_seconds=1, visibility_timeout=30)  # receives=4, batches=5
         await trigger.open()
+        receives = CallCounter(trigger._client, "receive_message")
+        deletes = CallCounter(trigger._client, "delete_message_batch")
         try:
             first = await trigger.receive(500)
-            assert 10 < len(first) <= 50
-            assert len({m.dedupe_key for m in first}) == len(first)
+            assert first
+            # While the triggerer commits the first batch, the other receives go on.
+            await _until(lambda: len(first) + len(trigger._ready) >= 30)
+            assert receives.most >= 2, "the receives never overlapped"
             seen = [m.json()["n"] for m in first]
             await trigger.ack(first)
+            second = await trigger.receive(500)
+            assert max(len(first), len(second)) > 10  # several receives' messages in one batch
+            held = [*first, *second]
+            seen += [m.json()["n"] for m in second]
             while len(seen) < 45:
                 batch = await trigger.receive(500)
                 seen += [m.json()["n"] for m in batch]
+                held += batch
                 await trigger.ack(batch)
-            assert sorted(seen) == list(range(45))
+            await trigger.ack(second)
+            assert sorted(seen) == list(range(45))  # nothing lost, nothing twice
+            assert len({m.dedupe_key for m in held}) == 45
             assert await _counts(port, queue_url) == (0, 0)
-            # with no backlog, one long poll and nothing more
-            await apublish(queue_url, b"alone")
-            assert [m.body for m in await trigger.receive(500)] == [b"alone"]
+            # the 20-odd messages of one batch went in DeleteMessageBatch calls of 10, together
+            assert max(len(c["Entries"]) for c in deletes.calls) == 10
+            assert deletes.most >= 2
+            assert receives.most <= 4
         finally:
             await trigger.close()
             await CASE.cleanup(queue_url)
 
     run(scenario)
+
+
+def test_receives_in_flight_never_hold_more_than_batches_of_messages(port: int, queue_url: str) -> None:
+    async def scenario() -> None:
+        await CASE.prepare(queue_url)
+        for n in range(30):
+            await apublish(queue_url, json.dumps({"n": n}).encode())
+        trigger = SqsTrigger.from_url(
+            queue_url, wait_time_seconds=1, visibility_timeout=30, max_messages=5, batches=2, receives=4
+        )
+        await trigger.open()
+        receives = CallCounter(trigger._client, "receive_message")
+        try:
+            got = await trigger.receive(500)
+            await _until(lambda: len(got) + len(trigger._ready) >= 10)
+            # Given nothing acknowledged, the watcher holds two receives' worth and asks no more.
+            await asyncio.sleep(1.5)  # deliberate: time for a receive that should not happen
+            assert len(trigger._inflight) == 10 and receives.most <= 2
+            assert await _counts(port, queue_url) == (20, 10)
+            seen = {m.json()["n"] for m in got}
+            await trigger.ack(got)
+            while len(seen) < 30:
+                batch = await trigger.receive(500)
+                assert len(trigger._inflight) <= 10
+                seen |= {m.json()["n"] for m in batch}
+                await trigger.ack(batch)
+            assert seen == set(range(30))
+        finally:
+            await trigger.close()
+            await CASE.cleanup(queue_url)
+
+    run(scenario)
+
+
+def test_a_message_two_receives_in_flight_both_got_is_delivered_once_and_both_copies_deleted(
+    port: int, queue_url: str
+) -> None:
+    async def scenario() -> None:
+        await CASE.prepare(queue_url)
+        await apublish(queue_url, b"twice")
+        # Visible again at once: every receive in flight gets the same message anew.
+        trigger = SqsTrigger.from_url(
+            queue_url, wait_time_seconds=1, visibility_timeout=0, max_messages=1, batches=3, receives=3
+        )
+        await trigger.open()
+        deletes = CallCounter(trigger._client, "delete_message_batch")
+        try:
+            first = await trigger.receive(10)
+            assert [m.body for m in first] == [b"twice"]
+            await _until(lambda: len(trigger._duplicates) >= 1)
+            assert list(trigger._ready) == []  # a copy is never handed over
+            await trigger.ack(first)
+            handles = {e["ReceiptHandle"] for c in deletes.calls for e in c["Entries"]}
+            assert len(handles) >= 2  # the first copy's and the others'
+            assert await _counts(port, queue_url) == (0, 0)
+            assert await trigger.receive(10) == []
+        finally:
+            await trigger.close()
+            await CASE.cleanup(queue_url)
+
+    run(scenario)
+
+
+def test_a_backlog_through_the_triggerer_with_receives_in_flight_is_one_event_per_message(
+    tmp_path: Path, port: int, queue_url: str
+) -> None:
+    harness = TriggererHarness(f"sqlite:///{tmp_path}/herald.db")
+
+    async def scenario() -> None:
+        await CASE.prepare(queue_url)
+        async with admin(port) as client:
+            for start in range(0, 40, 10):
+                entries = [{"Id": str(n), "MessageBody": json.dumps({"n": start + n})} for n in range(10)]
+                await client.send_message_batch(QueueUrl=parse_url(queue_url).queue_url, Entries=entries)
+        trigger = CASE.trigger(queue_url)
+        assert isinstance(trigger, SqsTrigger) and trigger.receives == 4
+        await harness.start(("backlog", trigger))
+        await harness.wait_events(40, timeout=60)
+        await harness.wait_received(40, timeout=60)
+        await harness.stop()
+        assert await _counts(port, queue_url) == (0, 0)
+        await CASE.cleanup(queue_url)
+
+    try:
+        run(scenario)
+        events = harness.events()
+        assert sorted(e["payload"]["n"] for e in events) == list(range(40))
+        assert sum(w["deduped"] for w in harness.watchers()) == 0
+    finally:
+        harness.close()
 
 
 def test_long_poll_returns_as_soon_as_a_message_arrives(port: int, queue_url: str) -> None:

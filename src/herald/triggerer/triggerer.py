@@ -125,6 +125,8 @@ class Triggerer:
         #: local:// batches holding row locks (and a pooled connection each) at once
         self._local_claims = asyncio.Semaphore(LOCAL_CLAIMS)
         self._lag_task: asyncio.Task[None] | None = None
+        #: the lag last written for each watcher: an unchanged lag is not written again
+        self._lags_written: dict[int, int] = {}
         self._lease_task: asyncio.Task[None] | None = None
         # set by `update()`, and by a watcher paused or resumed (`notify.WATCHERS`)
         self._lease_wake = listener.event(notify.WATCHERS)
@@ -208,45 +210,52 @@ class Triggerer:
                 await asyncio.wait_for(self._lease_wake.wait(), LEASE_RENEW)
 
     async def _lease_round(self) -> None:
+        """One heartbeat transaction and one lease UPDATE, whatever the number of watchers.
+
+        Idle, this is most of what a triggerer does: with a hundred watchers a
+        statement per consumer every LEASE_RENEW was most of Herald's idle CPU.
+        """
         db = self.db
-        for key, (task, ids) in list(self._releasing.items()):
-            if task is None or task.done():
-                # Its last batch is committed and acknowledged: the next holder starts clean.
-                await db.run(watchers.release_leases, db.engine, self.owner, ids)
+        done = [key for key, (task, _) in self._releasing.items() if task is None or task.done()]
+        if done:
+            # Their last batches are committed and acknowledged: the next holders start clean.
+            ids = [i for key in done for i in self._releasing[key][1]]
+            await db.run(watchers.release_leases, db.engine, self.owner, ids)
+            for key in done:
                 del self._releasing[key]
                 self.leased.discard(key)
-        await self._hold_back_paused()
+        every_id = [s.id for specs in self._wanted.values() for s in specs]
+        consuming = [w.id for c in self.consumers.values() for w in c.watchers]
+        view = await db.run(triggerers.beat, db.engine, self.identity, consuming, self.received, every_id, LEASE_TTL)
+        self.live = view.live
+        await self._hold_back_paused(view.paused)
         groups = {
             key: [s.id for s in specs]
             for key, specs in self._wanted.items()
             if key not in self._releasing and key not in self._paused
         }
-        every_id = [i for ids in groups.values() for i in ids]
-        consuming = [w.id for c in self.consumers.values() for w in c.watchers]
-        view = await db.run(triggerers.beat, db.engine, self.identity, consuming, self.received, every_id, LEASE_TTL)
-        self.live = view.live
         decided = plan(self.owner, view.live, groups, view.holders)
         renew = {key: groups[key] for key in [*decided.hold, *decided.release]}
         renew.update({key: ids for key, (_, ids) in self._releasing.items()})
         owned = await db.run(watchers.claim_leases, db.engine, self.owner, renew, LEASE_TTL)
         for key in self.leased - owned - set(self._releasing):
             log.warning("lost the lease of %s; another triggerer holds it now", key[:80])
+            for spec in self._wanted.get(key, []):
+                self._lags_written.pop(spec.id, None)
         self.leased = owned
         for key in decided.release:
             if key in owned:
                 log.info("handing %s over to a triggerer below its share", key[:80])
                 self._hand_over(key, groups[key])
 
-    async def _hold_back_paused(self) -> None:
-        """Stop the consumers of paused watchers and give their leases up.
+    async def _hold_back_paused(self, paused: frozenset[int]) -> None:
+        """Stop the consumers of paused watchers (`paused`, as the heartbeat read them) and give their leases up.
 
         Watchers sharing a connection with a paused one pause with it (one
         connection reads for all of them); they show "stopped", the paused one
         stays "paused" (what a triggerer reports never overwrites it).
         """
         db = self.db
-        ids = [s.id for specs in self._wanted.values() for s in specs]
-        paused = await db.run(watchers.paused, db.engine, ids)
         self._paused = {key for key, specs in self._wanted.items() if paused.intersection(s.id for s in specs)}
         for key in self._paused & (set(self.consumers) | self.leased):
             log.info("watcher(s) of %s paused; their messages wait in the broker", key[:80])
@@ -446,17 +455,30 @@ class Triggerer:
             if loop.time() - last_lag < LAG_INTERVAL:
                 continue
             last_lag = loop.time()
-            for consumer in list(self.consumers.values()):
-                if consumer.key not in self.leased:
-                    continue  # a shared consumer's lag is written by its lease holder
-                try:
-                    lag = await consumer.source.lag()
-                except Exception:
-                    continue
-                if lag is not None:
-                    ids = [w.id for w in consumer.watchers]
-                    with contextlib.suppress(Exception):
-                        await self.db.run(watchers.set_lag, self.db.engine, ids, lag)
+            await self._record_lags()
+
+    async def _record_lags(self) -> None:
+        """Write the lags that changed since the last round, all in one batch (idle: no write at all)."""
+        lags: dict[int, int] = {}
+        for consumer in list(self.consumers.values()):
+            if consumer.key not in self.leased:
+                continue  # a shared consumer's lag is written by its lease holder
+            try:
+                lag = await consumer.source.lag()
+            except Exception:
+                continue
+            if lag is not None:
+                lags.update((w.id, lag) for w in consumer.watchers)
+        # A watcher read by another triggerer meanwhile may show its figure: forget what was written then.
+        self._lags_written = {wid: lag for wid, lag in self._lags_written.items() if wid in lags}
+        changed = {wid: lag for wid, lag in lags.items() if self._lags_written.get(wid) != lag}
+        if not changed:
+            return
+        try:
+            await self.db.run(watchers.set_lags, self.db.engine, changed)
+        except Exception:
+            return  # written at the next round
+        self._lags_written.update(changed)
 
 
 def _cancel_swallowed() -> bool:

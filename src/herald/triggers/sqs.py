@@ -15,12 +15,17 @@ URL), else from botocore's usual chain (`AWS_ACCESS_KEY_ID`... variables,
 `~/.aws`, instance roles). The region comes from `?region=`, else from an AWS
 host name, else from botocore's configuration, else `us-east-1`.
 
-Delivery: long polls of up to 20 s that return as soon as a message is there,
-batches of up to 10, `DeleteMessageBatch` only after the triggerer committed.
-While a batch is being committed its visibility is extended in the background,
-so a slow commit does not let another consumer receive it; `close()` makes
-unacknowledged messages visible again at once. The dedupe key is the queue
-name and the `MessageId`, which SQS keeps across redeliveries.
+Delivery: several long polls of up to 20 s in flight at once (`receives`,
+default 4), each returning as soon as a message is there with up to 10; they
+keep receiving while the triggerer commits what came before, up to `batches`
+receives' worth of messages held and not yet acknowledged. Each committed
+batch is deleted with `DeleteMessageBatch` calls (10 a call, all at once) only
+after the triggerer committed it. While messages wait or are being committed
+their visibility is extended in the background, so a slow commit does not let
+another consumer receive them; `close()` makes unacknowledged messages visible
+again at once. The dedupe key is the queue name and the `MessageId`, which SQS
+keeps across redeliveries (a message two receives in flight both got becomes
+one event, and both copies are deleted).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import logging
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -53,6 +59,12 @@ log = logging.getLogger("herald.triggers.sqs")
 #: SQS limits: a long poll waits at most 20 s, a receive or a batch call takes at most 10
 MAX_WAIT_SECONDS = 20
 MAX_BATCH = 10
+#: ReceiveMessage calls a watcher keeps in flight at once: one call returns at most
+#: 10 messages and takes a round trip (more on a loaded server), so a backlog
+#: drains only as fast as several calls overlap
+DEFAULT_RECEIVES = 4
+#: with `wait_time_seconds=0` (short polls), an empty queue is asked again after this
+EMPTY_SHORT_POLL_PAUSE = 1.0
 DEFAULT_REGION = "us-east-1"
 # Few retries inside one call: the triggerer retries forever with its own
 # back-off, and shows the error in `herald watchers list` meanwhile.
@@ -77,7 +89,9 @@ class SqsOptions(BrokerOptions):
         region: the AWS region (Airflow's `region_name`).
         wait_time_seconds: how long one long poll waits for a message (0-20).
         max_messages: messages per ReceiveMessage call (1-10; larger is capped at 10).
-        batches: ReceiveMessage calls per receive when a backlog is waiting.
+        batches: ReceiveMessage calls' worth of messages a watcher holds at once, received
+            and not yet acknowledged (what one receive may hand the triggerer).
+        receives: ReceiveMessage calls in flight at once (long polls that overlap).
         visibility_timeout: seconds a received message stays hidden (default: the queue's).
         airflow_compat: give Airflow's `{"message_batch": [...]}` payload.
         message_group_id: the publisher's message group on a FIFO queue.
@@ -87,6 +101,7 @@ class SqsOptions(BrokerOptions):
     wait_time_seconds: int = 20
     max_messages: int = 10
     batches: int = 5
+    receives: int = DEFAULT_RECEIVES
     visibility_timeout: int | None = None
     airflow_compat: bool = False
     message_group_id: str | None = None
@@ -252,8 +267,12 @@ class SqsTrigger(BaseEventTrigger):
             botocore's configuration, else `us-east-1`).
         wait_time_seconds: how long one long poll waits for a message (0-20, default 20).
         max_messages: messages per ReceiveMessage call (1-10, default 10; larger is capped at 10).
-        batches: ReceiveMessage calls per receive when a backlog is waiting (default 5):
-            the first long-polls, the others run at once only if it came back full.
+        batches: how many ReceiveMessage calls' worth of messages (`batches * max_messages`)
+            the watcher holds at once, received and not yet acknowledged (default 5);
+            one receive hands the triggerer what is there, up to that.
+        receives: ReceiveMessage calls kept in flight at once (1-20, default 4): they
+            go on receiving while the triggerer commits, so a backlog drains several
+            calls at a time.
         visibility_timeout: seconds a received message stays hidden from other
             consumers (default: the queue's own setting).
         airflow_compat: make the payload the shape Airflow's SQS trigger gives,
@@ -283,6 +302,7 @@ class SqsTrigger(BaseEventTrigger):
         self.wait_time_seconds = _as_int("wait_time_seconds", o.wait_time_seconds, 0, MAX_WAIT_SECONDS)
         self.max_messages = min(_as_int("max_messages", o.max_messages, 1), MAX_BATCH)
         self.batches = _as_int("batches", o.batches, 1, 100)
+        self.receives = _as_int("receives", o.receives, 1, 20)
         self.visibility_timeout = (
             None if o.visibility_timeout is None else _as_int("visibility_timeout", o.visibility_timeout, 0, 43200)
         )
@@ -293,8 +313,19 @@ class SqsTrigger(BaseEventTrigger):
         self._inflight: dict[str, tuple[str, float]] = {}
         self._visibility = 30
         self._extender: asyncio.Task[None] | None = None
-        # second copies of a message received twice in one receive, deleted with the first
+        # second copies of a message received twice while unacknowledged, deleted with the first
         self._duplicates: list[Message] = []
+        # message ids received and not yet acknowledged (a second copy is a duplicate)
+        self._pending_ids: set[str] = set()
+        # received by the pollers, not yet handed to the triggerer
+        self._ready: deque[Message] = deque()
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._pollers: list[asyncio.Task[None]] = []
+        self._calls = 0  # ReceiveMessage calls in flight
+        self._polls_started = 0  # ReceiveMessage calls made, each numbered in turn
+        self._empty_poll = -1  # the number of the latest call that brought nothing new
+        self._failure: Exception | None = None
 
     # -- the broker side ---------------------------------------------------------------
 
@@ -315,29 +346,62 @@ class SqsTrigger(BaseEventTrigger):
         self._visibility = self.visibility_timeout if self.visibility_timeout is not None else queue_visibility
 
     async def receive(self, max_messages: int) -> list[Message]:
-        """Long-poll for up to `max_messages`.
+        """Up to `max_messages` of what the receives in flight brought back; waits for the first.
 
-        One long poll takes up to `max_messages` (at most 10); when it comes back
-        full, a backlog is waiting, and up to `batches - 1` more receives without
-        waiting run at once, so that a backlog drains many batches per commit.
+        The first call starts `receives` pollers, which keep long-polling while
+        the triggerer commits, as long as the messages held unacknowledged stay
+        under `batches * max_messages`. Returns an empty list when a long poll
+        (`wait_time_seconds`) came back with nothing.
         """
         assert self._client is not None, "open() was not called"
-        per_call = max(1, min(max_messages, self.max_messages))
-        messages = self._track(await self._receive_once(per_call, self.wait_time_seconds))
-        wanted = max_messages - len(messages)
-        if len(messages) == per_call and wanted > 0 and self.batches > 1:
-            extra_calls = min(self.batches - 1, -(-wanted // per_call))
-            more = await asyncio.gather(*(self._receive_once(per_call, 0) for _ in range(extra_calls)))
-            seen = {m.metadata["message_id"] for m in messages}
-            for batch in more:
-                for message in self._track(batch):
-                    # A standard queue may hand one message to two receives: ack both, keep one.
-                    if message.metadata["message_id"] in seen:
-                        self._duplicates.append(message)
-                    else:
-                        seen.add(message.metadata["message_id"])
-                        messages.append(message)
-        return messages
+        if not self._pollers:
+            self._pollers = [
+                asyncio.create_task(self._poll(), name=f"sqs receive {self.address.queue} #{i}")
+                for i in range(self.receives)
+            ]
+        since = self._polls_started
+        while not self._ready:
+            if self._failure is not None:
+                raise self._failure
+            if self._empty_poll >= since:
+                return []  # a long poll begun since this receive came back with nothing new
+            if self._calls == 0 and not self._has_room():
+                return []  # it holds all it may: what it holds must be acknowledged first
+            self._arrived.clear()
+            await self._arrived.wait()
+        count = min(max(1, max_messages), len(self._ready))
+        return [self._ready.popleft() for _ in range(count)]
+
+    def _has_room(self) -> bool:
+        # Counting the calls in flight as full: messages received must never exceed the cap.
+        held = len(self._inflight) + (self._calls + 1) * self.max_messages
+        return held <= self.batches * self.max_messages
+
+    async def _poll(self) -> None:
+        """One of the `receives` loops: a ReceiveMessage whenever there is room for what it may bring."""
+        while True:
+            while not self._has_room():
+                self._room.clear()
+                await self._room.wait()
+            self._calls += 1
+            ticket = self._polls_started
+            self._polls_started += 1
+            try:
+                raw = await self._receive_once(self.max_messages, self.wait_time_seconds)
+            except Exception as exc:
+                # receive() raises it: the triggerer closes, backs off and opens again.
+                self._failure = exc
+                return
+            finally:
+                self._calls -= 1
+                self._arrived.set()
+                self._room.set()  # a call that came back short leaves room for another
+            fresh = self._track(raw)
+            self._ready.extend(fresh)
+            if not fresh:
+                self._empty_poll = max(self._empty_poll, ticket)
+            if not raw and self.wait_time_seconds == 0:
+                await asyncio.sleep(EMPTY_SHORT_POLL_PAUSE)  # short polls of an empty queue: not a busy loop
 
     async def _receive_once(self, count: int, wait: int) -> list[dict[str, Any]]:
         request: dict[str, Any] = {
@@ -354,15 +418,24 @@ class SqsTrigger(BaseEventTrigger):
         return raw
 
     def _track(self, raw_messages: list[dict[str, Any]]) -> list[Message]:
-        """Messages from a receive, remembered until acknowledged (for extension and release)."""
+        """Messages from a receive, remembered until acknowledged (for extension and release).
+
+        A standard queue may hand one message to two receives in flight: the second
+        copy is kept aside and deleted with the first, never delivered twice.
+        """
         if not raw_messages:
             return []
         now = time.monotonic()
-        messages = [self._message(raw) for raw in raw_messages]
-        for message in messages:
+        fresh: list[Message] = []
+        for message in (self._message(raw) for raw in raw_messages):
             self._inflight[message.handle.receipt_handle] = (str(message.metadata["message_id"]), now)
+            if message.metadata["message_id"] in self._pending_ids:
+                self._duplicates.append(message)
+            else:
+                self._pending_ids.add(message.metadata["message_id"])
+                fresh.append(message)
         self._start_extender()
-        return messages
+        return fresh
 
     def _message(self, raw: dict[str, Any]) -> Message:
         attributes: dict[str, dict[str, Any]] = raw.get("MessageAttributes") or {}
@@ -397,7 +470,7 @@ class SqsTrigger(BaseEventTrigger):
         )
 
     async def ack(self, messages: list[Message]) -> None:
-        """Delete the messages (`DeleteMessageBatch`, 10 at a time)."""
+        """Delete the messages: `DeleteMessageBatch` calls of 10, all in flight at once."""
         handles = [m.handle.receipt_handle for m in messages if isinstance(m.handle, _Receipt)]
         acked = {m.metadata.get("message_id") for m in messages}
         handles += [d.handle.receipt_handle for d in self._duplicates if d.metadata.get("message_id") in acked]
@@ -405,20 +478,24 @@ class SqsTrigger(BaseEventTrigger):
         if not handles:
             return
         assert self._client is not None, "open() was not called"
-        for start in range(0, len(handles), MAX_BATCH):
-            chunk = handles[start : start + MAX_BATCH]
-            response = await self._client.delete_message_batch(
-                QueueUrl=self.address.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(chunk)],
-            )
-            for handle in chunk:
-                self._inflight.pop(handle, None)
-            for failure in response.get("Failed", []):
-                # The message outlived its visibility and was received again: that
-                # delivery is deduped by its MessageId and deleted then.
-                log.warning(
-                    "sqs %s: delete failed: %s %s", self.address.queue, failure.get("Code"), failure.get("Message")
-                )
+        chunks = [handles[start : start + MAX_BATCH] for start in range(0, len(handles), MAX_BATCH)]
+        try:
+            await asyncio.gather(*(self._delete(chunk) for chunk in chunks))
+        finally:
+            self._pending_ids -= {str(i) for i in acked if i is not None}
+            self._room.set()
+
+    async def _delete(self, handles: list[str]) -> None:
+        response = await self._client.delete_message_batch(
+            QueueUrl=self.address.queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)],
+        )
+        for handle in handles:
+            self._inflight.pop(handle, None)
+        for failure in response.get("Failed", []):
+            # The message outlived its visibility and was received again: that
+            # delivery is deduped by its MessageId and deleted then.
+            log.warning("sqs %s: delete failed: %s %s", self.address.queue, failure.get("Code"), failure.get("Message"))
 
     def _start_extender(self) -> None:
         if self._visibility > 0 and (self._extender is None or self._extender.done()):
@@ -460,10 +537,19 @@ class SqsTrigger(BaseEventTrigger):
         The client is closed even when `close` itself is cancelled (the
         triggerer stopping while it reconnects).
         """
+        pollers, self._pollers = self._pollers, []
+        for poller in pollers:
+            poller.cancel()
+        if pollers:
+            await asyncio.wait(pollers)  # their calls in flight end first: what they got is released too
         extender, self._extender = self._extender, None
         handles = list(self._inflight)
         self._inflight.clear()
         self._duplicates.clear()
+        self._pending_ids.clear()
+        self._ready.clear()
+        self._failure = None
+        self._calls = 0
         client = self._client
         try:
             if extender is not None:
@@ -502,6 +588,7 @@ class SqsTrigger(BaseEventTrigger):
             "wait_time_seconds": self.wait_time_seconds,
             "max_messages": self.max_messages,
             "batches": self.batches,
+            "receives": self.receives,
         }
         if self.visibility_timeout is not None:
             described["visibility_timeout"] = self.visibility_timeout
