@@ -125,9 +125,13 @@ class Run(BaseModel):
     held_by: str | None = Field(
         None,
         description="Flow control: the rule holding the queued run, or that skipped or cancelled it: key, "
-        "throttle, debounce, rate_limit, max_active_runs, or 'cancelled by run RUN_ID'.",
+        "throttle, debounce, rate_limit, max_active_runs, 'cancelled by run RUN_ID' (on_new_event) or "
+        "'cancelled by event EVENT_ID' (cancel_on).",
     )
     held_until: datetime | None = Field(None, description="When a debounce or throttle hold ends.")
+    cancelled_by_event: int | None = Field(
+        None, description="Flow control: the id of the `cancel_on=` asset event that cancelled the run."
+    )
 
 
 class Requeue(BaseModel):

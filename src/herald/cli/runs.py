@@ -139,6 +139,11 @@ def runs_show(run: RunId, output: OutputOpt = Output.table) -> None:
         ("events", ", ".join(map(str, data["event_ids"]))),
         ("conf", data["conf"]),
     ]
+    if data.get("held_by"):
+        # flow control: what holds the queued run, or skipped or cancelled it
+        fields.insert(3, ("held by", data["held_by"]))
+    if data.get("cancelled_by_event") is not None:
+        fields.insert(4, ("cancelled by event", data["cancelled_by_event"]))
     view(f"Run {short_id(data['run_id'])}", fields, tasks if data["tasks"] else Text("No tasks yet.", style="dim"))
     failed = [t["task_id"] for t in data["tasks"] if t["state"] == "failed"]
     if failed:

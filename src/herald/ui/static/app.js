@@ -397,7 +397,7 @@ views.run = {
     const run = await api(`/runs/${enc(this.runId)}`);
     const dag = await api(`/dags/${enc(run.dag_id)}`).catch(() => ({ tasks: run.tasks.map((t) => ({ task_id: t.task_id, upstream: [] })) }));
     $("#run-head", el).innerHTML = `<div class="row spread"><div><h1 class="mono" style="font-size:17px">${esc(run.run_id)}</h1>
-      <div class="sub"><a href="#/dags/${enc(run.dag_id)}">${esc(run.dag_id)}</a> · <span id="run-state">${badge(run.state)}</span> · ${esc(run.run_type)}${run.logical_date ? ` · logical date <span class="mono">${esc(run.logical_date)}</span>` : ""} · queued ${esc(ago(run.queued_at))}
+      <div class="sub"><a href="#/dags/${enc(run.dag_id)}">${esc(run.dag_id)}</a> · <span id="run-state">${badge(run.state)}</span> · ${esc(run.run_type)}${run.logical_date ? ` · logical date <span class="mono">${esc(run.logical_date)}</span>` : ""} · queued ${esc(ago(run.queued_at))}${run.held_by ? ` · <span title="flow control">${esc(run.held_by)}</span>` : ""}${run.cancelled_by_event != null ? ` · cancelled by event <a class="mono" href="#/events/${enc(run.cancelled_by_event)}">${esc(run.cancelled_by_event)}</a>` : ""}
       ${run.started_at ? ` · ran ${esc(duration(run.started_at, run.ended_at))}` : ""}${Object.keys(run.conf || {}).length ? ` · conf <code>${esc(JSON.stringify(run.conf))}</code>` : ""}</div></div>
       ${run.state === "failed" ? `<button id="retry-run">Retry failed tasks</button>` : ""}</div>`;
     const retry = $("#retry-run", el);
