@@ -134,6 +134,21 @@ class Run(BaseModel):
     )
 
 
+class HeldEvent(BaseModel):
+    """An event no run yet: a window waits for its partners, or an absence watches its key."""
+
+    dag_id: str
+    event_id: int
+    asset: str | None
+    key: str | None = Field(None, description="The event's key (the window's or the absence's `key=`).")
+    held_by: str = Field(description="'window' (`within()`) or 'missing_for' (`missing_for()`).")
+    since: datetime = Field(description="When the event was queued (a window) or the key last seen (an absence).")
+    held_until: datetime = Field(
+        description="When the window closes without its partners, or the silence makes a run (an absence)."
+    )
+    detail: str
+
+
 class Requeue(BaseModel):
     try_number: int
     reason: str = Field(description="Why the try went back to the queue: how its worker was lost.")

@@ -211,7 +211,9 @@ def _cancel(
         try:
             key = flow.cancel_key_of(payload_of(extras.get(p.event_id)))
         except Exception as exc:  # a JMESPath evaluation error must not stop the scheduler
-            log.warning("DAG %s: the cancel_on key failed on event %d (%s); it cancels nothing", dag.dag_id, p.event_id, exc)
+            log.warning(
+                "DAG %s: the cancel_on key failed on event %d (%s); it cancels nothing", dag.dag_id, p.event_id, exc
+            )
             key = None
         if key is None:
             done.append(p.queue_id)
