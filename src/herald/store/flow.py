@@ -215,7 +215,20 @@ def candidates(
         query = query.where(or_(q.c.run_key.is_(None), blocking.is_(None)))
     if keys is None:
         return list(conn.execute(query).all())
-    found = list(conn.execute(query.where(q.c.run_key.is_(None))).all())
+    # the runs without a key (a keyed DAG's manual runs: few), oldest first through the key index,
+    # not in priority order through the DAG's whole queue
+    unkeyed = (
+        select(q.c.id, q.c.run_id, q.c.run_key, q.c.priority, q.c.held_by)
+        .where(
+            q.c.dag_id == dag_id,
+            q.c.run_key.is_(None),
+            q.c.state == RunState.QUEUED,
+            or_(q.c.held_until.is_(None), q.c.held_until <= now),
+        )
+        .order_by(q.c.id)
+        .limit(limit)
+    )
+    found = list(conn.execute(unkeyed).all())
     for chunk in _chunks(sorted(set(keys))):
         found += conn.execute(query.where(q.c.run_key.in_(chunk))).all()
     found.sort(key=lambda r: (-float(r.priority), int(r.id)))
