@@ -20,8 +20,8 @@ from sqlalchemy import select, update
 from herald import DAG, Asset, Debounce, task
 from herald.executors.records import TaskRequest, TaskResult
 from herald.loader import DagBag
-from herald.scheduler.scheduler import Scheduler
 from herald.scheduler import flow
+from herald.scheduler.scheduler import Scheduler
 from herald.store import events as store_events
 from herald.store import flow as store_flow
 from herald.store import tables
