@@ -1,6 +1,6 @@
 """Flow control end to end: `herald standalone` (SQLite, PostgreSQL), local:// messages, and the runs
 read back through the CLI and the API: order per key, skip, cancel_running, priority, throttle,
-rate limit, debounce."""
+rate limit, debounce, cancel_on (across a restart too), and the events windows and absences hold."""
 
 from __future__ import annotations
 
@@ -77,6 +77,22 @@ with DAG("limited", schedule=[alerts], key="device", rate_limit=(2, 3600)):
 edits = watched("edits")
 with DAG("quiet", schedule=[edits], key="doc", debounce=Debounce(1.0, max_wait=30)):
     note()
+
+orders = watched("orders")
+with DAG("orders", schedule=[orders], key="order", max_active_runs_per_key=1, cancel_on=watched("order_cancels")):
+    note()
+
+
+@task
+def alert():
+    return "alert"
+
+
+with DAG("paired", schedule=(watched("left") & watched("right")).within(600, key="pair")):
+    alert()
+
+with DAG("sensor_silent", schedule=watched("beats").missing_for(600, key="device")):
+    alert()
 """
 
 
@@ -85,7 +101,7 @@ def herald(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     marks = tmp_path_factory.mktemp("marks")
     with standalone(request.param, tmp_path_factory, FLOW_DAGS.format(marks=str(marks)), {}) as h:
         h.marks = marks  # type: ignore[attr-defined]
-        h.wait_for(lambda: len(h.cli_json("dags", "list")) == 7, what="the DAGs")
+        h.wait_for(lambda: len(h.cli_json("dags", "list")) == 10, what="the DAGs")
         yield h
 
 
@@ -212,6 +228,93 @@ def test_debounce_makes_one_run_with_the_burst(herald: Herald) -> None:
     assert result["events"] == [e["n"] for e in burst]
     assert len(result["run"]["event_ids"]) == 5
     assert len(herald.runs("quiet")) == 1
+
+
+def test_cancel_on_cancels_the_running_and_queued_runs_of_its_key(herald: Herald) -> None:
+    marks, first, second, other = _marks(herald), uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    herald.publish("orders", {"order": "o1", "n": first, "hold": True})
+    herald.wait_for(lambda: (marks / f"pid-{first}").exists(), what="the first order's task to start")
+    pid = int((marks / f"pid-{first}").read_text())
+    herald.publish("orders", {"order": "o1", "n": second}, {"order": "o2", "n": other})
+    herald.wait_for(lambda: herald.runs("orders", "success"), what="the other order's run")
+    herald.wait_for(lambda: herald.runs("orders", "queued"), what="the second o1 run, queued behind the first")
+    herald.publish("order_cancels", {"order": "o1"})
+    cancelled = herald.wait_for(
+        lambda: len(herald.runs("orders", "cancelled")) == 2 and herald.runs("orders", "cancelled"),
+        what="both o1 runs cancelled",
+    )
+    (event_id,) = {r["cancelled_by_event"] for r in cancelled}
+    assert {r["held_by"] for r in cancelled} == {f"cancelled by event {event_id}"}
+    assert {r["run_key"] for r in cancelled} == {"o1"}
+    status, event = api(herald, f"/events/{event_id}")
+    assert status == 200 and event["asset"] == "order_cancels"
+    # the run page says what cancelled it: `runs show` (table and JSON) and the API
+    ran = next(r for r in cancelled if r["started_at"] is not None)
+    never = next(r for r in cancelled if r["started_at"] is None)
+    detail = herald.cli_json("runs", "show", ran["run_id"])
+    assert detail["cancelled_by_event"] == event_id
+    assert detail["tasks"][0]["state"] == "skipped" and "cancelled by event" in detail["tasks"][0]["error"]
+    assert herald.cli_json("runs", "show", never["run_id"])["tasks"] == []  # a queued run never starts
+    code, table = herald.cli("runs", "show", ran["run_id"])
+    assert code == 0 and "cancelled by event" in table and str(event_id) in table
+    status, run = api(herald, f"/runs/{never['run_id']}")
+    assert status == 200 and run["cancelled_by_event"] == event_id
+    herald.wait_for(lambda: not _alive(pid), timeout=30, what="the cancelled try's process to be stopped")
+    # the other key ran untouched
+    assert [r["n"] for r in _results(herald, "orders")] == [other]
+
+
+def test_windows_and_absences_show_the_events_they_hold(herald: Herald) -> None:
+    herald.publish("left", {"pair": "p1", "n": "l1"})
+    herald.publish("beats", {"device": "s1", "n": "b1"})
+
+    def held() -> dict[str, dict[str, Any]]:
+        return {e["held_by"]: e for e in herald.cli_json("runs", "list", "--held")}
+
+    found = herald.wait_for(lambda: len(held()) == 2 and held(), what="the window and the absence holding")
+    window, absence = found["window"], found["missing_for"]
+    assert (window["dag_id"], window["key"], window["asset"]) == ("paired", "p1", "left")
+    assert (absence["dag_id"], absence["key"], absence["asset"]) == ("sensor_silent", "s1", "beats")
+    assert window["held_until"] and absence["held_until"]
+    # the table says so, and the runs listing points at it
+    code, table = herald.cli("runs", "list", "--held")
+    assert code == 0 and "window" in table and "missing_for" in table
+    code, table = herald.cli("runs", "list", "--dag", "paired")
+    assert code == 0 and "held by a window or an absence" in table
+    status, page = api(herald, "/held_events?dag_id=paired")
+    assert status == 200 and [e["held_by"] for e in page["items"]] == ["window"]
+    status, text = _metrics(herald)
+    assert status == 200 and 'herald_events_held{dag_id="paired",held_by="window"} 1.0' in text
+    assert herald.runs("paired") == [] and herald.runs("sensor_silent") == []
+
+
+def test_cancel_on_holds_across_a_restart(herald: Herald) -> None:
+    # a run of o7 holds its task; another waits behind it; Herald dies; the cancel comes while it is down
+    marks, first, second = _marks(herald), uuid.uuid4().hex, uuid.uuid4().hex
+    herald.publish("orders", {"order": "o7", "n": first, "hold": True})
+    herald.wait_for(lambda: (marks / f"pid-{first}").exists(), what="the first o7 task to start")
+    herald.publish("orders", {"order": "o7", "n": second, "hold": True})
+
+    def queued_second() -> str | None:
+        return next((r["run_id"] for r in herald.runs("orders", "queued") if r["run_key"] == "o7"), None)
+
+    run_id = herald.wait_for(queued_second, what="the second o7 run, queued")
+    herald.kill()
+    herald.publish("order_cancels", {"order": "o7"})
+    herald.start()
+    try:
+
+        def cancelled() -> dict[str, Any] | None:
+            found: dict[str, Any] = herald.cli_json("runs", "show", run_id)
+            return found if found["state"] == "cancelled" else None
+
+        done = herald.wait_for(cancelled, what="the queued o7 run cancelled after the restart")
+        status, event = api(herald, f"/events/{done['cancelled_by_event']}")
+        assert status == 200 and event["asset"] == "order_cancels"
+        assert done["held_by"] == f"cancelled by event {done['cancelled_by_event']}"
+    finally:
+        for name in (first, second):
+            (marks / f"release-{name}").touch()  # a task left by the killed process ends
 
 
 def _metrics(herald: Herald) -> tuple[int, str]:

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from herald.store import held as store_held
 from herald.store import queries
 from herald.store.states import WatcherState
 from herald.store.types import utcnow
@@ -52,6 +53,7 @@ class DatabaseCollector(Collector):
             watchers = queries.list_watchers(conn, 100000)
             runs = queries.run_states(conn)
             held = queries.held_runs(conn)
+            held_events = store_held.held_counts(conn)
             backlog = queries.queue_backlog(conn, now)
             dead = queries.dead_letter_counts(conn)
             latencies = queries.recent_latencies(conn, LATENCY_WINDOW)
@@ -81,6 +83,14 @@ class DatabaseCollector(Collector):
         for r in held:
             flow.add_metric([r["dag_id"], r["state"], r["held_by"]], float(r["count"]))
         yield flow
+        waiting = GaugeMetricFamily(
+            "herald_events_held",
+            "Events no run yet because a window or an absence watch holds them, by DAG and rule.",
+            labels=["dag_id", "held_by"],
+        )
+        for (dag_id, rule), count in sorted(held_events.items()):
+            waiting.add_metric([dag_id, rule], float(count))
+        yield waiting
         queued = GaugeMetricFamily(
             "herald_event_queue_events", "Events waiting to become runs (queue lag), per DAG.", labels=["dag_id"]
         )

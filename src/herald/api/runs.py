@@ -10,10 +10,21 @@ from sqlalchemy import Connection
 
 from herald.api.deps import AUTH_RESPONSES, CONFLICT, NOT_FOUND, Conn, Db, Reader, Wake, Writer
 from herald.api.paging import PageParams, utc
-from herald.api.schemas import BulkRetried, BulkRetry, Page, RetryResult, Run, RunDetail, TaskInstance, TaskLog
+from herald.api.schemas import (
+    BulkRetried,
+    BulkRetry,
+    HeldEvent,
+    Page,
+    RetryResult,
+    Run,
+    RunDetail,
+    TaskInstance,
+    TaskLog,
+)
 from herald.commands import bulk
 from herald.commands import runs as run_commands
 from herald.commands.errors import NotFound
+from herald.store import held as store_held
 from herald.store import queries
 from herald.store.states import RunState
 
@@ -44,6 +55,18 @@ def list_runs(
             conn, limit, dag_id, state, offset=offset, since=utc(since), until=utc(until)
         )
     )
+
+
+@router.get("/held_events", response_model=Page[HeldEvent], summary="Events a window or an absence holds")
+def list_held_events(
+    _: Reader,
+    conn: Conn,
+    page: PageParams,
+    dag_id: Annotated[str | None, Query(description="Only events held for this DAG.")] = None,
+) -> dict[str, Any]:
+    """Events that are no run yet, newest first, with the rule holding each: 'window' (waiting for
+    its partners in `(a & b).within()`) or 'missing_for' (a key's last event, watched by `missing_for()`)."""
+    return page.page(lambda limit, offset: store_held.held_events(conn, limit, dag_id, offset=offset))
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail, responses=NOT_FOUND, summary="One run")

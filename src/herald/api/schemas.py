@@ -125,9 +125,28 @@ class Run(BaseModel):
     held_by: str | None = Field(
         None,
         description="Flow control: the rule holding the queued run, or that skipped or cancelled it: key, "
-        "throttle, debounce, rate_limit, max_active_runs, or 'cancelled by run RUN_ID'.",
+        "throttle, debounce, rate_limit, max_active_runs, 'cancelled by run RUN_ID' (on_new_event) or "
+        "'cancelled by event EVENT_ID' (cancel_on).",
     )
     held_until: datetime | None = Field(None, description="When a debounce or throttle hold ends.")
+    cancelled_by_event: int | None = Field(
+        None, description="Flow control: the id of the `cancel_on=` asset event that cancelled the run."
+    )
+
+
+class HeldEvent(BaseModel):
+    """An event no run yet: a window waits for its partners, or an absence watches its key."""
+
+    dag_id: str
+    event_id: int
+    asset: str | None
+    key: str | None = Field(None, description="The event's key (the window's or the absence's `key=`).")
+    held_by: str = Field(description="'window' (`within()`) or 'missing_for' (`missing_for()`).")
+    since: datetime = Field(description="When the event was queued (a window) or the key last seen (an absence).")
+    held_until: datetime = Field(
+        description="When the window closes without its partners, or the silence makes a run (an absence)."
+    )
+    detail: str
 
 
 class Requeue(BaseModel):

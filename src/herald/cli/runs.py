@@ -58,13 +58,18 @@ def runs_list(
     state: Annotated[
         str | None, typer.Option("--state", help="queued, running, success, failed, skipped or cancelled.")
     ] = None,
+    held: Annotated[
+        bool, typer.Option("--held", help="Events no run yet, held by a window or an absence watch, instead.")
+    ] = False,
     limit: Limit = 100,
     output: OutputOpt = Output.table,
 ) -> None:
     """Runs, newest first: short id, DAG, state, the flow-control rule holding, skipping or
-    cancelling it (held by), when queued, how long, the events each consumed."""
+    cancelling it (held by), when queued, how long, the events each consumed. With --held, the
+    events a window (`within()`) or an absence (`missing_for()`) holds before any run exists."""
     from herald.commands.dags import require_known_dag
     from herald.commands.runs import short_id
+    from herald.store import held as store_held
     from herald.store import queries
     from herald.store.states import RunState
 
@@ -74,7 +79,11 @@ def runs_list(
     with engine().connect() as conn, translated():
         if dag is not None:
             require_known_dag(conn, dag)
-        rows = queries.list_runs(conn, limit, dag, state)
+        events = store_held.held_events(conn, limit, dag)
+        rows = [] if held else queries.list_runs(conn, limit, dag, state)
+    if held:
+        _held_events(events, output)
+        return
     if output == Output.json:
         show(rows, output, [], "Runs")
         return
@@ -99,6 +108,30 @@ def runs_list(
         "events",
     ]
     show(shown, output, columns, "Runs")
+    if events:
+        more = "+" if len(events) == limit else ""
+        console.print(
+            Text(f"{len(events)}{more} event(s) held by a window or an absence: herald runs list --held", style="dim"),
+            soft_wrap=True,
+        )
+
+
+def _held_events(events: list[dict[str, Any]], output: Output) -> None:
+    """The events a window or an absence holds: event, DAG, rule (held by), key, since, until."""
+    if output == Output.json:
+        show(events, output, [], "Held events")
+        return
+    shown = [{**e, "since": when(e["since"]), "until": when(e["held_until"])} for e in events]
+    columns: list[str | Column] = [
+        Column("event_id", "event", cut=False),
+        Column("dag_id", "dag"),
+        Column("held_by", "held by", cut=False),
+        "key",
+        Column("since", "since (UTC)", cut=False),
+        Column("until", "until (UTC)", cut=False),
+        "detail",
+    ]
+    show(shown, output, columns, "Held events")
 
 
 @runs_app.command("show")
@@ -139,6 +172,11 @@ def runs_show(run: RunId, output: OutputOpt = Output.table) -> None:
         ("events", ", ".join(map(str, data["event_ids"]))),
         ("conf", data["conf"]),
     ]
+    if data.get("held_by"):
+        # flow control: what holds the queued run, or skipped or cancelled it
+        fields.insert(3, ("held by", data["held_by"]))
+    if data.get("cancelled_by_event") is not None:
+        fields.insert(4, ("cancelled by event", data["cancelled_by_event"]))
     view(f"Run {short_id(data['run_id'])}", fields, tasks if data["tasks"] else Text("No tasks yet.", style="dim"))
     failed = [t["task_id"] for t in data["tasks"] if t["state"] == "failed"]
     if failed:

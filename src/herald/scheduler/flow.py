@@ -7,8 +7,12 @@ several schedulers one decides for it per pass. Then, in that pass's transaction
 - `make_runs` groups the DAG's queued events by key (the DAG's batch and asset
   condition apply within each key), gives each run its key and priority, and
   gathers a debounced key's burst into one run held until the key goes quiet;
+  an event of a `cancel_on=` asset (queued for the DAG as its schedule's are)
+  cancels the queued and running runs of its key made by older events;
 - `admit` asks the store for the runs their key's concurrency lets start, in
-  order, and applies the other rules to them one by one: rate limit (skip),
+  order, among the keys marked since the last pass (a run of the key ended or
+  came: `store.flow.take_dirty`; every `SWEEP_EVERY` among all keys, a net under
+  the marks), and applies the other rules to them one by one: rate limit (skip),
   throttle (hold), `on_new_event` (skip, or cancel the key's running run),
   `max_active_runs`, the back-pressure budget. Each run held, skipped or
   cancelled records the rule (`dag_run.held_by`).
@@ -29,7 +33,8 @@ from sqlalchemy import Connection
 
 from herald.scheduler.policy import Pending, plan_runs
 from herald.sdk.dag import DAG
-from herald.sdk.flow import FlowControl, payload_of
+from herald.sdk.flow import FlowControl
+from herald.sdk.waits import payload_of
 from herald.store import flow as store_flow
 from herald.store import runs as store_runs
 from herald.store import tries as store_tries
@@ -40,6 +45,11 @@ log = logging.getLogger("herald.scheduler")
 
 #: queued runs of one DAG looked at per pass
 FLOW_SCAN = 2000
+#: marked keys of one DAG taken per pass (the others wait for the next)
+DIRTY_SCAN = 5000
+#: how often admission reads every key of a DAG, not only the marked ones: a net under the
+#: marks for a run that ends by a path that marks nothing (a user deleting it)
+SWEEP_EVERY = timedelta(seconds=60)
 #: how soon to look again when another scheduler held what a decision needed
 RETRY_SOON = timedelta(milliseconds=100)
 
@@ -59,6 +69,13 @@ class Admitted:
     cancel: list[int] = field(default_factory=list)
     next_at: datetime | None = None
     more: bool = False
+    #: keys to look at again next pass (their runs were cut by the budget or `max_active_runs`)
+    again: set[str] = field(default_factory=set)
+
+
+#: when each DAG's admission last read every key, in this process. Kept in memory: losing it
+#: (a restart) only makes the next pass a sweep; several schedulers each sweep on their own.
+_swept: dict[str, datetime] = {}
 
 
 def _key_and_priority(dag: DAG, flow: FlowControl, extra: Any) -> tuple[str | None, float]:
@@ -76,14 +93,37 @@ def _key_and_priority(dag: DAG, flow: FlowControl, extra: Any) -> tuple[str | No
     return key, priority
 
 
-def make_runs(conn: Connection, dag: DAG, items: list[Pending], now: datetime) -> datetime | None:
-    """Runs of a flow DAG from its queued events (oldest first); returns when a waiting batch is due.
+def make_runs(
+    conn: Connection, dag: DAG, items: list[Pending], now: datetime, stop: list[int] | None = None
+) -> datetime | None:
+    """Runs of a flow DAG from its queued events (oldest first), and the cancels of its `cancel_on=`
+    events; returns when a waiting batch is due (or a cancel must be tried again). The tries of
+    cancelled running runs are added to `stop` (to stop after the commit).
 
     Events are grouped by key first: a batch or an asset condition gathers events of one key.
     """
     flow = dag.flow
     assert flow is not None and dag.asset_condition is not None
     extras = store_flow.payloads(conn, [p.event_id for p in items])
+    cancelling = {a.name for a in flow.cancel_on}
+    cancels = [p for p in items if p.asset in cancelling]
+    items = [p for p in items if p.asset not in cancelling]
+    deadline = _runs_of_events(conn, dag, flow, items, extras, now)
+    if cancels:
+        # after the runs of this pass's events: a cancel reaches the runs of older events
+        retry = _cancel(conn, dag, flow, cancels, extras, now, stop if stop is not None else [])
+        if retry is not None:
+            deadline = retry if deadline is None else min(deadline, retry)
+    return deadline
+
+
+def _runs_of_events(
+    conn: Connection, dag: DAG, flow: FlowControl, items: list[Pending], extras: dict[int, Any], now: datetime
+) -> datetime | None:
+    """The runs of the DAG's schedule events (`make_runs`); returns when a waiting batch is due."""
+    if not items:
+        return None
+    assert dag.asset_condition is not None
     groups: dict[str | None, list[Pending]] = defaultdict(list)
     priority: dict[int, float] = {}
     for p in items:
@@ -153,6 +193,50 @@ def _gather_bursts(
     store_runs.link_events(conn, links)
 
 
+def _cancel(
+    conn: Connection,
+    dag: DAG,
+    flow: FlowControl,
+    cancels: list[Pending],
+    extras: dict[int, Any],
+    now: datetime,
+    stop: list[int],
+) -> datetime | None:
+    """Each `cancel_on=` event (oldest first) cancels the queued and running runs of its key made by
+    older events, then leaves the queue; returns when to try again one that found a run of its key
+    locked by another scheduler (it stays queued until then: nothing it must cancel is missed)."""
+    done: list[int] = []
+    retry: datetime | None = None
+    for p in cancels:
+        try:
+            key = flow.cancel_key_of(payload_of(extras.get(p.event_id)))
+        except Exception as exc:  # a JMESPath evaluation error must not stop the scheduler
+            log.warning(
+                "DAG %s: the cancel_on key failed on event %d (%s); it cancels nothing", dag.dag_id, p.event_id, exc
+            )
+            key = None
+        if key is None:
+            done.append(p.queue_id)
+            continue
+        why = f"cancelled by event {p.event_id}"
+        runs = store_flow.active_of_key(conn, dag.dag_id, key, p.event_id)
+        queued = [int(r.id) for r in runs if r.state == RunState.QUEUED]
+        running = [int(r.id) for r in runs if r.state == RunState.RUNNING]
+        ended = store_flow.end_queued(conn, RunState.CANCELLED, [(pk, why) for pk in queued], now, event_id=p.event_id)
+        cancelled = store_flow.cancel_running(conn, running, why, now, event_id=p.event_id)
+        if cancelled:
+            stop += store_tries.skip_unfinished(conn, cancelled, now, why)
+        if ended or cancelled:
+            names = [r.run_id for r in runs if int(r.id) in {*ended, *cancelled}]
+            log.info("DAG %s: %s (key %r): %s", dag.dag_id, why, key, ", ".join(names))
+        if len(cancelled) < len(running):
+            retry = now + RETRY_SOON  # a run of the key is locked by another scheduler's pass
+            continue
+        done.append(p.queue_id)
+    store_runs.consume_events(conn, done)
+    return retry
+
+
 def admit(conn: Connection, dag: DAG, now: datetime, budget: int) -> Admitted:
     """Decide which queued runs of a flow DAG (its row locked) start now, within `budget` runs."""
     flow = dag.flow
@@ -160,10 +244,23 @@ def admit(conn: Connection, dag: DAG, now: datetime, budget: int) -> Admitted:
     out = Admitted()
     mode = flow.on_new_event
     cap = flow.max_active_runs_per_key
-    store_flow.release(conn, dag.dag_id, now, KEY if cap is not None else None)
-    candidates = store_flow.candidates(conn, dag.dag_id, cap if mode == "queue" else None, now, FLOW_SCAN)
+    released = store_flow.release(conn, dag.dag_id, now, KEY if cap is not None else None)
+    last = _swept.get(dag.dag_id)
+    sweep = last is None or now - last >= SWEEP_EVERY or now < last
+    taken: list[str] | None = None
+    if not sweep:
+        taken = store_flow.take_dirty(conn, dag.dag_id, DIRTY_SCAN)
+        out.more = len(taken) == DIRTY_SCAN
+    keys = None if taken is None else sorted({*taken, *released})
+    per_key = cap if mode == "queue" else None
+    candidates = store_flow.candidates(conn, dag.dag_id, per_key, now, FLOW_SCAN, keys)
+    if sweep and len(candidates) < FLOW_SCAN:
+        _swept[dag.dag_id] = now  # a sweep cut short is done again next pass
+    if len(candidates) == FLOW_SCAN and keys is not None:
+        out.again.update(keys)  # some of these keys' runs were not read: all of them again
     if not candidates:
         out.next_at = store_flow.next_release(conn, dag.dag_id, now)
+        _remark(conn, dag.dag_id, out)
         return out
     holds: list[tuple[int, str, datetime | None]] = []
     skips: list[tuple[int, str]] = []
@@ -186,6 +283,8 @@ def admit(conn: Connection, dag: DAG, now: datetime, budget: int) -> Admitted:
             full = True
             if dag.max_active_runs is not None and active >= dag.max_active_runs:
                 holds.append((int(c.id), MAX_ACTIVE_RUNS, None))
+            if key is not None:
+                out.again.add(key)  # no run of the key ends to mark it: it waits on the DAG's limits
             continue
         if key is not None:
             decided = _key_rules(conn, flow, c, running.get(key, []), starts.get(key, []), now, out)
@@ -202,6 +301,8 @@ def admit(conn: Connection, dag: DAG, now: datetime, budget: int) -> Admitted:
         if dag.max_active_runs is not None and active >= dag.max_active_runs:
             full = True
             holds.append((int(c.id), MAX_ACTIVE_RUNS, None))
+            if key is not None:
+                out.again.add(key)
             continue
         out.started.append(int(c.id))
         active += 1
@@ -213,8 +314,14 @@ def admit(conn: Connection, dag: DAG, now: datetime, budget: int) -> Admitted:
     release = store_flow.next_release(conn, dag.dag_id, now)
     if release is not None:
         out.next_at = release if out.next_at is None else min(out.next_at, release)
-    out.more = len(candidates) == FLOW_SCAN and not full
+    out.more = (out.more or len(candidates) == FLOW_SCAN) and not full
+    _remark(conn, dag.dag_id, out)
     return out
+
+
+def _remark(conn: Connection, dag_id: str, out: Admitted) -> None:
+    """The keys this pass left undecided are marked again, for the next pass (never lost)."""
+    store_flow.mark_dirty(conn, [(dag_id, k) for k in sorted(out.again)])
 
 
 def _key_rules(
@@ -253,7 +360,9 @@ def _key_rules(
         out.cancel += store_tries.skip_unfinished(conn, cancelled, now, why)
     running[:] = [r for r in running if int(r.id) not in cancelled]
     if len(cancelled) < len(victims):
-        # another scheduler is finishing one of them: look again in a moment
+        # another scheduler holds one of them: look again in a moment (its end, if it is
+        # ending, marks the key too)
+        out.again.add(str(run.run_key))
         soon = now + RETRY_SOON
         out.next_at = soon if out.next_at is None else min(out.next_at, soon)
         return "hold", KEY, None

@@ -43,13 +43,15 @@ def create_asset_runs(
     paused: set[str],
     now: datetime,
     flow_locked: set[str] | None = None,
+    stop: list[int] | None = None,
 ) -> tuple[datetime | None, bool]:
     """Runs for the queued events, by each DAG's asset condition and batch policy.
 
     A DAG with flow rules makes runs only when this transaction holds its row
     (`flow_locked`, from `store.flow.lock_dags`): its keys, bursts and order are decided
-    by one scheduler at a time. Returns when a batch that is not full yet is due, and
-    whether more events wait.
+    by one scheduler at a time; its `cancel_on=` events cancel runs, whose tries to stop
+    after the commit are added to `stop`. Returns when a batch that is not full yet is
+    due, and whether more events wait.
     """
     locked = flow_locked or set()
     # Only DAGs that can run now: a paused DAG's backlog must not hide the others'.
@@ -74,7 +76,7 @@ def create_asset_runs(
         if dag is None or dag.asset_condition is None:
             continue
         if dag.flow is not None:
-            wake_at = flow.make_runs(conn, dag, items, now)
+            wake_at = flow.make_runs(conn, dag, items, now, stop)
             if wake_at is not None:
                 deadline = wake_at if deadline is None else min(deadline, wake_at)
             continue

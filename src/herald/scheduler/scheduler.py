@@ -218,7 +218,9 @@ class Scheduler:
             with_flow = runs.flow_dags(dags, paused)
             flow_locked, flow_busy = store_flow.lock_dags(conn, with_flow)
             busy_at = now + flow.RETRY_SOON if flow_busy else None
-            deadline, more = runs.create_asset_runs(conn, dags, self.machine.asset_ids, paused, now, flow_locked)
+            deadline, more = runs.create_asset_runs(
+                conn, dags, self.machine.asset_ids, paused, now, flow_locked, outcome.cancel
+            )
             outcome.more |= more
             window_at, more = windows.plan(conn, dags, paused, now, self.machine.asset_ids)
             outcome.more |= more

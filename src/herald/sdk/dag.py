@@ -550,6 +550,12 @@ class DAG(DependencyMixin):
         debounce: seconds, or `Debounce(seconds, max_wait=..., keep="all" | "last")`: one
             run per burst of events of one key, released once the key has been quiet
             that long (or `max_wait` after the burst began), with the burst's events.
+        cancel_on: an `Asset` (or a list): an event of it cancels the queued and running
+            runs of its key made by events before it (queued runs end `cancelled` without
+            starting; running ones have their tasks stopped). Needs `key=`; the
+            cancelling event's key is `key=` on its payload, or `cancel_key=`.
+        cancel_key: a JMESPath expression giving a `cancel_on=` event's key, when its
+            payload names the key differently from the events that make runs.
         params: default run parameters (values or `Param`), overridden by a run's `conf`.
         description, doc_md, tags, owner: shown in listings and the UI.
         template_searchpath, user_defined_macros, user_defined_filters,
@@ -591,6 +597,8 @@ class DAG(DependencyMixin):
         throttle: tuple[int, float | timedelta] | None = None,
         rate_limit: tuple[int, float | timedelta] | None = None,
         debounce: Debounce | float | timedelta | None = None,
+        cancel_on: Asset | Sequence[Asset] | None = None,
+        cancel_key: str | None = None,
         params: dict[str, Any] | None = None,
         doc_md: str | None = None,
         tags: Iterable[str] = (),
@@ -638,11 +646,15 @@ class DAG(DependencyMixin):
             throttle=throttle,
             rate_limit=rate_limit,
             debounce=debounce,
+            cancel_on=cancel_on,
+            cancel_key=cancel_key,
         )
         if self.flow is not None and self.asset_condition is None:
             raise ValueError(f"DAG {dag_id!r}: key, priority, throttle and debounce need a schedule on assets")
         if self.flow is not None and self.flow.debounce is not None and batch is not None:
             raise ValueError(f"DAG {dag_id!r}: debounce= makes its own batches; drop batch=")
+        if self.flow is not None and self.flow.cancel_on:
+            self._check_cancel_on(self.flow.cancel_on)
         # as in Airflow, default_args may carry the DAG's start and end dates
         start_date = start_date or (default_args or {}).get("start_date")
         end_date = end_date or (default_args or {}).get("end_date")
@@ -691,6 +703,18 @@ class DAG(DependencyMixin):
         self.task_groups: dict[str, Any] = {}
         self._tokens: list[contextvars.Token[DAG | None]] = []
         self._validate_params()
+
+    def _check_cancel_on(self, assets: tuple[Asset, ...]) -> None:
+        """A `cancel_on=` asset is no part of the schedule (its events would both make and cancel
+        runs), and a window or an absence has no runs of a key to cancel."""
+        from herald.sdk.asset_windows import timed
+
+        if timed(self.schedule_condition):
+            raise ValueError(f"DAG {self.dag_id!r}: cancel_on= does not apply to within() or missing_for()")
+        scheduled = {a.name for a in self.schedule_condition.iter_assets()} if self.schedule_condition else set()
+        both = sorted(a.name for a in assets if a.name in scheduled)
+        if both:
+            raise ValueError(f"DAG {self.dag_id!r}: {', '.join(both)} is both in the schedule and in cancel_on=")
 
     def _check_unsupported(self, unsupported: dict[str, Any]) -> None:
         for name, value in unsupported.items():

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from herald.sdk.waits import compile_expression
+from herald.sdk.assets import Asset
+from herald.sdk.waits import compile_expression, payload_of
 
 __all__ = ["ON_NEW_EVENT", "Debounce", "FlowControl", "Limit", "payload_of"]
 
@@ -81,12 +82,26 @@ class Debounce:
             raise ValueError(f"Debounce.keep must be 'all' or 'last', got {self.keep!r}")
 
 
-def payload_of(extra: Any) -> Any:
-    """What `key=` and `priority=` read: an event's `extra["payload"]` (a watcher's message), or its
-    whole `extra` when it has none (an event emitted by a task, the API or the CLI)."""
-    if isinstance(extra, dict) and "payload" in extra:
-        return extra["payload"]
-    return extra
+def _key_text(value: Any) -> str:
+    """A key's stored form: a string as it is, another value as JSON; a long one as its digest."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    if len(text) > MAX_KEY_LENGTH:
+        text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return text
+
+
+def _cancel_assets(value: Any, what: str) -> tuple[Asset, ...]:
+    """`cancel_on=` as a tuple of assets: one asset or a list of them (not an alias nor a condition,
+    whose events could not be told apart from the schedule's)."""
+    if value is None:
+        return ()
+    found = [value] if isinstance(value, Asset) else value
+    if isinstance(found, str | bytes) or not isinstance(found, Sequence) or not found:
+        raise TypeError(f"{what}: cancel_on= must be an Asset or a list of Assets, got {value!r}")
+    for asset in found:
+        if not isinstance(asset, Asset):
+            raise TypeError(f"{what}: cancel_on= must be an Asset or a list of Assets, got {asset!r}")
+    return tuple(found)
 
 
 def _expression(value: Any, what: str) -> Callable[[Any], Any]:
@@ -118,9 +133,14 @@ class FlowControl:
     throttle: Limit | None = None
     rate_limit: Limit | None = None
     debounce: Debounce | None = None
-    #: the compiled `key` and `priority` (a JMESPath compiled once, or the callable)
+    #: assets whose events cancel the queued and running runs of their key (`cancel_on=`)
+    cancel_on: tuple[Asset, ...] = ()
+    #: the key of a cancelling event (None: `key` itself, on the cancelling event's payload)
+    cancel_key: str | None = None
+    #: the compiled `key`, `priority` and `cancel_key` (JMESPath, compiled once)
     key_fn: Callable[[Any], Any] | None = field(default=None, compare=False, repr=False)
     priority_fn: Callable[[Any], Any] | None = field(default=None, compare=False, repr=False)
+    cancel_key_fn: Callable[[Any], Any] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -134,10 +154,18 @@ class FlowControl:
         throttle: Any = None,
         rate_limit: Any = None,
         debounce: Debounce | float | timedelta | None = None,
+        cancel_on: Asset | Sequence[Asset] | None = None,
+        cancel_key: str | None = None,
     ) -> FlowControl | None:
         """The DAG's flow rules, or None when it declares none; raises `ValueError`/`TypeError` naming the DAG."""
         what = f"DAG {dag_id!r}"
         key_fn = _expression(key, f"{what}: key=") if key is not None else None
+        cancel_assets = _cancel_assets(cancel_on, what)
+        if cancel_assets and key is None:
+            raise ValueError(f"{what}: cancel_on= cancels the runs of the cancelling event's key: it needs key=")
+        if cancel_key is not None and not cancel_assets:
+            raise ValueError(f"{what}: cancel_key= is the key of a cancel_on= event: it needs cancel_on=")
+        cancel_key_fn = _expression(cancel_key, f"{what}: cancel_key=") if cancel_key is not None else key_fn
         priority_fn = _expression(priority, f"{what}: priority=") if priority is not None else None
         if max_active_runs_per_key is not None and (
             isinstance(max_active_runs_per_key, bool)
@@ -160,8 +188,11 @@ class FlowControl:
             throttle=Limit.of(throttle, f"{what}: throttle=") if throttle is not None else None,
             rate_limit=Limit.of(rate_limit, f"{what}: rate_limit=") if rate_limit is not None else None,
             debounce=debounce,
+            cancel_on=cancel_assets,
+            cancel_key=cancel_key,
             key_fn=key_fn,
             priority_fn=priority_fn,
+            cancel_key_fn=cancel_key_fn if cancel_assets else None,
         )
         return found if found != cls() else None
 
@@ -182,11 +213,13 @@ class FlowControl:
             return None
         if self.key_fn is None:
             return ""
-        value = self.key_fn(payload)
-        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-        if len(text) > MAX_KEY_LENGTH:
-            text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-        return text
+        return _key_text(self.key_fn(payload))
+
+    def cancel_key_of(self, payload: Any) -> str | None:
+        """The key whose runs a `cancel_on=` event with this payload cancels (None: no `cancel_on=`)."""
+        if self.cancel_key_fn is None:
+            return None
+        return _key_text(self.cancel_key_fn(payload))
 
     def priority_of(self, payload: Any) -> float:
         """The priority of a run made by an event with this payload (0 when none or not a number)."""

@@ -34,10 +34,20 @@ __all__ = [
 ]
 
 
-def payload_of(extra: Mapping[str, Any] | None) -> Any:
-    """What an expression on an event reads: `extra["payload"]` when there is one, else the whole extra."""
-    extra = extra or {}
-    return extra["payload"] if "payload" in extra else dict(extra)
+def payload_of(extra: Any) -> Any:
+    """What an expression on an event reads (a wait's `match`, a window's and a flow rule's `key`):
+    `extra["payload"]` for an event made from a message, else the whole `extra` (an event emitted
+    by a task, the API or the CLI); no extra reads as `{}`.
+
+    An `extra` that is not an object (a list, a string, a number stored by an old API) is the
+    payload as it is: made into a dict, a list of pairs would silently become an object and any
+    other value would raise inside the scheduler's pass.
+    """
+    if extra is None:
+        return {}
+    if isinstance(extra, Mapping):
+        return extra["payload"] if "payload" in extra else dict(extra)
+    return extra
 
 
 def compile_expression(expression: str, what: str) -> Any:

@@ -11,6 +11,11 @@ their key's concurrency lets start, in start order, through the indexes on
 `(dag_id, state, priority DESC, id)` and `(dag_id, run_key, state, id)`, so a DAG
 with 10,000 busy keys costs a few index probes per queued run, not a scan of
 its history.
+
+A pass reads only the keys whose runs may start where they could not before
+(`flow_dirty_key`): a key is marked in the transaction that ends one of its
+runs (`finish`, `end_queued`, `cancel_running`) or makes a new one, and
+admission takes the marks (`take_dirty`) before it reads the keys' runs.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from herald.store import tables as t
 from herald.store.states import RUN_TRANSITIONS, RunState
 
 dr = t.dag_run
+fd = t.flow_dirty_key
 _CHUNK = 500
 
 #: `held_by` of a debounce run still gathering its burst
@@ -114,9 +121,64 @@ def unlink_events(conn: Connection, run_pk: int) -> None:
     conn.execute(delete(t.dag_run_event).where(t.dag_run_event.c.run_pk == run_pk))
 
 
-def candidates(conn: Connection, dag_id: str, per_key: int | None, now: datetime, limit: int) -> list[Any]:
+def mark_dirty(conn: Connection, pairs: Iterable[tuple[str, str | None]]) -> None:
+    """These keys' queued runs may start where they could not before: (dag_id, run_key); no key, no mark.
+
+    A mark that finds the key marked already bumps `touched`, so that it holds the row's lock
+    until its transaction commits: an admission taking the mark meanwhile waits for it, and
+    then sees what the marking transaction changed.
+    """
+    rows = [{"dag_id": d, "run_key": k, "touched": 0} for d, k in sorted({(d, k) for d, k in pairs if k is not None})]
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        stmt: Any = postgresql.insert(fd)
+    elif conn.dialect.name == "sqlite":
+        stmt = sqlite.insert(fd)
+    else:
+        raise NotImplementedError(f"unsupported database {conn.dialect.name}")
+    # rows in key order: two marking transactions lock them in one order (no deadlock)
+    for chunk in _chunks(rows):
+        conn.execute(
+            stmt.on_conflict_do_update(index_elements=[fd.c.dag_id, fd.c.run_key], set_={"touched": fd.c.touched + 1}),
+            list(chunk),
+        )
+
+
+def take_dirty(conn: Connection, dag_id: str, limit: int) -> list[str]:
+    """The marked keys of `dag_id` (at most `limit`, in key order), their marks deleted.
+
+    Called before the keys' runs are read: a transaction marking one of them meanwhile
+    either committed before (its change is then seen) or waits for this one and leaves
+    a new mark for the next pass. Never SKIP LOCKED: a mark being made is waited for.
+    """
+    keys = list(
+        conn.execute(
+            select(fd.c.run_key).where(fd.c.dag_id == dag_id).order_by(fd.c.run_key).limit(limit).with_for_update()
+        ).scalars()
+    )
+    for chunk in _chunks(keys):
+        conn.execute(delete(fd).where(fd.c.dag_id == dag_id, fd.c.run_key.in_(chunk)))
+    return [str(k) for k in keys]
+
+
+def dirty_count(conn: Connection, dag_id: str) -> int:
+    """How many keys of `dag_id` are marked (for tests and the benchmark)."""
+    return int(conn.execute(select(func.count()).select_from(fd).where(fd.c.dag_id == dag_id)).scalar_one())
+
+
+def candidates(
+    conn: Connection,
+    dag_id: str,
+    per_key: int | None,
+    now: datetime,
+    limit: int,
+    keys: Sequence[str] | None = None,
+) -> list[Any]:
     """Queued runs of `dag_id` that may start now as far as their key's concurrency goes, in start
     order (priority, highest first, then id): id, run_id, run_key, priority, held_by.
+
+    With `keys`, only the runs of these keys and those without a key (else every key's).
 
     With `per_key` a run is a candidate only while its key's running runs and its key's
     queued runs ahead of it are fewer than `per_key`: a key's runs start in order and never
@@ -151,7 +213,26 @@ def candidates(conn: Connection, dag_id: str, per_key: int | None, now: datetime
             .scalar_subquery()
         )
         query = query.where(or_(q.c.run_key.is_(None), blocking.is_(None)))
-    return list(conn.execute(query).all())
+    if keys is None:
+        return list(conn.execute(query).all())
+    # the runs without a key (a keyed DAG's manual runs: few), oldest first through the key index,
+    # not in priority order through the DAG's whole queue
+    unkeyed = (
+        select(q.c.id, q.c.run_id, q.c.run_key, q.c.priority, q.c.held_by)
+        .where(
+            q.c.dag_id == dag_id,
+            q.c.run_key.is_(None),
+            q.c.state == RunState.QUEUED,
+            or_(q.c.held_until.is_(None), q.c.held_until <= now),
+        )
+        .order_by(q.c.id)
+        .limit(limit)
+    )
+    found = list(conn.execute(unkeyed).all())
+    for chunk in _chunks(sorted(set(keys))):
+        found += conn.execute(query.where(q.c.run_key.in_(chunk))).all()
+    found.sort(key=lambda r: (-float(r.priority), int(r.id)))
+    return found[:limit]
 
 
 def running_of_keys(conn: Connection, dag_id: str, keys: Sequence[str]) -> dict[str, list[Any]]:
@@ -180,14 +261,18 @@ def starts_since(conn: Connection, dag_id: str, keys: Sequence[str], since: date
     return found
 
 
-def release(conn: Connection, dag_id: str, now: datetime, held_by: str | None) -> None:
+def release(conn: Connection, dag_id: str, now: datetime, held_by: str | None) -> set[str]:
     """Debounce and throttle holds of `dag_id` that have ended: the runs are then held by
-    `held_by` (what holds a queued run otherwise: "key" with a per-key limit) until they start."""
+    `held_by` (what holds a queued run otherwise: "key" with a per-key limit) until they start.
+    Returns the keys of the runs released."""
+    ended = (dr.c.dag_id == dag_id, dr.c.state == RunState.QUEUED, dr.c.held_until <= now)
+    keys = {str(k) for k in conn.execute(select(dr.c.run_key).where(*ended).distinct()).scalars() if k is not None}
     conn.execute(
         update(dr)
         .where(dr.c.dag_id == dag_id, dr.c.state == RunState.QUEUED, dr.c.held_until <= now)
         .values(held_by=held_by, held_until=None)
     )
+    return keys
 
 
 def next_release(conn: Connection, dag_id: str, now: datetime) -> datetime | None:
@@ -223,45 +308,77 @@ def hold(conn: Connection, holds: Sequence[tuple[int, str, datetime | None]]) ->
             )
 
 
-def end_queued(conn: Connection, state: RunState, ends: Sequence[tuple[int, str]], now: datetime) -> None:
-    """Queued runs end without starting (skipped, cancelled), recording why: (run_pk, held_by)."""
+def end_queued(
+    conn: Connection, state: RunState, ends: Sequence[tuple[int, str]], now: datetime, *, event_id: int | None = None
+) -> list[int]:
+    """Queued runs end without starting (skipped, cancelled), recording why: (run_pk, held_by), and the
+    event that cancelled them (`cancel_on=`); returns those that ended. Their keys are marked: the runs
+    behind them may start."""
     allowed = [s for s in _from(state) if s == RunState.QUEUED]
     by_reason: dict[str, list[int]] = defaultdict(list)
     for run_pk, held_by in ends:
         by_reason[held_by].append(run_pk)
+    ended: list[int] = []
+    keys: list[tuple[str, str | None]] = []
     for held_by, pks in by_reason.items():
         for chunk in _chunks(pks):
-            conn.execute(
+            rows = conn.execute(
                 update(dr)
                 .where(dr.c.id.in_(chunk), dr.c.state.in_(allowed))
-                .values(state=state, held_by=held_by, held_until=None, ended_at=now)
-            )
+                .values(state=state, held_by=held_by, held_until=None, ended_at=now, cancelled_by_event=event_id)
+                .returning(dr.c.id, dr.c.dag_id, dr.c.run_key)
+            ).all()
+            ended += [int(r.id) for r in rows]
+            keys += [(str(r.dag_id), r.run_key) for r in rows]
+    mark_dirty(conn, keys)
+    return ended
 
 
-def cancel_running(conn: Connection, run_pks: Sequence[int], held_by: str, now: datetime) -> list[int]:
-    """Running runs end `cancelled`, recording by what; returns those cancelled.
+def cancel_running(
+    conn: Connection, run_pks: Sequence[int], held_by: str, now: datetime, *, event_id: int | None = None
+) -> list[int]:
+    """Running runs end `cancelled`, recording by what (a rule, and the event with `cancel_on=`);
+    returns those cancelled. Their keys are marked: the runs behind them may start.
 
     Each is locked first, SKIP LOCKED: a run another scheduler is finishing right now is
     left to it (the caller then waits for the key's next pass).
     """
     if not run_pks:
         return []
-    locked = [
-        int(i)
-        for i in conn.execute(
-            select(dr.c.id)
-            .where(dr.c.id.in_(sorted(run_pks)), dr.c.state == RunState.RUNNING)
-            .order_by(dr.c.id)
-            .with_for_update(skip_locked=True)
-        ).scalars()
-    ]
+    rows = conn.execute(
+        select(dr.c.id, dr.c.dag_id, dr.c.run_key)
+        .where(dr.c.id.in_(sorted(run_pks)), dr.c.state == RunState.RUNNING)
+        .order_by(dr.c.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    locked = [int(r.id) for r in rows]
     if locked:
         conn.execute(
             update(dr)
             .where(dr.c.id.in_(locked), dr.c.state.in_([s for s in _from(RunState.CANCELLED) if s != RunState.QUEUED]))
-            .values(state=RunState.CANCELLED, held_by=held_by, ended_at=now)
+            .values(state=RunState.CANCELLED, held_by=held_by, ended_at=now, cancelled_by_event=event_id)
         )
+        mark_dirty(conn, [(str(r.dag_id), r.run_key) for r in rows])
     return locked
+
+
+def active_of_key(conn: Connection, dag_id: str, key: str, before_event: int) -> list[Any]:
+    """The queued and running runs of one key made by an event older than `before_event`
+    (what a `cancel_on=` event of that key cancels): id, run_id, state."""
+    dre = t.dag_run_event
+    older = select(dre.c.run_pk).where(dre.c.run_pk == dr.c.id, dre.c.event_id < before_event).exists()
+    return list(
+        conn.execute(
+            select(dr.c.id, dr.c.run_id, dr.c.state)
+            .where(
+                dr.c.dag_id == dag_id,
+                dr.c.run_key == key,
+                dr.c.state.in_([RunState.QUEUED, RunState.RUNNING]),
+                older,
+            )
+            .order_by(dr.c.id)
+        ).all()
+    )
 
 
 def held_counts(conn: Connection, dag_id: str | None = None) -> dict[str, int]:

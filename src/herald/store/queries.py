@@ -154,6 +154,7 @@ def _run_dict(r: Any, events: list[int]) -> dict[str, Any]:
         "priority": r.priority,
         "held_by": r.held_by,
         "held_until": _iso(r.held_until),
+        "cancelled_by_event": r.cancelled_by_event,
     }
 
 
@@ -598,7 +599,7 @@ def get_dead_letter(conn: Connection, dead_letter_id: int) -> dict[str, Any] | N
 
 def held_runs(conn: Connection) -> list[dict[str, Any]]:
     """Runs held queued, skipped or cancelled by flow control, per DAG, state and rule
-    ("cancelled by run X" counted as "cancelled_by_run")."""
+    ("cancelled by run X" counted as "cancelled_by_run", "cancelled by event N" as "cancel_on")."""
     dr = t.dag_run
     q = (
         select(dr.c.dag_id, dr.c.state, dr.c.held_by, func.count().label("n"))
@@ -607,7 +608,11 @@ def held_runs(conn: Connection) -> list[dict[str, Any]]:
     )
     found: dict[tuple[str, str, str], int] = defaultdict(int)
     for r in conn.execute(q):
-        rule = "cancelled_by_run" if str(r.held_by).startswith("cancelled by run") else str(r.held_by)
+        rule = str(r.held_by)
+        if rule.startswith("cancelled by run"):
+            rule = "cancelled_by_run"
+        elif rule.startswith("cancelled by event"):
+            rule = "cancel_on"
         found[(r.dag_id, r.state, rule)] += int(r.n)
     return [{"dag_id": d, "state": s, "held_by": h, "count": n} for (d, s, h), n in sorted(found.items())]
 

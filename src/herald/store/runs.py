@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from herald.store import tables as t
-from herald.store.flow import RunFlow
+from herald.store.flow import RunFlow, mark_dirty
 from herald.store.states import RUN_TRANSITIONS, RunState, RunType
 from herald.store.types import utcnow
 
@@ -71,6 +71,8 @@ def create_runs(
         }
         for dag_id, tick, f in zip(dag_ids, dates, flows, strict=True)
     ]
+    # a new keyed run is its key's news for admission (`store.flow.take_dirty`)
+    mark_dirty(conn, [(d, f.key) for d, f in zip(dag_ids, flows, strict=True) if f is not None])
     if len(rows) == 1:
         return [int(conn.execute(insert(dr).values(rows[0]).returning(dr.c.id)).scalar_one())]
     return [int(r[0]) for r in conn.execute(insert(dr).returning(dr.c.id, sort_by_parameter_order=True), rows)]
@@ -260,9 +262,11 @@ def finish(
             update(dr)
             .where(dr.c.id.in_(chunk), dr.c.state.in_(allowed))
             .values(state=state, ended_at=now)
-            .returning(dr.c.id, dr.c.dag_id)
+            .returning(dr.c.id, dr.c.dag_id, dr.c.run_key)
         ).all()
         moved += [(int(r.id), str(r.dag_id)) for r in rows]
+        # a keyed run's end may let the next run of its key start (admission reads marked keys)
+        mark_dirty(conn, [(str(r.dag_id), r.run_key) for r in rows])
     return moved
 
 

@@ -47,9 +47,11 @@ class Catalog:
 
 
 def dag_assets(dag: DAG) -> list[Asset]:
-    """The assets a DAG's schedule mentions."""
+    """The assets a DAG's schedule mentions, and those whose events cancel its runs (`cancel_on=`):
+    events of both are queued for the DAG (the scheduler tells them apart)."""
     condition = dag.schedule_condition
-    return list(condition.iter_assets()) if condition is not None else []
+    scheduled = list(condition.iter_assets()) if condition is not None else []
+    return scheduled + (list(dag.flow.cancel_on) if dag.flow is not None else [])
 
 
 def serialise_tasks(dag: DAG) -> list[dict[str, Any]]:

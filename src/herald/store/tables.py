@@ -184,6 +184,8 @@ dag_run = Table(
     Column("priority", Float, nullable=False, default=0.0, server_default="0"),
     Column("held_by", String(300)),
     Column("held_until", UtcDateTime()),
+    # the asset event that cancelled the run (`cancel_on=`, migration 0019)
+    Column("cancelled_by_event", Id),
     Index("ix_dag_run_state_dag_id", "state", "dag_id"),
     Index("ix_dag_run_dag_id_id", "dag_id", "id"),
     # a DAG's runs over time (the DAG page's chart, migration 0017)
@@ -191,6 +193,8 @@ dag_run = Table(
     # a key's runs by state (admission); a key's latest starts (throttle); see also below
     Index("ix_dag_run_dag_id_run_key_state_id", "dag_id", "run_key", "state", "id"),
     Index("ix_dag_run_dag_id_run_key_started_at", "dag_id", "run_key", "started_at"),
+    # the debounce and throttle holds that end (admission's release, migration 0019)
+    Index("ix_dag_run_dag_id_held_until", "dag_id", "held_until"),
     sqlite_autoincrement=True,
 )
 
@@ -201,6 +205,19 @@ Index(
     dag_run.c.state,
     dag_run.c.priority.desc(),
     dag_run.c.id,
+)
+
+# Keys of a DAG with flow rules whose queued runs may start now where they could not
+# before (a run of the key ended, a new run of it came): admission reads only these
+# (migration 0019). `touched` is bumped by every mark, so that a mark locks the row and
+# an admission deleting it waits for the mark's transaction (see `store.flow.take_dirty`).
+flow_dirty_key = Table(
+    "flow_dirty_key",
+    metadata,
+    Column("dag_id", String(250), nullable=False),
+    Column("run_key", String(250), nullable=False),
+    Column("touched", Integer, nullable=False, default=0, server_default="0"),
+    PrimaryKeyConstraint("dag_id", "run_key"),
 )
 
 dag_run_event = Table(

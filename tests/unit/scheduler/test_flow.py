@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from herald import DAG, Asset, Debounce, task
 from herald.executors.records import TaskRequest, TaskResult
 from herald.loader import DagBag
+from herald.scheduler import flow
 from herald.scheduler.scheduler import Scheduler
 from herald.store import events as store_events
 from herald.store import flow as store_flow
@@ -32,6 +33,7 @@ from herald.store.types import utcnow
 from tests.unit.scheduler.test_pass import _Executor
 
 READINGS = Asset("readings")
+CANCELS = Asset("cancels")
 _dedupe = itertools.count()
 
 
@@ -54,7 +56,7 @@ class Harness:
         self.dag = dag
         bag = DagBag(folder=Path("."), dags={dag.dag_id: dag})
         catalog = sync_bag(db.engine, bag)
-        self.asset_id = catalog.asset_ids["readings"]
+        self.asset_ids = catalog.asset_ids
         self.consumers = catalog.consumers
         self.executor = _Executor()
         self.scheduler = Scheduler(db, self.executor, asyncio.Event())
@@ -64,12 +66,13 @@ class Harness:
         #: requests handed to the executor and not finished yet, by the payload of their event
         self.running: dict[str, TaskRequest] = {}
 
-    def emit(self, *payloads: dict[str, Any]) -> None:
-        """Events of `readings` with these payloads, as a watcher stores them (committed in order)."""
+    def emit(self, *payloads: dict[str, Any], asset: str = "readings") -> list[int]:
+        """Events of `asset` with these payloads, as a watcher stores them (committed in order); their ids."""
+        asset_id = self.asset_ids[asset]
         with self.db.engine.begin() as conn:
             rows = [
                 {
-                    "asset_id": self.asset_id,
+                    "asset_id": asset_id,
                     "source": "watcher:1",
                     "dedupe_key": f"m{next(_dedupe)}",
                     "extra": {"payload": p},
@@ -77,7 +80,7 @@ class Harness:
                 }
                 for p in payloads
             ]
-            store_events.insert_events(conn, rows, self.consumers, self.clock)
+            return [e[0] for e in store_events.insert_events(conn, rows, self.consumers, self.clock)]
 
     def step(self, *results: TaskResult) -> list[str]:
         """One pass; returns the names (payload "n") of the runs whose tries it handed out."""
@@ -115,6 +118,7 @@ class Harness:
                 "state": r.state,
                 "held_by": r.held_by,
                 "priority": r.priority,
+                "cancelled_by_event": r.cancelled_by_event,
             }
             for r in rows
         ]
@@ -334,3 +338,89 @@ def test_a_dag_held_by_another_scheduler_is_left_to_it(
         assert outcome.next_at is not None and outcome.next_at - h.clock < timedelta(seconds=1)
         other.rollback()
     assert h.step() == ["a1"]
+
+
+def test_cancel_on_cancels_the_queued_and_running_runs_of_its_key_made_before_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness(db, _dag("orders", key="device", max_active_runs_per_key=1, cancel_on=CANCELS), monkeypatch)
+    h.emit({"device": "a", "n": "a1"}, {"device": "a", "n": "a2"}, {"device": "b", "n": "b1"})
+    assert sorted(h.step()) == ["a1", "b1"]
+    first = h.running["a1"]
+    (cancel,) = h.emit({"device": "a", "n": "stop"}, asset="cancels")
+    assert h.step() == []
+    why = f"cancelled by event {cancel}"
+    # the running run and the one queued behind it end cancelled, saying by which event; b runs on
+    assert h.state_of("a1") == ("cancelled", why) and h.state_of("a2") == ("cancelled", why)
+    assert {r["cancelled_by_event"] for r in h.runs() if r["key"] == "a"} == {cancel}
+    assert h.state_of("b1") == ("running", None)
+    # the running run's try was stopped through the executor and ended skipped with the reason
+    assert h.executor.cancelled == [first.ti_id]
+    ti = tables.task_instance
+    with db.engine.connect() as conn:
+        state, error = conn.execute(select(ti.c.state, ti.c.error).where(ti.c.id == first.ti_id)).one()
+        # the cancelling event left the queue: it cancels once
+        assert conn.execute(select(tables.event_queue.c.id)).all() == []
+    assert state == "skipped" and why in error
+    # a cancel reaches only the runs of events before it: the key's next event runs
+    h.emit({"device": "a", "n": "a3"})
+    assert h.step() == ["a3"]
+    # in one pass: an event before the cancel is cancelled, one after it runs
+    h.finish("a3")
+    h.emit({"device": "a", "n": "a4"})
+    (second,) = h.emit({"device": "a", "n": "stop2"}, asset="cancels")
+    h.emit({"device": "a", "n": "a5"})
+    assert h.step() == ["a5"]
+    assert h.state_of("a4") == ("cancelled", f"cancelled by event {second}")
+
+
+def test_cancel_key_reads_the_cancelling_events_own_field(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    dag = _dag("refunds", key="order_id", cancel_on=[CANCELS], cancel_key="order.id")
+    h = Harness(db, dag, monkeypatch)
+    h.emit({"order_id": "o1", "n": "o1"}, {"order_id": "o2", "n": "o2"})
+    assert sorted(h.step()) == ["o1", "o2"]
+    (cancel,) = h.emit({"order": {"id": "o2"}, "n": "x"}, asset="cancels")
+    h.step()
+    assert h.state_of("o2") == ("cancelled", f"cancelled by event {cancel}")
+    assert h.state_of("o1") == ("running", None)
+    # a cancelling event without the key cancels nothing (its key is null, no run's)
+    h.emit({"n": "y"}, asset="cancels")
+    h.step()
+    assert h.state_of("o1") == ("running", None)
+
+
+def test_a_pass_reads_only_the_keys_marked_since_the_last_and_a_sweep_reads_them_all(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(flow, "_swept", {})
+    h = Harness(db, _dag("marked", key="device", max_active_runs_per_key=1), monkeypatch)
+    h.emit({"device": "a", "n": "a1"}, {"device": "a", "n": "a2"}, {"device": "b", "n": "b1"})
+    assert sorted(h.step()) == ["a1", "b1"]  # the first pass of a process reads every key
+    assert h.step() == []  # takes the marks of the new runs: both keys busy
+    with db.engine.connect() as conn:
+        assert store_flow.dirty_count(conn, "marked") == 0
+    # a run ending through the store marks its key, and the next pass starts the key's next run
+    h.finish("b1")
+    # a run ending behind the store's back (no mark, as a deleted run) is not read by a pass...
+    dr = tables.dag_run
+    with db.engine.begin() as conn:
+        conn.execute(update(dr).where(dr.c.run_key == "a", dr.c.state == "running").values(state="success"))
+    h.running.pop("a1")
+    assert h.step() == []
+    assert h.state_of("a2") == ("queued", "key")
+    # ...until the sweep, the net under the marks
+    h.clock += flow.SWEEP_EVERY
+    assert h.step() == ["a2"]
+
+
+def test_keys_cut_by_the_dag_limit_stay_marked_until_they_start(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(flow, "_swept", {})
+    h = Harness(db, _dag("cut", key="device", max_active_runs_per_key=1, max_active_runs=1), monkeypatch)
+    h.emit({"device": "a", "n": "a1"}, {"device": "b", "n": "b1"}, {"device": "c", "n": "c1"})
+    assert h.step() == ["a1"]
+    assert h.step() == []
+    with db.engine.connect() as conn:
+        # b and c wait on the DAG's limit, not on a run of their own key: no end of theirs would mark them
+        assert store_flow.dirty_count(conn, "cut") == 2
+    assert h.finish("a1") == ["b1"]
+    assert h.finish("b1") == ["c1"]

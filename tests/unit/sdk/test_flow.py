@@ -55,6 +55,55 @@ def test_payload_is_the_watchers_payload_or_the_whole_extra() -> None:
     assert payload_of({"k": 1}) == {"k": 1}
 
 
+def test_flow_rules_and_waits_read_one_payload_even_of_an_extra_that_is_not_an_object() -> None:
+    from herald.sdk import waits
+
+    # one function for keys, windows and waits alike
+    assert payload_of is waits.payload_of
+    assert payload_of(None) == {}
+    # a list of pairs stays a list (made into a dict it would become {"k": "v"}), other values as they are
+    assert payload_of([["k", "v"]]) == [["k", "v"]]
+    assert payload_of("text") == "text" and payload_of(7) == 7
+    flow = _dag(key="k").flow
+    assert flow is not None
+    assert flow.key_of(payload_of([["k", "v"]])) == "null"  # no field k in a list: the null key, no error
+    assert flow.key_of(payload_of(None)) == "null"
+
+
+def test_cancel_on_takes_assets_and_a_key() -> None:
+    stop = Asset("stop")
+    flow = _dag(key="order", cancel_on=stop).flow
+    assert flow is not None and flow.cancel_on == (stop,)
+    # the cancelling event's key is key= on its own payload, unless cancel_key= says where it is
+    assert flow.cancel_key_of({"order": "o1"}) == "o1"
+    other = _dag(key="order", cancel_on=[stop, Asset("void")], cancel_key="ref.order").flow
+    assert other is not None and other.cancel_key_of({"ref": {"order": 7}}) == "7"
+    assert _dag(key="order").flow.cancel_key_of({"order": "o1"}) is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("flow", "error"),
+    [
+        ({"cancel_on": Asset("stop")}, "needs key="),
+        ({"key": "k", "cancel_key": "k"}, "needs cancel_on="),
+        ({"key": "k", "cancel_on": "stop"}, "Asset or a list"),
+        ({"key": "k", "cancel_on": []}, "Asset or a list"),
+        ({"key": "k", "cancel_on": A}, "both in the schedule and in cancel_on"),
+        ({"key": "k", "cancel_on": Asset("stop"), "cancel_key": lambda p: p}, "not a callable"),
+    ],
+)
+def test_cancel_on_is_checked_when_the_file_loads(flow: dict[str, Any], error: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=error):
+        _dag(**flow)
+
+
+def test_cancel_on_assets_are_queued_for_the_dag_with_its_schedule() -> None:
+    from herald.store.sync import dag_assets
+
+    stop = Asset("stop")
+    assert [a.name for a in dag_assets(_dag(key="k", cancel_on=stop))] == ["a", "stop"]
+
+
 def test_skip_and_cancel_mean_one_run_per_key_unless_told() -> None:
     assert _dag(key="k", on_new_event="skip").flow.max_active_runs_per_key == 1  # type: ignore[union-attr]
     assert _dag(key="k", on_new_event="cancel_running", max_active_runs_per_key=2).flow.max_active_runs_per_key == 2  # type: ignore[union-attr]

@@ -14,6 +14,9 @@ def test_an_expression_reads_the_payload_of_a_message_event_or_the_whole_extra()
     assert payload_of({"payload": {"id": 1}, "message": {"queue": "q"}}) == {"id": 1}
     assert payload_of({"id": 1}) == {"id": 1}
     assert payload_of(None) == {}
+    # an extra that is not an object is the payload itself (dict() would mangle or refuse it)
+    assert payload_of([["id", 1]]) == [["id", 1]]
+    assert not matches("id == `1`", [["id", 1]])
 
 
 def test_a_match_holds_as_jmespath_counts_truth() -> None:

@@ -138,3 +138,74 @@ def test_a_running_run_another_transaction_holds_is_not_cancelled(engine: Engine
             assert flow.cancel_running(conn, [run], "cancelled by run X", NOW) == []
         holder.rollback()
     assert _state(engine, run) == ("running", None)
+
+
+def test_keys_are_marked_by_new_runs_and_ends_and_a_pass_takes_the_marks(engine: Engine) -> None:
+    _dag(engine)
+    a1, a2, b1, free = _runs(engine, RunFlow("a"), RunFlow("a"), RunFlow("b"), RunFlow(None))
+    with engine.begin() as conn:
+        assert flow.take_dirty(conn, "d", 100) == ["a", "b"]  # new runs mark their key; no key, no mark
+        assert flow.take_dirty(conn, "d", 100) == []
+        store_runs.start(conn, [a1, b1], NOW)
+        assert flow.take_dirty(conn, "d", 100) == []  # a start frees nothing
+        store_runs.finish(conn, RunState.SUCCESS, [a1], NOW)
+        flow.end_queued(conn, RunState.SKIPPED, [(a2, "rate_limit")], NOW)
+        flow.cancel_running(conn, [b1], "cancelled by event 1", NOW, event_id=1)
+        assert flow.take_dirty(conn, "d", 1) == ["a"]  # at most `limit`, in key order
+        assert flow.take_dirty(conn, "d", 100) == ["b"]
+    # the candidates of the taken keys only, and always the runs without a key
+    c1, d1 = _runs(engine, RunFlow("c"), RunFlow("d"))
+    with engine.connect() as conn:
+        assert [int(r.id) for r in flow.candidates(conn, "d", 1, NOW, 100, ["c"])] == [free, c1]
+        assert [int(r.id) for r in flow.candidates(conn, "d", 1, NOW, 100)] == [free, c1, d1]
+
+
+def _blocked_until(check: object, seconds: float = 0.5) -> bool:
+    """True when `check` (a thread) is still running after `seconds`: it waits for a lock."""
+    import threading
+
+    assert isinstance(check, threading.Thread)
+    check.join(seconds)
+    return check.is_alive()
+
+
+def test_a_mark_made_while_a_pass_takes_the_marks_is_never_lost(engine: Engine, database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("one SQLite writer at a time: a mark and a pass never overlap")
+    import threading
+
+    _dag(engine)
+    _runs(engine, RunFlow("k"))
+    # a pass takes k's mark; a run of k ends meanwhile in another transaction: its mark waits
+    # for the pass and stays for the next one
+    with engine.connect() as taking:
+        taking.begin()
+        assert flow.take_dirty(taking, "d", 100) == ["k"]
+
+        def mark() -> None:
+            with engine.begin() as conn:
+                flow.mark_dirty(conn, [("d", "k")])
+
+        marking = threading.Thread(target=mark)
+        marking.start()
+        assert _blocked_until(marking)
+        taking.commit()
+    marking.join(30)
+    with engine.connect() as conn:
+        assert flow.dirty_count(conn, "d") == 1
+    # a run of k ends (its mark uncommitted) as a pass starts: the pass waits, then sees the end
+    with engine.connect() as ending:
+        ending.begin()
+        flow.mark_dirty(ending, [("d", "k")])
+        taken: list[str] = []
+
+        def take() -> None:
+            with engine.begin() as conn:
+                taken.extend(flow.take_dirty(conn, "d", 100))
+
+        taking_thread = threading.Thread(target=take)
+        taking_thread.start()
+        assert _blocked_until(taking_thread)
+        ending.commit()
+    taking_thread.join(30)
+    assert taken == ["k"]

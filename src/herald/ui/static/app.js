@@ -302,7 +302,9 @@ views.dag = {
       $("#dag-graph-note", el).innerHTML = `Colours: the newest run, ${runLink(latest.run_id)} ${badge(latest.state)}`;
     }
     $("#dag-graph", el).innerHTML = graphSvg(dag.tasks, states);
-    $("#dag-runs", el).innerHTML = runsTable(runs.items, false) + pager(runs);
+    const held = dag.schedule && (dag.schedule.within || dag.schedule.missing_for)
+      ? await api(`/held_events?dag_id=${enc(dagId)}&limit=25`).catch(() => ({ items: [] })) : { items: [] };
+    $("#dag-runs", el).innerHTML = heldTable(held.items) + runsTable(runs.items, false) + pager(runs);
     bindPager(el, this);
     if (chartDue(this)) {
       const [activity, grid] = await Promise.all([api(`/dags/${enc(dagId)}/activity?minutes=60&buckets=30`), api(`/dags/${enc(dagId)}/grid?limit=25`)]);
@@ -333,6 +335,14 @@ function taskStates(tasks) {
     if (seen === undefined || STATE_ORDER.indexOf(t.state) < STATE_ORDER.indexOf(seen)) out.set(t.task_id, t.state);
   }
   return out;
+}
+
+// Events no run yet: a window waits for their partners, or an absence watches their key.
+function heldTable(events) {
+  if (!events.length) return "";
+  return `<h3>Held events</h3><table class="runs"><thead><tr><th>Event</th><th>Held by</th><th>Key</th><th>Since</th><th>Until</th><th></th></tr></thead><tbody>` +
+    events.map((e) => `<tr><td>${eventLink(e.event_id)}</td><td>${badge(e.held_by)}</td><td class="mono">${esc(e.key ?? "")}</td>` +
+      `<td title="${esc(e.since)}">${esc(ago(e.since))}</td><td class="mono small">${esc(e.held_until)}</td><td class="muted">${esc(e.detail)}</td></tr>`).join("") + `</tbody></table>`;
 }
 
 function runsTable(runs, withDag = true) {
@@ -397,7 +407,7 @@ views.run = {
     const run = await api(`/runs/${enc(this.runId)}`);
     const dag = await api(`/dags/${enc(run.dag_id)}`).catch(() => ({ tasks: run.tasks.map((t) => ({ task_id: t.task_id, upstream: [] })) }));
     $("#run-head", el).innerHTML = `<div class="row spread"><div><h1 class="mono" style="font-size:17px">${esc(run.run_id)}</h1>
-      <div class="sub"><a href="#/dags/${enc(run.dag_id)}">${esc(run.dag_id)}</a> · <span id="run-state">${badge(run.state)}</span> · ${esc(run.run_type)}${run.logical_date ? ` · logical date <span class="mono">${esc(run.logical_date)}</span>` : ""} · queued ${esc(ago(run.queued_at))}
+      <div class="sub"><a href="#/dags/${enc(run.dag_id)}">${esc(run.dag_id)}</a> · <span id="run-state">${badge(run.state)}</span> · ${esc(run.run_type)}${run.logical_date ? ` · logical date <span class="mono">${esc(run.logical_date)}</span>` : ""} · queued ${esc(ago(run.queued_at))}${run.held_by ? ` · <span title="flow control">${esc(run.held_by)}</span>` : ""}${run.cancelled_by_event != null ? ` · cancelled by event <a class="mono" href="#/events/${enc(run.cancelled_by_event)}">${esc(run.cancelled_by_event)}</a>` : ""}
       ${run.started_at ? ` · ran ${esc(duration(run.started_at, run.ended_at))}` : ""}${Object.keys(run.conf || {}).length ? ` · conf <code>${esc(JSON.stringify(run.conf))}</code>` : ""}</div></div>
       ${run.state === "failed" ? `<button id="retry-run">Retry failed tasks</button>` : ""}</div>`;
     const retry = $("#retry-run", el);
