@@ -109,6 +109,10 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
+    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """Run `fn(*args)` on the database thread pool, from any thread; its future."""
+        return self._pool.submit(fn, *args)
+
     def close(self) -> None:
         """Stop the threads and close every connection."""
         self._pool.shutdown(wait=True)

@@ -56,6 +56,12 @@ def put(
     return ids
 
 
+def put_groups(engine: Engine, publishes: Sequence[Publish]) -> list[list[int]]:
+    """Store several publishers' messages in one transaction (a group commit); each one's ids."""
+    with engine.begin() as conn:
+        return put_in(conn, publishes)
+
+
 def put_in(conn: Connection, publishes: Sequence[Publish]) -> list[list[int]]:
     """Store several publishers' messages inside the caller's transaction; each one's ids.
 
@@ -70,7 +76,7 @@ def put_in(conn: Connection, publishes: Sequence[Publish]) -> list[list[int]]:
     if not rows:
         return [[] for _ in publishes]
     conn.execute(upsert_ignore(conn, local_queue_message), rows)
-    every_key = [row["publish_key"] for row in rows]
+    every_key = [key for p in publishes for key in p.keys]
     id_of = _ids_of(conn, every_key)
     return [[id_of.get(key, 0) for key in p.keys] for p in publishes]
 
@@ -81,7 +87,8 @@ def _ids_of(conn: Connection, keys: Iterable[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for i in range(0, len(wanted), _KEYS_PER_QUERY):
         chunk = wanted[i : i + _KEYS_PER_QUERY]
-        found.update((k, int(i)) for k, i in conn.execute(select(t.c.publish_key, t.c.id).where(t.c.publish_key.in_(chunk))))
+        query = select(t.c.publish_key, t.c.id).where(t.c.publish_key.in_(chunk))
+        found.update((key, int(row_id)) for key, row_id in conn.execute(query))
     return found
 
 

@@ -318,11 +318,26 @@ def local_publish(
     headers: dict[str, str] | None = None,
     settings: Settings | None = None,
 ) -> list[int]:
-    """Append messages to `local://queue` and wake the triggerer; returns their ids."""
-    from herald.config import Settings
+    """Append messages to `local://queue` and wake the triggerer; returns their ids once committed.
 
+    On SQLite a running Herald takes them on its publish socket and commits them
+    with the other publishes that arrived meanwhile (`publish_socket`); with no
+    Herald answering, or on PostgreSQL, they are written to the database here.
+    Each message carries a key made here, so that the fallback after a lost
+    reply cannot double it (`publish_socket`'s docstring tells how).
+    """
+    from herald.config import Settings
+    from herald.triggerer import publish_socket
+
+    if not bodies:
+        return []
     url = (settings or Settings()).db_url
-    return local_queue.put(_engine(url), queue, bodies, headers)
+    publish = local_queue.Publish(queue, list(bodies), dict(headers or {}), local_queue.new_keys(len(bodies)))
+    if not notify.is_postgres(url):
+        ids = publish_socket.send(url, publish)
+        if ids is not None:
+            return ids
+    return local_queue.put(_engine(url), queue, publish.bodies, publish.headers, publish.keys)
 
 
 class LocalQueuePublisher(Publisher):
