@@ -75,9 +75,14 @@ def put_in(conn: Connection, publishes: Sequence[Publish]) -> list[list[int]]:
     ]
     if not rows:
         return [[] for _ in publishes]
-    conn.execute(upsert_ignore(conn, local_queue_message), rows)
-    every_key = [key for p in publishes for key in p.keys]
-    id_of = _ids_of(conn, every_key)
+    t = local_queue_message
+    id_of = {
+        key: int(row_id)
+        for key, row_id in conn.execute(upsert_ignore(conn, t).returning(t.c.publish_key, t.c.id), rows)
+    }
+    skipped = [key for p in publishes for key in p.keys if key not in id_of]
+    if skipped:  # sent again: the rows stored the first time, where not consumed yet
+        id_of.update(_ids_of(conn, skipped))
     return [[id_of.get(key, 0) for key in p.keys] for p in publishes]
 
 

@@ -7,7 +7,8 @@ through while Herald was busy). So the Herald that reads the queues (`herald
 standalone`, or `herald triggerer`, on SQLite) listens on a Unix stream socket
 beside its wake-up socket (`notify.socket_path`, 0600 in a 0700 folder).
 Publishes that arrive while one commit runs wait for it and then go together in
-the next transaction, on Herald's own database thread (group commit); Herald
+the next transaction (group commit), taken in turn with Herald's own database
+thread; Herald
 wakes the queues' consumers itself, with no datagram.
 
 A publish returns only after its messages are committed, exactly once whatever
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -71,6 +73,7 @@ _REQUEST = struct.Struct("!II")
 _REPLY = struct.Struct("!I")
 
 
+@functools.lru_cache(maxsize=16)
 def publish_socket_path(database_url: str) -> str:
     """Where the Herald using the SQLite database at `database_url` takes publishes."""
     return notify.socket_path(database_url, SUFFIX)
@@ -296,7 +299,7 @@ class PublishServer:
                 if self._stopping.is_set():
                     return
                 continue
-            replies = await self._commit([p for _, p in group])
+            replies = self._commit([p for _, p in group])
             self._fault("publish_after_commit")
             for (peer, _), reply in zip(group, replies, strict=True):
                 peer.reply(reply)
@@ -305,15 +308,21 @@ class PublishServer:
                 with contextlib.suppress(RuntimeError):  # the main loop closed: nobody to wake
                     self._caller.call_soon_threadsafe(self._on_committed, queues)
 
-    async def _commit(self, publishes: Sequence[Publish]) -> list[dict[str, Any]]:
-        """One transaction for the group; each publish apart if it fails (one bad publish must not fail the others)."""
+    def _commit(self, publishes: Sequence[Publish]) -> list[dict[str, Any]]:
+        """One transaction for the group; each publish apart if it fails (one bad publish must not fail the others).
+
+        It runs on this thread, blocking its loop: what arrives meanwhile waits in
+        the socket buffers and makes the next group. In turn with the database
+        thread (`Database.write_here`), not behind its queue: a publisher waits
+        for the one call it runs now at most.
+        """
         try:
-            ids = await asyncio.wrap_future(self._db.submit(local_queue.put_groups, self._db.engine, publishes))
+            ids = self._db.write_here(local_queue.put_groups, self._db.engine, publishes)
         except Exception as exc:
             if len(publishes) == 1:
                 log.debug("a publish could not be committed: %s", exc)
                 return [{"error": f"{type(exc).__name__}: {exc}"}]
-            return [reply for p in publishes for reply in await self._commit([p])]
+            return [reply for p in publishes for reply in self._commit([p])]
         self.commits += 1
         self.messages += sum(len(p.bodies) for p in publishes)
         return [{"ids": i} for i in ids]
