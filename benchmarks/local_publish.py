@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/local_publish.py --messages 5000
     .venv/bin/python benchmarks/local_publish.py --messages 5000 --direct   # the old way, for comparison
+    .venv/bin/python benchmarks/local_publish.py --messages 5000 --publishers 8   # 8 processes at once
 
 `herald standalone` on SQLite, one DAG with one task, one run per message. A
 publisher process calls `herald.publishing.local_publish(queue, [body])` once
@@ -19,7 +20,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,13 +33,13 @@ from herald.publishing import local_publish
 from herald.store import local_queue
 from herald.triggerer.local_queue import _engine
 
-n, direct = int(sys.argv[1]), sys.argv[2] == "direct"
+n, direct, me = int(sys.argv[1]), sys.argv[2] == "direct", sys.argv[3]
 settings = Settings()
 engine = _engine(settings.db_url)
 local_publish("warmup", [b"{}"], settings=settings)  # connect and import before the clock starts
 first = time.time()
 for i in range(n):
-    body = b'{"id": "m%d"}' % i
+    body = b'{"id": "m%s-%d"}' % (me.encode(), i)
     if direct:
         local_queue.put(engine, "lp", [body])
     else:
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--direct", action="store_true", help="write the database directly (the old way)")
+    parser.add_argument("--publishers", type=int, default=1, help="publisher processes, each sending its share")
     args = parser.parse_args()
     n = args.messages
     with herald("local-publish", workers=args.workers) as h:
@@ -61,12 +62,25 @@ def main() -> None:
         h.watchers_running(1)
         stamps = Stamps(h.stamps_path)
         mode = "direct" if args.direct else "socket"
-        done = subprocess.run(
-            [sys.executable, "-c", PUBLISHER, str(n), mode], env=h.env, capture_output=True, text=True, timeout=900
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"the publisher failed:\n{done.stderr}")
-        times = json.loads(done.stdout.strip().splitlines()[-1])
+        share = n // args.publishers
+        n = share * args.publishers
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", PUBLISHER, str(share), mode, str(k)],
+                env=h.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for k in range(args.publishers)
+        ]
+        spans = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=900)
+            if proc.returncode != 0:
+                raise SystemExit(f"a publisher failed:\n{err}")
+            spans.append(json.loads(out.strip().splitlines()[-1]))
+        times = {"first": min(s["first"] for s in spans), "last": max(s["last"] for s in spans)}
         if not stamps.wait_count(n, timeout=max(120.0, n / 20)):
             raise SystemExit(f"only {len(stamps.seen)} of {n} tasks started:\n{h.logs()}")
         last_start = max(stamps.seen.values())
@@ -76,6 +90,7 @@ def main() -> None:
             "messages": n,
             "mode": mode,
             "workers": args.workers,
+            "publishers": args.publishers,
             "publish_seconds": round(publish_s, 2),
             "publish_per_s": round(n / publish_s, 1),
             "first_publish_to_last_task_start_s": round(total_s, 2),
@@ -83,10 +98,11 @@ def main() -> None:
             "tasks_started": len(stamps.seen),
         }
         print(
-            f"{n} single publishes ({mode}) while herald standalone runs: {result['publish_per_s']} msg/s published, "
+            f"{n} single publishes ({mode}, {args.publishers} publisher(s)) while herald standalone runs: "
+            f"{result['publish_per_s']} msg/s published, "
             f"{result['runs_per_s']} runs/s from the first publish to the last task start ({total_s:.2f} s)"
         )
-        write_result(f"local_publish_{mode}", result)
+        write_result(f"local_publish_{mode}_{args.publishers}", result)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, distinct, func, select
+from sqlalchemy import Connection, Engine, delete, func, select
 
 from herald.store.events import upsert_ignore
 from herald.store.tables import local_queue_message
@@ -41,9 +41,10 @@ def put(
 ) -> list[int]:
     """Append messages to `queue` and wake its consumer; returns their ids.
 
-    `keys` (one per body, made here when not given) make the call idempotent: a key
-    already stored inserts nothing. Its id is then the stored row's, or 0 when that
-    row was consumed since (its message became an event already).
+    `keys` (one per body, made here when not given) make a call sent again harmless:
+    a key whose row still waits inserts nothing (its id is that row's); a row
+    consumed since is stored again, and its event turned away as a duplicate
+    (the key is the message's dedupe key).
     """
     from herald import notify
 
@@ -164,7 +165,7 @@ def queues_with_messages(engine: Engine, queues: Sequence[str]) -> set[str]:
     with engine.connect() as conn:
         for i in range(0, len(queues), _KEYS_PER_QUERY):
             chunk = list(queues[i : i + _KEYS_PER_QUERY])
-            found.update(conn.execute(select(distinct(t.c.queue)).where(t.c.queue.in_(chunk))).scalars())
+            found.update(conn.execute(select(t.c.queue).distinct().where(t.c.queue.in_(chunk))).scalars())
     return found
 
 
