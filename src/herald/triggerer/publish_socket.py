@@ -111,15 +111,30 @@ def decode_request(header: bytes, payload: bytes) -> Publish:
 # -- the publisher's side ------------------------------------------------------------------------
 
 
-class _Connection(threading.local):
-    """Each thread's connection to the socket (a forked child opens its own)."""
+class _Held:
+    """A thread's connection to the socket, closed when the thread ends (or it is replaced)."""
 
-    sock: socket.socket | None = None
-    path: str = ""
-    pid: int = 0
+    def __init__(self, sock: socket.socket, path: str) -> None:
+        self.sock = sock
+        self.path = path
+        self.pid = os.getpid()  # a forked child opens its own
+
+    def close(self) -> None:
+        if self.pid == os.getpid():
+            with contextlib.suppress(OSError):
+                self.sock.close()
+        else:
+            self.sock.detach()  # the parent's: leave it open for the parent
+
+    def __del__(self) -> None:
+        self.close()
 
 
-_connection = _Connection()
+class _Connections(threading.local):
+    held: _Held | None = None
+
+
+_connection = _Connections()
 
 
 def send(database_url: str, publish: Publish, timeout: float = REPLY_TIMEOUT) -> list[int] | None:
@@ -153,9 +168,9 @@ def send(database_url: str, publish: Publish, timeout: float = REPLY_TIMEOUT) ->
 
 def _connect(path: str, timeout: float) -> tuple[socket.socket | None, bool]:
     """This thread's connection (and True if it was made before), or None when no Herald listens."""
-    conn = _connection
-    if conn.sock is not None and conn.path == path and conn.pid == os.getpid():
-        return conn.sock, True
+    held = _connection.held
+    if held is not None and held.path == path and held.pid == os.getpid():
+        return held.sock, True
     _forget()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -164,16 +179,14 @@ def _connect(path: str, timeout: float) -> tuple[socket.socket | None, bool]:
     except OSError:
         sock.close()
         return None, False
-    conn.sock, conn.path, conn.pid = sock, path, os.getpid()
+    _connection.held = _Held(sock, path)
     return sock, False
 
 
 def _forget() -> None:
-    conn = _connection
-    if conn.sock is not None and conn.pid == os.getpid():
-        with contextlib.suppress(OSError):
-            conn.sock.close()
-    conn.sock = None
+    held, _connection.held = _connection.held, None
+    if held is not None:
+        held.close()
 
 
 def _read(sock: socket.socket, n: int) -> bytes:
