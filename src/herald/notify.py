@@ -48,8 +48,11 @@ def is_postgres(database_url: str) -> bool:
 SUN_PATH_MAX = 107
 
 
-def socket_path(database_url: str) -> str:
+def socket_path(database_url: str, suffix: str = ".sock") -> str:
     """Where the wake-up socket of the SQLite database at `database_url` lives.
+
+    Another socket of the same Herald (the publish socket of
+    `herald.triggerer.publish_socket`) takes another `suffix`, beside it.
 
     Next to the database when its folder is private to this user (HERALD_HOME is
     made 0700), else - a database in a shared folder, or a path too long for a
@@ -66,11 +69,11 @@ def socket_path(database_url: str) -> str:
     else:
         key = os.path.realpath(database)
         folder, name = os.path.split(key)
-        beside = os.path.join(folder, f"{name}.sock")
+        beside = os.path.join(folder, f"{name}{suffix}")
         if _private(folder) and len(os.fsencode(beside)) <= SUN_PATH_MAX:
             return beside
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    return os.path.join(_runtime_dir(), f"herald-{digest}.sock")
+    return os.path.join(_runtime_dir(), f"herald-{digest}{suffix}")
 
 
 def _private(folder: str) -> bool:

@@ -119,24 +119,26 @@ def _outcomes(herald: Herald, ids: list[int]) -> dict[str, list[str]]:
     from herald.store import tables as t
     from herald.store.db import make_engine
 
+    # A local:// message's dedupe key is its publisher's key; its row id is kept as
+    # `message_id` in the message's metadata, with the event and the dead letter.
     keys = [str(i) for i in ids]
     found: dict[str, list[str]] = {k: [] for k in keys}
     engine = make_engine(normalise_database_url(herald.env["HERALD_DATABASE_URL"]), pool_size=0)
     try:
         with engine.connect() as conn:
             watcher = conn.execute(select(t.watcher.c.id).where(t.watcher.c.name == "fuzz_local")).scalar_one()
-            for key in conn.execute(
-                select(t.asset_event.c.dedupe_key).where(
-                    t.asset_event.c.source == f"watcher:{watcher}", t.asset_event.c.dedupe_key.in_(keys)
-                )
+            for extra in conn.execute(
+                select(t.asset_event.c.extra).where(t.asset_event.c.source == f"watcher:{watcher}")
             ).scalars():
-                found[key].append("event")
-            for key in conn.execute(
-                select(t.dead_letter.c.dedupe_key).where(
-                    t.dead_letter.c.watcher_id == watcher, t.dead_letter.c.dedupe_key.in_(keys)
-                )
+                key = str(extra["message"]["message_id"])
+                if key in found:
+                    found[key].append("event")
+            for message in conn.execute(
+                select(t.dead_letter.c.message).where(t.dead_letter.c.watcher_id == watcher)
             ).scalars():
-                found[key].append("dead letter")
+                key = str(message["message_id"])
+                if key in found:
+                    found[key].append("dead letter")
     finally:
         engine.dispose()
     return found

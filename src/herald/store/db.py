@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,6 +86,32 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+class FairLock:
+    """A lock taken in the order it was asked for (`threading.Lock` lets its releaser take it again first).
+
+    A thread that releases it and asks again at once - the database thread
+    running queued writes one after the other - would otherwise starve a thread
+    waiting for it (the publish socket's commits).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            while self._serving != ticket:
+                self._cond.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
 class Database:
     """The metadata database as the async processes use it.
 
@@ -98,6 +125,10 @@ class Database:
         self.engine = make_engine(url)
         threads = 1 if is_sqlite(self.engine) else 4
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="herald-db")
+        #: on SQLite, held by the database thread for each call and by `write_here`: the
+        #: process's writers take turns in-process instead of through SQLite's busy
+        #: handler, which sleeps between tries
+        self._turns: FairLock | None = FairLock() if threads == 1 else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -107,7 +138,26 @@ class Database:
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(*args, **kwargs)` on the database thread pool."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(fn, *args, **kwargs)
+        if self._turns is not None:
+            call = functools.partial(self._in_turn, call)
+        return await loop.run_in_executor(self._pool, call)
+
+    def _in_turn(self, call: Callable[[], T]) -> T:
+        assert self._turns is not None
+        with self._turns:
+            return call()
+
+    def write_here(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the calling thread, in turn with the database thread's calls.
+
+        For a thread whose writes must not wait behind the database thread's queue,
+        only behind the call it runs now (the publish socket's group commits).
+        """
+        if self._turns is None:
+            return fn(*args)
+        with self._turns:
+            return fn(*args)
 
     def close(self) -> None:
         """Stop the threads and close every connection."""

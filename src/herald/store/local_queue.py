@@ -2,32 +2,100 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, func, select
 
+from herald.store.events import upsert_ignore
 from herald.store.tables import local_queue_message
 from herald.store.types import utcnow
 
+#: publish keys looked up per statement (below every database's bound-parameter limit)
+_KEYS_PER_QUERY = 500
 
-def put(engine: Engine, queue: str, bodies: Sequence[bytes], headers: dict[str, str] | None = None) -> list[int]:
-    """Append messages to `queue` and wake its consumer; returns their ids."""
+
+@dataclass(frozen=True)
+class Publish:
+    """One publisher's messages for one queue, each with the key its publisher chose."""
+
+    queue: str
+    bodies: Sequence[bytes]
+    headers: dict[str, str]
+    keys: Sequence[str]
+
+
+def new_keys(n: int) -> list[str]:
+    """Fresh publish keys, one per message (random: unique without asking the database)."""
+    return [uuid.uuid4().hex for _ in range(n)]
+
+
+def put(
+    engine: Engine,
+    queue: str,
+    bodies: Sequence[bytes],
+    headers: dict[str, str] | None = None,
+    keys: Sequence[str] | None = None,
+) -> list[int]:
+    """Append messages to `queue` and wake its consumer; returns their ids.
+
+    `keys` (one per body, made here when not given) make a call sent again harmless:
+    a key whose row still waits inserts nothing (its id is that row's); a row
+    consumed since is stored again, and its event turned away as a duplicate
+    (the key is the message's dedupe key).
+    """
     from herald import notify
 
-    now = utcnow()
+    publish = Publish(queue, bodies, headers or {}, list(keys) if keys is not None else new_keys(len(bodies)))
     with engine.begin() as conn:
-        ids = [
-            int(r[0])
-            for r in conn.execute(
-                insert(local_queue_message).returning(local_queue_message.c.id, sort_by_parameter_order=True),
-                [{"queue": queue, "body": body, "headers": headers or {}, "created_at": now} for body in bodies],
-            )
-        ]
+        [ids] = put_in(conn, [publish])
         notified = notify.notify_in(conn, notify.local_channel(queue))
     if not notified:
         notify.notify(engine.url.render_as_string(hide_password=False), notify.local_channel(queue))
     return ids
+
+
+def put_groups(engine: Engine, publishes: Sequence[Publish]) -> list[list[int]]:
+    """Store several publishers' messages in one transaction (a group commit); each one's ids."""
+    with engine.begin() as conn:
+        return put_in(conn, publishes)
+
+
+def put_in(conn: Connection, publishes: Sequence[Publish]) -> list[list[int]]:
+    """Store several publishers' messages inside the caller's transaction; each one's ids.
+
+    A key stored already (the same publish sent again) is skipped, not doubled.
+    """
+    now = utcnow()
+    rows = [
+        {"queue": p.queue, "body": body, "headers": p.headers, "created_at": now, "publish_key": key}
+        for p in publishes
+        for body, key in zip(p.bodies, p.keys, strict=True)
+    ]
+    if not rows:
+        return [[] for _ in publishes]
+    t = local_queue_message
+    id_of = {
+        key: int(row_id)
+        for key, row_id in conn.execute(upsert_ignore(conn, t).returning(t.c.publish_key, t.c.id), rows)
+    }
+    skipped = [key for p in publishes for key in p.keys if key not in id_of]
+    if skipped:  # sent again: the rows stored the first time, where not consumed yet
+        id_of.update(_ids_of(conn, skipped))
+    return [[id_of.get(key, 0) for key in p.keys] for p in publishes]
+
+
+def _ids_of(conn: Connection, keys: Iterable[str]) -> dict[str, int]:
+    t = local_queue_message
+    wanted = list(keys)
+    found: dict[str, int] = {}
+    for i in range(0, len(wanted), _KEYS_PER_QUERY):
+        chunk = wanted[i : i + _KEYS_PER_QUERY]
+        query = select(t.c.publish_key, t.c.id).where(t.c.publish_key.in_(chunk))
+        found.update((key, int(row_id)) for key, row_id in conn.execute(query))
+    return found
 
 
 def fetch(engine: Engine, queue: str, after_id: int, limit: int) -> list[Any]:
@@ -36,7 +104,7 @@ def fetch(engine: Engine, queue: str, after_id: int, limit: int) -> list[Any]:
     with engine.connect() as conn:
         return list(
             conn.execute(
-                select(t.c.id, t.c.body, t.c.headers, t.c.created_at)
+                select(t.c.id, t.c.body, t.c.headers, t.c.created_at, t.c.publish_key)
                 .where(t.c.queue == queue, t.c.id > after_id)
                 .order_by(t.c.id)
                 .limit(limit)
@@ -58,7 +126,7 @@ def claim(engine: Engine, queue: str, limit: int) -> tuple[Connection, list[Any]
         conn.begin()
         rows = list(
             conn.execute(
-                select(t.c.id, t.c.body, t.c.headers, t.c.created_at)
+                select(t.c.id, t.c.body, t.c.headers, t.c.created_at, t.c.publish_key)
                 .where(t.c.queue == queue)
                 .order_by(t.c.id)
                 .limit(limit)
@@ -82,11 +150,32 @@ def remove(conn: Connection, ids: Sequence[int]) -> None:
 
 def depth(engine: Engine, queue: str) -> int:
     """How many messages wait in `queue`."""
-    from sqlalchemy import func
-
     with engine.connect() as conn:
         return int(
             conn.execute(
                 select(func.count()).select_from(local_queue_message).where(local_queue_message.c.queue == queue)
             ).scalar_one()
         )
+
+
+def queues_with_messages(engine: Engine, queues: Sequence[str]) -> set[str]:
+    """Which of `queues` hold at least one message: one query for them all."""
+    t = local_queue_message
+    found: set[str] = set()
+    with engine.connect() as conn:
+        for i in range(0, len(queues), _KEYS_PER_QUERY):
+            chunk = list(queues[i : i + _KEYS_PER_QUERY])
+            found.update(conn.execute(select(t.c.queue).distinct().where(t.c.queue.in_(chunk))).scalars())
+    return found
+
+
+def depths(engine: Engine, queues: Sequence[str]) -> dict[str, int]:
+    """How many messages wait in each of `queues` (0 for an empty one): one query for them all."""
+    t = local_queue_message
+    counts = dict.fromkeys(queues, 0)
+    with engine.connect() as conn:
+        for i in range(0, len(queues), _KEYS_PER_QUERY):
+            chunk = list(queues[i : i + _KEYS_PER_QUERY])
+            query = select(t.c.queue, func.count()).where(t.c.queue.in_(chunk)).group_by(t.c.queue)
+            counts.update((q, int(n)) for q, n in conn.execute(query))
+    return counts

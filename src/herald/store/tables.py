@@ -344,7 +344,11 @@ local_queue_message = Table(
     Column("body", LargeBinary, nullable=False),
     Column("headers", JSON, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    # Chosen by the publisher (migration 0020): a publish sent again after its reply was
+    # lost inserts nothing new, and its message's dedupe key is this key, not the row id.
+    Column("publish_key", String(64)),
     Index("ix_local_queue_message_queue_id", "queue", "id"),
+    Index("ux_local_queue_message_publish_key", "publish_key", unique=True),
     sqlite_autoincrement=True,
 )
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import logging
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -26,16 +28,101 @@ from herald.sdk.triggers import Message, Publisher
 from herald.store import local_queue
 from herald.triggers.local import LocalQueueTrigger, queue_name
 
+log = logging.getLogger("herald.triggerer.local_queue")
+
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
     from herald.config import Settings
     from herald.store.db import Database
 
-# Every publisher wakes the consumer (a datagram on SQLite, NOTIFY on PostgreSQL),
-# so this re-read only covers a lost wake-up. It is what an idle Herald spends
-# its CPU on: 100 idle queues polled every 0.5 s cost about 3% of a core.
+# Every publisher wakes the consumer (a datagram on SQLite, NOTIFY on PostgreSQL,
+# or the triggerer itself for a publish it committed), so this re-read only covers
+# a lost wake-up: one query, every FALLBACK_POLL_SECONDS, for all the idle queues
+# of the triggerer (`LocalQueuePoller`), not one per queue.
 FALLBACK_POLL_SECONDS = 2.0
+#: how long one count of every queue serves the consumers' `lag()` calls of a round
+DEPTHS_FRESH_SECONDS = 1.0
+
+
+class LocalQueuePoller:
+    """The fallback re-read of every `local://` queue of a triggerer, in one query.
+
+    A source whose queue is empty waits on its wake-up event and tells the poller
+    (`idle`); every FALLBACK_POLL_SECONDS the poller asks the database which of
+    the idle queues hold messages (`store.local_queue.queues_with_messages`) and
+    sets the events of those only. With 100 idle watchers that is one query per
+    period instead of 100. It also counts every queue's depth in one query for
+    the consumers' `lag()`.
+    """
+
+    def __init__(self, db: Database, interval: float = FALLBACK_POLL_SECONDS) -> None:
+        self._db = db
+        self.interval = interval
+        #: queue -> the events of its sources waiting for a message
+        self._idle: dict[str, set[asyncio.Event]] = {}
+        #: every queue a source reads (for the depths)
+        self._queues: dict[str, int] = {}
+        self._depths: dict[str, int] = {}
+        self._depths_at = -1e9
+        self._depths_lock = asyncio.Lock()
+        #: queries made (a test counts them)
+        self.polls = 0
+
+    def track(self, queue: str) -> None:
+        """A source reads `queue` (until `untrack`)."""
+        self._queues[queue] = self._queues.get(queue, 0) + 1
+
+    def untrack(self, queue: str) -> None:
+        """A source of `queue` closed."""
+        left = self._queues.get(queue, 0) - 1
+        if left > 0:
+            self._queues[queue] = left
+        else:
+            self._queues.pop(queue, None)
+
+    def idle(self, queue: str, event: asyncio.Event) -> None:
+        """`event` waits for a message in `queue`: set it when a poll finds one."""
+        self._idle.setdefault(queue, set()).add(event)
+
+    def busy(self, queue: str, event: asyncio.Event) -> None:
+        """`event` no longer waits (it was set, or its source stopped)."""
+        events = self._idle.get(queue)
+        if events is not None:
+            events.discard(event)
+            if not events:
+                del self._idle[queue]
+
+    async def poll_once(self) -> set[str]:
+        """One query for every idle queue; wakes those that hold messages and returns them."""
+        queues = sorted(self._idle)
+        if not queues:
+            return set()
+        self.polls += 1
+        found = await self._db.run(local_queue.queues_with_messages, self._db.engine, queues)
+        for queue in found:
+            for event in self._idle.get(queue, ()):
+                event.set()
+        return found
+
+    async def run(self) -> None:
+        """Poll every `interval` until cancelled."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.poll_once()
+            except Exception as exc:  # the database is away; the consumers will say so
+                log.debug("polling the local:// queues failed: %s", exc)
+
+    async def depth(self, queue: str) -> int:
+        """Messages waiting in `queue`, from one count of every tracked queue made at most DEPTHS_FRESH_SECONDS ago."""
+        loop = asyncio.get_running_loop()
+        async with self._depths_lock:
+            if loop.time() - self._depths_at > DEPTHS_FRESH_SECONDS or queue not in self._depths:
+                queues = sorted({*self._queues, queue})
+                self._depths = await self._db.run(local_queue.depths, self._db.engine, queues)
+                self._depths_at = loop.time()
+            return self._depths.get(queue, 0)
 
 
 class LocalQueueSource:
@@ -48,6 +135,8 @@ class LocalQueueSource:
         claims: on PostgreSQL, the triggerer's bound on batches holding row locks at
             once (each holds a pooled connection until its events commit); None reads
             without locks (SQLite: one process reads the queue).
+        poller: the triggerer's one fallback poll of all its queues; None re-reads
+            this queue alone every FALLBACK_POLL_SECONDS.
     """
 
     def __init__(
@@ -56,11 +145,13 @@ class LocalQueueSource:
         db: Database,
         listener: notify.Listener,
         claims: asyncio.Semaphore | None = None,
+        poller: LocalQueuePoller | None = None,
     ) -> None:
         self.trigger = trigger
         self.queue = trigger.queue
         self._db = db
         self._listener = listener
+        self._poller = poller
         self._event: asyncio.Event | None = None
         self._claims = claims
         #: the open transaction locking the batch received last (PostgreSQL)
@@ -70,6 +161,8 @@ class LocalQueueSource:
         self._holding = False
 
     async def open(self) -> None:
+        if self._event is None and self._poller is not None:
+            self._poller.track(self.queue)
         self._event = self._listener.event(notify.local_channel(self.queue))
 
     async def receive(self, max_messages: int) -> list[Message]:
@@ -81,14 +174,15 @@ class LocalQueueSource:
         self._event.clear()
         rows = await self._take(max_messages)
         if not rows:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), FALLBACK_POLL_SECONDS)
-            self._event.clear()
+            await self._wait(self._event)
             rows = await self._take(max_messages)
         return [
             Message(
                 body=bytes(body),
-                dedupe_key=str(row_id),
+                # The publisher's key: a publish sent again after a lost reply (stored
+                # twice only if its first row was consumed meanwhile) is deduped as an
+                # event. Rows from before migration 0020 have none: their id then.
+                dedupe_key=publish_key or str(row_id),
                 headers=dict(headers or {}),
                 metadata={
                     "broker": "local",
@@ -98,8 +192,22 @@ class LocalQueueSource:
                 },
                 handle=int(row_id),
             )
-            for row_id, body, headers, created_at in rows
+            for row_id, body, headers, created_at, publish_key in rows
         ]
+
+    async def _wait(self, event: asyncio.Event) -> None:
+        """Until a publisher's wake-up, or the fallback poll found a message (or its period passed)."""
+        poller = self._poller
+        if poller is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), FALLBACK_POLL_SECONDS)
+        else:
+            poller.idle(self.queue, event)
+            try:
+                await event.wait()
+            finally:
+                poller.busy(self.queue, event)
+        event.clear()
 
     async def _take(self, limit: int) -> list[Any]:
         """The oldest rows: read (SQLite), or locked in a transaction the delivery commits (PostgreSQL)."""
@@ -155,6 +263,8 @@ class LocalQueueSource:
             self._claims.release()
 
     async def close(self) -> None:
+        if self._event is not None and self._poller is not None:
+            self._poller.untrack(self.queue)
         self._event = None
         with self._claim_lock:
             claim, self._claim = self._claim, None
@@ -163,6 +273,8 @@ class LocalQueueSource:
         self._release_hold()
 
     async def lag(self) -> int | None:
+        if self._poller is not None:
+            return await self._poller.depth(self.queue)  # one count for every queue
         return await self._db.run(local_queue.depth, self._db.engine, self.queue)
 
 
@@ -201,17 +313,45 @@ def _dispose_engines() -> None:
         _engines.clear()
 
 
+_settings_cache: dict[frozenset[tuple[str, str]], Settings] = {}
+
+
+def _settings_of_environment() -> Settings:
+    """`Settings()`, made once per set of HERALD_* variables (it reads files too: ~5 ms a publish otherwise)."""
+    from herald.config import Settings
+
+    key = frozenset([("", os.getcwd()), *((k, v) for k, v in os.environ.items() if k.startswith("HERALD_"))])
+    found = _settings_cache.get(key)
+    if found is None:
+        found = _settings_cache[key] = Settings()
+    return found
+
+
 def local_publish(
     queue: str,
     bodies: Sequence[bytes],
     headers: dict[str, str] | None = None,
     settings: Settings | None = None,
 ) -> list[int]:
-    """Append messages to `local://queue` and wake the triggerer; returns their ids."""
-    from herald.config import Settings
+    """Append messages to `local://queue` and wake the triggerer; returns their ids once committed.
 
-    url = (settings or Settings()).db_url
-    return local_queue.put(_engine(url), queue, bodies, headers)
+    On SQLite a running Herald takes them on its publish socket and commits them
+    with the other publishes that arrived meanwhile (`publish_socket`); with no
+    Herald answering, or on PostgreSQL, they are written to the database here.
+    Each message carries a key made here, so that the fallback after a lost
+    reply cannot double it (`publish_socket`'s docstring tells how).
+    """
+    from herald.triggerer import publish_socket
+
+    if not bodies:
+        return []
+    url = (settings or _settings_of_environment()).db_url
+    publish = local_queue.Publish(queue, list(bodies), dict(headers or {}), local_queue.new_keys(len(bodies)))
+    if not notify.is_postgres(url):
+        ids = publish_socket.send(url, publish)
+        if ids is not None:
+            return ids
+    return local_queue.put(_engine(url), queue, publish.bodies, publish.headers, publish.keys)
 
 
 class LocalQueuePublisher(Publisher):

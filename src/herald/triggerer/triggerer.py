@@ -25,7 +25,7 @@ from herald.store.triggerers import LEASE_TTL, Identity
 from herald.store.types import utcnow
 from herald.triggerer.admission import DEFAULT_APPLY_TIMEOUT, Admission, store_apart
 from herald.triggerer.backoff import Backoff
-from herald.triggerer.local_queue import LocalQueueSource
+from herald.triggerer.local_queue import LocalQueuePoller, LocalQueueSource
 from herald.triggerer.replay import replay_requested
 from herald.triggerer.sharing import plan
 from herald.triggers.local import LocalQueueTrigger
@@ -124,6 +124,9 @@ class Triggerer:
         self.received = 0
         #: local:// batches holding row locks (and a pooled connection each) at once
         self._local_claims = asyncio.Semaphore(LOCAL_CLAIMS)
+        #: the one fallback poll of every local:// queue read here (and their depths)
+        self.local_poller = LocalQueuePoller(db)
+        self._poll_task: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
         #: the lag last written for each watcher: an unchanged lag is not written again
         self._lags_written: dict[int, int] = {}
@@ -160,6 +163,8 @@ class Triggerer:
             self._lag_task = asyncio.create_task(self._housekeeping())
         if self._lease_task is None:
             self._lease_task = asyncio.create_task(self._hold_leases(), name="leases")
+        if self._poll_task is None:
+            self._poll_task = asyncio.create_task(self.local_poller.run(), name="local-poll")
         self._lease_wake.set()
 
     def holds_all(self) -> bool:
@@ -184,7 +189,7 @@ class Triggerer:
         source: Source = trigger
         if isinstance(trigger, LocalQueueTrigger):
             claims = None if self.db.is_sqlite else self._local_claims
-            source = LocalQueueSource(trigger, self.db, self.listener, claims)
+            source = LocalQueueSource(trigger, self.db, self.listener, claims, self.local_poller)
         admission = Admission(key, self.max_payload_depth, self.apply_timeout)
         consumer = Consumer(key=key, trigger=trigger, source=source, watchers=specs, admission=admission)
         consumer.task = asyncio.create_task(self._consume(consumer), name=f"consumer {key[:80]}")
@@ -296,7 +301,7 @@ class Triggerer:
     async def stop(self) -> None:
         """Cancel every consumer, wait for them to close, then give the leases and the heartbeat up."""
         tasks = [c.task for c in self.consumers.values() if c.task is not None]
-        for extra in (self._lag_task, self._lease_task):
+        for extra in (self._lag_task, self._lease_task, self._poll_task):
             if extra is not None:
                 tasks.append(extra)
         for task in tasks:

@@ -53,3 +53,21 @@ def test_two_readers_claim_different_rows_and_a_rollback_gives_them_back(pg_data
         again[0].close()
     finally:
         engine.dispose()
+
+
+def test_a_publish_sent_again_with_its_keys_stores_nothing_new(engine: Engine) -> None:
+    keys = local_queue.new_keys(2)
+    first = local_queue.put(engine, "orders", [b"1", b"2"], None, keys)
+    again = local_queue.put(engine, "orders", [b"1", b"2"], None, keys)
+    assert again == first
+    rows = local_queue.fetch(engine, "orders", 0, 10)
+    assert [(r.body, r.publish_key) for r in rows] == [(b"1", keys[0]), (b"2", keys[1])]
+
+
+def test_a_group_commit_returns_each_publishers_ids(engine: Engine) -> None:
+    one = local_queue.Publish("a", [b"1", b"2"], {"h": "v"}, local_queue.new_keys(2))
+    two = local_queue.Publish("b", [b"3"], {}, local_queue.new_keys(1))
+    ids = local_queue.put_groups(engine, [one, two, one])  # `one` sent twice in the group
+    assert ids[0] == ids[2] and len(set(ids[0] + ids[1])) == 3
+    assert local_queue.depths(engine, ["a", "b", "c"]) == {"a": 2, "b": 1, "c": 0}
+    assert local_queue.queues_with_messages(engine, ["a", "c"]) == {"a"}
