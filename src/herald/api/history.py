@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -59,7 +60,7 @@ def watcher_history(
         raise NotFound(f"no watcher {watcher_id}", "list watchers with GET /api/v1/watchers")
     now = utcnow()
     samples = watcher_samples.history(conn, watcher_id, now - timedelta(minutes=minutes), now + timedelta(seconds=1))
-    gaps = sorted((b["at"] - a["at"]).total_seconds() for a, b in zip(samples, samples[1:], strict=False))
+    gaps = sorted((b["at"] - a["at"]).total_seconds() for a, b in itertools.pairwise(samples))
     return {
         "watcher_id": watcher_id,
         "interval_seconds": gaps[len(gaps) // 2] if gaps else None,

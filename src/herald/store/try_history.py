@@ -38,9 +38,9 @@ def record_ends(conn: Connection, ends: Sequence[tuple[int, TryState, TryEnd]]) 
     """
     if not ends:
         return
-    copied = select(
-        *(ti.c[c] for c in _COPIED), bindparam("b_reason", type_=String(20)).label("reason")
-    ).where(ti.c.id == bindparam("b_id"), ti.c.state == bindparam("b_state", type_=String(20)))
+    copied = select(*(ti.c[c] for c in _COPIED), bindparam("b_reason", type_=String(20)).label("reason")).where(
+        ti.c.id == bindparam("b_id"), ti.c.state == bindparam("b_state", type_=String(20))
+    )
     conn.execute(
         insert(tt).from_select([*_COPIED, "reason"], copied),
         [{"b_id": i, "b_state": TryState(s).value, "b_reason": TryEnd(r).value} for i, s, r in ends],

@@ -35,7 +35,9 @@ def upgrade() -> None:
         sa.Column("hostname", sa.String(length=250), nullable=True),
         sa.Column("started_at", UtcDateTime(), nullable=True),
         sa.Column("ended_at", UtcDateTime(), nullable=True),
-        sa.ForeignKeyConstraint(["run_pk"], ["dag_run.id"], name=op.f("fk_task_try_run_pk_dag_run"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["run_pk"], ["dag_run.id"], name=op.f("fk_task_try_run_pk_dag_run"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_task_try")),
         sqlite_autoincrement=True,
     )
@@ -55,9 +57,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_watcher_sample")),
         sqlite_autoincrement=True,
     )
-    op.create_index(
-        op.f("ix_watcher_sample_watcher_id_sampled_at"), "watcher_sample", ["watcher_id", "sampled_at"]
-    )
+    op.create_index(op.f("ix_watcher_sample_watcher_id_sampled_at"), "watcher_sample", ["watcher_id", "sampled_at"])
     op.create_index(op.f("ix_watcher_sample_sampled_at"), "watcher_sample", ["sampled_at"])
 
 
