@@ -38,11 +38,8 @@ def take(engine: Engine, owner: str, now: datetime) -> int:
         case((w.c.state.in_(_TROUBLED), w.c.last_error), else_=None),
     ).where(w.c.is_active, w.c.lease_owner == literal(owner, String(200)))
     with engine.begin() as conn:
-        return int(
-            conn.execute(
-                insert(ws).from_select(["watcher_id", "sampled_at", "state", "lag", "received", "error"], sampled)
-            ).rowcount
-        )
+        columns = ["watcher_id", "sampled_at", "state", "lag", "received", "error"]
+        return len(conn.execute(insert(ws).from_select(columns, sampled).returning(ws.c.id)).all())
 
 
 def prune(engine: Engine, before: datetime) -> int:
