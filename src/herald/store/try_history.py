@@ -4,8 +4,8 @@
 the try before it, a lost worker's try goes back to the queue. This module keeps
 one row per try that ended, in the transaction that ended it, copied from the
 `task_instance` row the guarded UPDATE just wrote (so a write the guard refused
-leaves no history). Writes are batched: one statement per batch of tries, never
-one round trip per try.
+leaves no history). Writes are batched: a statement per kind of end in a batch
+of tries, never one round trip per try.
 
 What would violate this: a try that ends in a module of `store/` without a
 `record_*` call beside its UPDATE.
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, bindparam, insert, literal, select
+from sqlalchemy import Connection, String, insert, literal, select
 
 from herald.store import tables as t
 from herald.store.states import TryEnd, TryState
@@ -31,30 +31,35 @@ _COPIED = ("run_pk", "task_id", "map_index", "try_number", "state", "error", "ho
 
 
 def record_ends(conn: Connection, ends: Sequence[tuple[int, TryState, TryEnd]]) -> None:
-    """Keep the tries a batch of results ended: (ti_id, the state written, why), one statement.
+    """Keep the tries a batch of results ended: (ti_id, the state written, why).
 
-    Each row is copied from its try only if the try is in the state written: a
-    result the guarded UPDATE turned away (the try moved on meanwhile) leaves none.
+    One INSERT ... SELECT per (state, why) of the batch, a handful at most: on
+    PostgreSQL an executemany runs one statement per row, 20 times slower. Each
+    row is copied from its try only if the try is in the state written: a result
+    the guarded UPDATE turned away (the try moved on meanwhile) leaves none.
     """
-    if not ends:
-        return
-    copied = select(*(ti.c[c] for c in _COPIED), bindparam("b_reason", type_=String(20)).label("reason")).where(
-        ti.c.id == bindparam("b_id"), ti.c.state == bindparam("b_state", type_=String(20))
-    )
-    conn.execute(
-        insert(tt).from_select([*_COPIED, "reason"], copied),
-        [{"b_id": i, "b_state": TryState(s).value, "b_reason": TryEnd(r).value} for i, s, r in ends],
-    )
+    groups: dict[tuple[TryState, TryEnd], list[int]] = defaultdict(list)
+    for ti_id, state, reason in ends:
+        groups[(TryState(state), TryEnd(reason))].append(ti_id)
+    for (state, reason), ids in groups.items():
+        _copy(conn, ids, reason, state)
 
 
-def record_decided(conn: Connection, ti_ids: Sequence[int], reason: TryEnd) -> None:
-    """Keep tries that ended without running (skipped, upstream_failed, cancelled), as just written."""
+def _copy(conn: Connection, ti_ids: Sequence[int], reason: TryEnd, state: TryState | None = None) -> None:
+    """Copy these tries (those in `state`, when given) into the history as ended for `reason`."""
     ids = sorted(set(ti_ids))
     for i in range(0, len(ids), _CHUNK):
         copied = select(*(ti.c[c] for c in _COPIED), literal(TryEnd(reason).value, String(20))).where(
             ti.c.id.in_(ids[i : i + _CHUNK])
         )
+        if state is not None:
+            copied = copied.where(ti.c.state == state.value)
         conn.execute(insert(tt).from_select([*_COPIED, "reason"], copied))
+
+
+def record_decided(conn: Connection, ti_ids: Sequence[int], reason: TryEnd) -> None:
+    """Keep tries that ended without running (skipped, upstream_failed, cancelled), as just written."""
+    _copy(conn, ti_ids, reason)
 
 
 def record_requeued(conn: Connection, tries: Sequence[dict[str, Any]], now: datetime) -> None:
