@@ -17,8 +17,7 @@ def test_a_run_lists_each_tasks_tries_with_why_they_ended(api: Api) -> None:
     run_id = api.add_run(state="failed", tasks={"extract": "failed", "load": "upstream_failed"})
     with api.engine.begin() as conn:
         rows = {
-            r.task_id: int(r.id)
-            for r in conn.execute(select(t.task_instance.c.task_id, t.task_instance.c.id)).all()
+            r.task_id: int(r.id) for r in conn.execute(select(t.task_instance.c.task_id, t.task_instance.c.id)).all()
         }
         try_history.record_decided(conn, [rows["extract"]], TryEnd.TIMED_OUT)
         try_history.record_decided(conn, [rows["load"]], TryEnd.UPSTREAM_FAILED)

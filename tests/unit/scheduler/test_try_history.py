@@ -16,12 +16,10 @@ from tests.unit.scheduler.test_pass import _Executor, _step
 
 
 def _failed(request: TaskRequest, error: str) -> TaskResult:
-    return TaskResult(
-        request.ti_id, TryState.FAILED, error=error, try_number=request.try_number, hostname="local:7"
-    )
+    return TaskResult(request.ti_id, TryState.FAILED, error=error, try_number=request.try_number, hostname="local:7")
 
 
-def _history(db: Database) -> list[tuple[int, str, str, str | None]]:
+def _history(db: Database) -> list[tuple[int, str, str, str | None]]:  # noqa: F811
     with db.engine.connect() as conn:
         run = queries.get_run(conn, conn.execute(select(tables.dag_run.c.run_id)).scalar_one())
     assert run is not None
