@@ -222,6 +222,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Rows deleted per transaction by a clean: short enough never to hold the scheduler up.",
     )
+    watcher_sample_interval: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds between two samples of each watcher's state, lag, received count and error (the "
+        "watcher page's lag chart and error history), taken by the triggerer holding its lease; kept a day.",
+    )
 
     @field_validator("retention", mode="before")
     @classmethod

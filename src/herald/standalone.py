@@ -292,6 +292,7 @@ class Standalone(Service):
             max_payload_depth=settings.max_payload_depth,
             apply_timeout=settings.apply_function_timeout,
             limits=settings.limits,
+            sample_interval=settings.watcher_sample_interval,
         )
         source = DagSource(settings, db, say=self.say)
         source.subscribe(lambda bag, cat: scheduler.update(bag.dags, cat.asset_ids, cat.consumers))
@@ -411,6 +412,7 @@ class TriggererProcess(Service):
             max_payload_depth=s.max_payload_depth,
             apply_timeout=s.apply_function_timeout,
             limits=s.limits,
+            sample_interval=s.watcher_sample_interval,
         )
         source = DagSource(self.settings, db, say=self.say)
         source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers))

@@ -129,7 +129,13 @@ def test_db_clean_deletes_only_what_it_may_while_herald_makes_runs(herald: Heral
 
     # A dry run counts the 5 finished runs (1 try each) and their 5 events, and deletes nothing.
     planned = herald.wait_for(lambda: (c := _clean(herald, "--dry-run"))["runs"] == 5 and c, what="5 old runs")
-    assert planned == {"runs": 5, "tries": 5, "events": 5, "dead_letters": 0}
+    # (the watchers' health samples older than a second are counted too: how many depends on timing)
+    assert {k: n for k, n in planned.items() if k != "watcher_samples"} == {
+        "runs": 5,
+        "tries": 5,
+        "events": 5,
+        "dead_letters": 0,
+    }
     assert len(herald.runs("quick")) == 5
 
     # The clean runs while messages keep coming: the new runs are made and succeed.

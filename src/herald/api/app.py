@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI, Response
 from sqlalchemy import Engine
 
 from herald import __version__, notify
-from herald.api import assets, dags, errors, metrics, runs, stats, variables, watchers
+from herald.api import assets, dags, errors, history, metrics, runs, stats, variables, watchers
 from herald.api.deps import AUTH_RESPONSES, Db, Reader
 from herald.api.limits import BodyLimit
 from herald.api.middleware import RefuseNul, SecurityHeaders
@@ -85,7 +85,7 @@ def create_app(
         """The calling token's name and scope (never the token)."""
         return {"name": info.name, "scope": info.scope}
 
-    for module in (dags, runs, assets, watchers, variables, stats):
+    for module in (dags, runs, assets, watchers, variables, stats, history):
         api.include_router(module.router)
     app.include_router(api)
 

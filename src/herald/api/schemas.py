@@ -7,6 +7,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from herald.store.states import TryEnd
+
 T = TypeVar("T")
 
 
@@ -156,6 +158,21 @@ class Requeue(BaseModel):
     requeued_at: datetime | None
 
 
+class TryRecord(BaseModel):
+    """One ended try of a task: how it ended and why."""
+
+    try_number: int = Field(description="0 for a try that ended without running (skipped, upstream failed).")
+    state: str = Field(description="The try's state once it ended (`queued` again for a lost worker's try).")
+    reason: TryEnd = Field(
+        description="Why it ended: success, failed, timed_out, lost_worker, upstream_failed, cancelled, skipped."
+    )
+    error: str | None = None
+    hostname: str | None = Field(None, description="The worker that ran it, if one did.")
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_seconds: float | None = None
+
+
 class WaitingFor(BaseModel):
     """What a deferred try waits for: an event of `asset` matching `match`, or (no asset) until `deadline`."""
 
@@ -185,6 +202,9 @@ class TaskInstance(BaseModel):
         default_factory=list,
         description="Each time this try went back to the queue because its worker died or went silent "
         "(none of the task's retries used).",
+    )
+    tries: list[TryRecord] = Field(
+        default_factory=list, description="Every ended try of this task (and map index), oldest first, with why."
     )
     waiting_for: WaitingFor | None = Field(None, description="What a deferred try waits for, without a worker.")
 

@@ -16,6 +16,7 @@ KINDS = {
     "tries": "their task tries (logs, results, XComs)",
     "events": "events no run or waiting DAG needs",
     "dead_letters": "replayed dead letters",
+    "watcher_samples": "watchers' health samples",
 }
 
 

@@ -48,6 +48,18 @@ STATE_STYLES = {
 }
 
 
+#: why a try ended, spelled out (`herald.store.states.TryEnd`), and its colour
+END_TEXT = {
+    "success": ("succeeded", "green"),
+    "failed": ("failed", "red"),
+    "timed_out": ("timed out", "red"),
+    "lost_worker": ("worker lost", "yellow"),
+    "upstream_failed": ("upstream failed", "red"),
+    "cancelled": ("cancelled", "magenta"),
+    "skipped": ("skipped", "magenta"),
+}
+
+
 def _styled(state: str) -> Text:
     return Text(state, style=STATE_STYLES.get(state, ""))
 
@@ -136,7 +148,9 @@ def _held_events(events: list[dict[str, Any]], output: Output) -> None:
 
 @runs_app.command("show")
 def runs_show(run: RunId, output: OutputOpt = Output.table) -> None:
-    """One run: its state, times and conf, and each task's state, tries, duration, result and error."""
+    """One run: its state, times and conf, each task's state, try, duration, result and error,
+    and every ended try of each task with why it ended (failed, timed out, worker lost, upstream
+    failed, cancelled, skipped)."""
     from herald.commands.runs import short_id
     from herald.store import queries
 
@@ -177,13 +191,39 @@ def runs_show(run: RunId, output: OutputOpt = Output.table) -> None:
         fields.insert(3, ("held by", data["held_by"]))
     if data.get("cancelled_by_event") is not None:
         fields.insert(4, ("cancelled by event", data["cancelled_by_event"]))
-    view(f"Run {short_id(data['run_id'])}", fields, tasks if data["tasks"] else Text("No tasks yet.", style="dim"))
+    parts: list[Any] = [tasks if data["tasks"] else Text("No tasks yet.", style="dim")]
+    if any(task.get("tries") for task in data["tasks"]):
+        parts.append(_tries_table(data["tasks"]))
+    view(f"Run {short_id(data['run_id'])}", fields, *parts)
     failed = [t["task_id"] for t in data["tasks"] if t["state"] == "failed"]
     if failed:
         console.print(
             Text(f"The failed task's log: herald tasks logs {short_id(data['run_id'])} {failed[0]}", style="dim"),
             soft_wrap=True,
         )
+
+
+def _tries_table(tasks: list[dict[str, Any]]) -> Any:
+    """Every ended try of each task, oldest first: how it ended, how long it ran, where, and why."""
+    table = part_table("Tries", ("task", "try", "ended", "ran", "worker", "why"))
+    for task in tasks:
+        name = task["task_id"] + (f"[{task['map_index']}]" if task["map_index"] >= 0 else "")
+        for x in task.get("tries") or []:
+            spelled, style = END_TEXT.get(x["reason"], (x["reason"], ""))
+            if x["state"] == "up_for_retry":
+                spelled += ", will retry"
+            elif x["reason"] == "lost_worker":
+                spelled += ", requeued"
+            last = [line for line in str(x.get("error") or "").strip().splitlines() if line.strip()]
+            table.add_row(
+                Text(name),
+                str(x["try_number"]) if x["try_number"] else "-",
+                Text(spelled, style=style),
+                duration(x["started_at"], x["ended_at"]) if x["started_at"] else "",
+                Text(plain_text(x.get("hostname") or "")),
+                Text(plain_text(last[-1] if last else ""), style="red" if last else ""),
+            )
+    return table
 
 
 def _outcome(task: dict[str, Any]) -> Text:

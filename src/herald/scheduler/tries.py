@@ -9,6 +9,7 @@ if a leaf task failed or was upstream_failed, else success).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from herald.store import runs as store_runs
 from herald.store import tries as store_tries
 from herald.store import waits as store_waits
 from herald.store.aliases import TaskEvent, alias_events, emit_task_events
-from herald.store.states import RunState, TryState
+from herald.store.states import RunState, TryEnd, TryState
 from herald.store.storable import SizeLimits
 from herald.store.waits import NewWait
 
@@ -36,6 +37,22 @@ _RUNNABLE = frozenset({TryState.QUEUED, TryState.RUNNING, TryState.DEFERRED})
 _NOT_STARTED = frozenset({TryState.NONE, TryState.SCHEDULED})
 #: times a try whose worker was lost is queued again before it fails (HERALD_MAX_LOST_WORKER_REQUEUES)
 MAX_LOST_REQUEUES = 3
+#: how a try stopped by a time limit is worded by whoever stopped it: the local pool and
+#: Celery's worker (`timeout=`), a deferral's deadline, Airflow's sensors (`AirflowSensorTimeout`)
+_TIMED_OUT = re.compile(r"^timed out after |AirflowSensorTimeout|Sensor has timed out")
+
+
+def end_of(r: TaskResult, state: TryState) -> TryEnd:
+    """Why a try ended, for its history: the state it ends in, and for a failure what failed it."""
+    if state is TryState.SUCCESS:
+        return TryEnd.SUCCESS
+    if state is TryState.SKIPPED:
+        return TryEnd.SKIPPED
+    if r.lost:
+        return TryEnd.LOST_WORKER
+    if r.error and _TIMED_OUT.search(r.error):
+        return TryEnd.TIMED_OUT
+    return TryEnd.FAILED
 
 
 @dataclass(frozen=True)
@@ -320,6 +337,8 @@ class TryMachine:
                 values.update(state=TryState.UP_FOR_RETRY, next_try_at=now + timedelta(seconds=self._delay(row)))
             else:
                 values["state"] = TryState.FAILED
+            if values["state"] is not TryState.DEFERRED:
+                values["reason"] = end_of(r, TryState(values["state"]))
             states[r.ti_id] = values["state"]
             changes.append(values)
         store_tries.write_ends(conn, changes)

@@ -13,6 +13,7 @@ from herald.sdk.triggers import DEFAULT_DELIVERY
 from herald.store import callbacks as store_callbacks
 from herald.store import tables as t
 from herald.store import tries as store_tries
+from herald.store import try_history
 from herald.store.aliases import aliases_of_events
 from herald.store.states import RunType, TryState
 from herald.store.storable import PREVIEW_CHARS, clean_text, displayable, displayable_object
@@ -200,6 +201,7 @@ def get_run(conn: Connection, run_id: str) -> dict[str, Any] | None:
         first.setdefault(x.task_id, int(x.id))
     rows.sort(key=lambda x: (first[x.task_id], x.map_index))
     requeues = store_tries.requeues_of(conn, (int(x.id) for x in rows))
+    ended = try_history.of_run(conn, int(r.id))
     waiting = _waits_of(conn, [int(x.id) for x in rows if x.state == TryState.DEFERRED])
     run["tasks"] = [
         {
@@ -222,6 +224,7 @@ def get_run(conn: Connection, run_id: str) -> dict[str, Any] | None:
                 }
                 for q in requeues.get(int(x.id), [])
             ],
+            "tries": [_try_dict(e) for e in ended.get((x.task_id, int(x.map_index)), [])],
             "waiting_for": waiting.get(int(x.id)),
         }
         for x in rows
@@ -240,6 +243,21 @@ def get_run(conn: Connection, run_id: str) -> dict[str, Any] | None:
         for c in store_callbacks.of_run(conn, int(r.id))
     ]
     return run
+
+
+def _try_dict(e: Any) -> dict[str, Any]:
+    """One ended try of a task's history, with how long it ran."""
+    ran = (e.ended_at - e.started_at).total_seconds() if e.started_at and e.ended_at else None
+    return {
+        "try_number": int(e.try_number),
+        "state": e.state,
+        "reason": e.reason,
+        "error": e.error,
+        "hostname": e.hostname,
+        "started_at": _iso(e.started_at),
+        "ended_at": _iso(e.ended_at),
+        "duration_seconds": None if ran is None else max(0.0, ran),
+    }
 
 
 def _waits_of(conn: Connection, ti_ids: list[int]) -> dict[int, dict[str, Any]]:

@@ -3,13 +3,14 @@
 What goes, once older than the cut-off:
 
 - finished runs (`success`, `failed`, by the time they ended), with their tries
-  (logs, return values, XComs), the tries' lost-worker history and any result
-  not yet applied, and the run-event links;
+  (logs, return values, XComs), the tries' history (`task_try`) and lost-worker
+  requeues, any result not yet applied, and the run-event links;
 - events nothing needs any more: no run links them (their runs were deleted
   above, so every run that consumed them was finished and old) and no DAG
   still waits for them in `event_queue` (a partly satisfied `Asset & Asset`
   condition, an `EventBatch` still filling up, a paused DAG);
-- dead letters that were replayed.
+- dead letters that were replayed;
+- the watchers' health samples (`watcher_sample`).
 
 What never goes: an unfinished run, its tries and its events; an event a
 waiting condition holds; a dead letter not replayed; `local://` messages not
@@ -46,6 +47,7 @@ dre = t.dag_run_event
 ae = t.asset_event
 eq = t.event_queue
 dl = t.dead_letter
+ws = t.watcher_sample
 _FINISHED = sorted(s.value for s in RUN_FINISHED)
 
 
@@ -57,6 +59,7 @@ class Cleaned:
     tries: int = 0
     events: int = 0
     dead_letters: int = 0
+    watcher_samples: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counts by kind."""
@@ -100,6 +103,9 @@ def count(conn: Connection, cutoff: datetime) -> Cleaned:
             ).scalar_one()
         ),
         dead_letters=int(conn.execute(select(func.count()).select_from(dl).where(_replayed(cutoff))).scalar_one()),
+        watcher_samples=int(
+            conn.execute(select(func.count()).select_from(ws).where(ws.c.sampled_at < cutoff)).scalar_one()
+        ),
     )
 
 
@@ -124,6 +130,7 @@ def delete_runs(conn: Connection, cutoff: datetime, after: int, limit: int) -> t
         ti_ids = select(ti.c.id).where(ti.c.run_pk.in_(chunk))
         conn.execute(delete(t.task_requeue).where(t.task_requeue.c.ti_id.in_(ti_ids)))
         conn.execute(delete(t.task_result).where(t.task_result.c.ti_id.in_(ti_ids)))
+        conn.execute(delete(t.task_try).where(t.task_try.c.run_pk.in_(chunk)))
         tries += int(conn.execute(delete(ti).where(ti.c.run_pk.in_(chunk))).rowcount)
         conn.execute(delete(dre).where(dre.c.run_pk.in_(chunk)))
         conn.execute(delete(t.dag_callback).where(t.dag_callback.c.run_pk.in_(chunk)))
@@ -175,9 +182,22 @@ def delete_dead_letters(conn: Connection, cutoff: datetime, after: int, limit: i
     return ids
 
 
+def delete_watcher_samples(conn: Connection, cutoff: datetime, after: int, limit: int) -> list[int]:
+    """One batch: up to `limit` watcher samples taken before the cut-off, with id above `after`."""
+    ids = [
+        int(i)
+        for i in conn.execute(
+            select(ws.c.id).where(ws.c.id > after, ws.c.sampled_at < cutoff).order_by(ws.c.id).limit(limit)
+        ).scalars()
+    ]
+    if ids:
+        conn.execute(delete(ws).where(ws.c.id.in_(ids)))
+    return ids
+
+
 class Cleaner:
     """One clean, a batch at a time: runs first (so that their events are no longer linked),
-    then events, then dead letters.
+    then events, then dead letters, then watcher samples.
 
     A caller that shares a thread with other work (the scheduler's one database thread
     on SQLite) runs one `step` at a time and lets that work in between.
@@ -193,7 +213,7 @@ class Cleaner:
 
     def step(self, engine: Engine) -> bool:
         """Delete one batch in a transaction of its own; False once nothing is left to delete."""
-        while self._phase < 3:
+        while self._phase < 4:
             with engine.begin() as conn:
                 if self._phase == 0:
                     ids, tries = delete_runs(conn, self.cutoff, self._after, self.batch_size)
@@ -202,9 +222,12 @@ class Cleaner:
                 elif self._phase == 1:
                     ids, deleted = delete_events(conn, self.cutoff, self._after, self.batch_size)
                     self.done.events += deleted
-                else:
+                elif self._phase == 2:
                     ids = delete_dead_letters(conn, self.cutoff, self._after, self.batch_size)
                     self.done.dead_letters += len(ids)
+                else:
+                    ids = delete_watcher_samples(conn, self.cutoff, self._after, self.batch_size)
+                    self.done.watcher_samples += len(ids)
             if ids:
                 self._after = ids[-1]
                 return True

@@ -37,6 +37,24 @@ class RunState(StrEnum):
         return self in RUN_FINISHED
 
 
+class TryEnd(StrEnum):
+    """Why one try of a task ended, as its history keeps it (`task_try`).
+
+    A try's state says where it is now; its end says what happened to it. A
+    timed-out try is `failed` (or `up_for_retry`) like any other, a lost worker's
+    try goes back to the queue, a cancelled run's tries end `skipped`; the end
+    tells them apart.
+    """
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    LOST_WORKER = "lost_worker"
+    UPSTREAM_FAILED = "upstream_failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
 class RunType(StrEnum):
     """Why a run exists (the prefix of its run id, as in Airflow)."""
 

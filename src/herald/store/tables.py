@@ -308,6 +308,28 @@ task_requeue = Table(
     sqlite_autoincrement=True,
 )
 
+# Every finished try of a task (migration 0018): one row per try that ended, however
+# (`herald.store.states.TryEnd`), written by the store in the transaction that ended it.
+# `task_instance` keeps only a task's current try; this keeps the ones before it.
+task_try = Table(
+    "task_try",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_pk", Id, ForeignKey("dag_run.id", ondelete="CASCADE"), nullable=False),
+    Column("task_id", String(250), nullable=False),
+    Column("map_index", Integer, nullable=False),
+    Column("try_number", Integer, nullable=False),
+    # the try's state once it ended (`up_for_retry`, `failed`, ...; `queued` for a lost worker's)
+    Column("state", String(20), nullable=False),
+    Column("reason", String(20), nullable=False),
+    Column("error", Text),
+    Column("hostname", String(250)),
+    Column("started_at", UtcDateTime()),
+    Column("ended_at", UtcDateTime()),
+    Index("ix_task_try_run_pk_id", "run_pk", "id"),
+    sqlite_autoincrement=True,
+)
+
 dead_letter = Table(
     "dead_letter",
     metadata,
@@ -545,4 +567,21 @@ asset_key_seen = Table(
     Column("alerted", Boolean, nullable=False, default=False),
     PrimaryKeyConstraint("dag_id", "key"),
     Index("ix_asset_key_seen_alerted_last_seen", "alerted", "last_seen"),
+)
+
+# A watcher's health over time (migration 0018): sampled every few seconds by the triggerer
+# holding its lease, kept for a day (and no longer than HERALD_RETENTION).
+watcher_sample = Table(
+    "watcher_sample",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("watcher_id", Id, ForeignKey("watcher.id", ondelete="CASCADE"), nullable=False),
+    Column("sampled_at", UtcDateTime(), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("lag", BigInteger),
+    Column("received", BigInteger, nullable=False),
+    Column("error", Text),
+    Index("ix_watcher_sample_watcher_id_sampled_at", "watcher_id", "sampled_at"),
+    Index("ix_watcher_sample_sampled_at", "sampled_at"),
+    sqlite_autoincrement=True,
 )

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 
 from herald.store import tables as t
-from herald.store.states import TRY_TRANSITIONS, TryState, sources
+from herald.store import try_history
+from herald.store.states import TRY_TRANSITIONS, TryEnd, TryState, sources
 from herald.store.storable import clean_text
 from herald.store.types import utcnow
 
@@ -78,17 +79,27 @@ def expand(conn: Connection, ti_id: int, count: int) -> list[int]:
     ]
 
 
+#: why a try that ends without running ended, by the state it ends in (its history)
+_UNSTARTED_END = {
+    TryState.SKIPPED: TryEnd.SKIPPED,
+    TryState.UPSTREAM_FAILED: TryEnd.UPSTREAM_FAILED,
+    TryState.FAILED: TryEnd.FAILED,
+}
+
+
 def end_unstarted(conn: Connection, new: TryState, ti_ids: list[int], error: str | None, now: datetime) -> None:
     """Tries that end without running (`skipped`, `upstream_failed`, `failed`), with the reason."""
     if not ti_ids:
         return
     guard = sorted(set(_from(new)) & {TryState.NONE.value, TryState.SCHEDULED.value})
     for i in range(0, len(ti_ids), _CHUNK):
-        conn.execute(
+        moved = conn.execute(
             update(ti)
             .where(ti.c.id.in_(ti_ids[i : i + _CHUNK]), ti.c.state.in_(guard))
             .values(state=new, ended_at=now, error=error)
-        )
+            .returning(ti.c.id)
+        ).scalars()
+        try_history.record_decided(conn, list(moved), _UNSTARTED_END.get(new, TryEnd.FAILED))
 
 
 def queue(conn: Connection, ti_ids: list[int]) -> None:
@@ -179,11 +190,12 @@ def write_ends(conn: Connection, changes: list[dict[str, Any]]) -> None:
     """Apply ended tries: each change has `id`, `state` and the columns to set.
 
     One guarded UPDATE per shape of change (executemany); the guard is the set
-    of states the new state may be reached from.
+    of states the new state may be reached from. A change with a `reason` (a
+    `TryEnd`: the try is over) is kept in the try history, one statement for the batch.
     """
     groups: dict[tuple[TryState, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
     for change in changes:
-        values = {k: _clean(k, v) for k, v in change.items() if k not in ("id", "state")}
+        values = {k: _clean(k, v) for k, v in change.items() if k not in ("id", "state", "reason")}
         state = TryState(change["state"])
         groups[(state, tuple(sorted(values)))].append(
             {"b_id": change["id"], **{f"b_{k}": v for k, v in values.items()}}
@@ -197,6 +209,9 @@ def write_ends(conn: Connection, changes: list[dict[str, Any]]) -> None:
             .execution_options(synchronize_session=False),
             params,
         )
+    try_history.record_ends(
+        conn, [(c["id"], TryState(c["state"]), TryEnd(c["reason"])) for c in changes if c.get("reason") is not None]
+    )
 
 
 def decide(conn: Connection, new: TryState, ti_ids: list[int], now: datetime) -> None:
@@ -208,7 +223,12 @@ def decide(conn: Connection, new: TryState, ti_ids: list[int], now: datetime) ->
     if new.finished:
         values["ended_at"] = now
     for i in range(0, len(ti_ids), _CHUNK):
-        conn.execute(update(ti).where(ti.c.id.in_(ti_ids[i : i + _CHUNK]), ti.c.state.in_(guard)).values(values))
+        q = update(ti).where(ti.c.id.in_(ti_ids[i : i + _CHUNK]), ti.c.state.in_(guard)).values(values)
+        if not new.finished:
+            conn.execute(q)
+            continue
+        moved = conn.execute(q.returning(ti.c.id)).scalars()
+        try_history.record_decided(conn, list(moved), _UNSTARTED_END.get(new, TryEnd.FAILED))
 
 
 def of_runs(conn: Connection, run_pks: Iterable[int]) -> list[Any]:
@@ -368,11 +388,14 @@ def skip_unfinished(conn: Connection, run_pks: list[int], now: datetime, error: 
     # a deferred try skipped here waits no more
     deferred = select(ti.c.id).where(ti.c.run_pk.in_(run_pks), ti.c.state == TryState.DEFERRED)
     conn.execute(delete(t.task_wait).where(t.task_wait.c.ti_id.in_(deferred)))
-    conn.execute(
+    moved = conn.execute(
         update(ti)
         .where(ti.c.run_pk.in_(run_pks), ti.c.state.in_(_from(TryState.SKIPPED)))
         .values(state=TryState.SKIPPED, ended_at=now, error=error, next_try_at=None)
-    )
+        .returning(ti.c.id)
+    ).scalars()
+    # in its history, a try its run's end stopped (or never let start) was cancelled, not skipped by a rule
+    try_history.record_decided(conn, list(moved), TryEnd.CANCELLED)
     return handed
 
 
@@ -510,6 +533,15 @@ def requeue_lost(conn: Connection, lost: Sequence[tuple[int, int, str, str | Non
     """
     done: list[int] = []
     guard = sorted({TryState.QUEUED.value, TryState.RUNNING.value} & set(_from(TryState.QUEUED)))
+    # how each try was before it goes back to the queue (its history keeps when it started)
+    before = {
+        int(r.id): r
+        for r in conn.execute(
+            select(ti.c.id, ti.c.run_pk, ti.c.task_id, ti.c.map_index, ti.c.started_at).where(
+                ti.c.id.in_(sorted({x[0] for x in lost}))
+            )
+        )
+    }
     for ti_id, try_number, *_ in lost:
         moved = conn.execute(
             update(ti)
@@ -532,6 +564,23 @@ def requeue_lost(conn: Connection, lost: Sequence[tuple[int, int, str, str | Non
                 }
                 for i in done
             ],
+        )
+        try_history.record_requeued(
+            conn,
+            [
+                {
+                    "run_pk": before[i].run_pk,
+                    "task_id": before[i].task_id,
+                    "map_index": before[i].map_index,
+                    "started_at": before[i].started_at,
+                    "try_number": by_id[i][0],
+                    "error": by_id[i][1],
+                    "hostname": by_id[i][2],
+                }
+                for i in done
+                if i in before
+            ],
+            now,
         )
     return done
 

@@ -27,6 +27,7 @@ from herald.triggerer.admission import DEFAULT_APPLY_TIMEOUT, Admission, store_a
 from herald.triggerer.backoff import Backoff
 from herald.triggerer.local_queue import LocalQueuePoller, LocalQueueSource
 from herald.triggerer.replay import replay_requested
+from herald.triggerer.samples import SAMPLE_INTERVAL, WatcherSampler
 from herald.triggerer.sharing import plan
 from herald.triggers.local import LocalQueueTrigger
 
@@ -88,6 +89,7 @@ class Triggerer:
         apply_timeout: seconds one `apply_function` call may take before its message
             becomes a dead letter.
         limits: the size caps (a dead letter's stored body).
+        sample_interval: seconds between two samples of its watchers' health (`samples`).
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class Triggerer:
         max_payload_depth: int = DEFAULT_MAX_DEPTH,
         apply_timeout: float = DEFAULT_APPLY_TIMEOUT,
         limits: SizeLimits | None = None,
+        sample_interval: float = SAMPLE_INTERVAL,
     ) -> None:
         self.db = db
         self.listener = listener
@@ -146,6 +149,8 @@ class Triggerer:
         #: called at "before_commit" and "after_commit"; raising there aborts the
         #: delivery as a crash would (fault-injection tests use it)
         self.fault: Callable[[str], None] = env_fault()
+        self.sampler = WatcherSampler(db, owner, sample_interval)
+        self._sample_task: asyncio.Task[None] | None = None
 
     def update(self, watchers: list[WatcherSpec], consumers_of_asset: dict[int, list[str]]) -> None:
         """Match the watchers of the latest DAG load: consumers start once their lease is held."""
@@ -165,6 +170,8 @@ class Triggerer:
             self._lease_task = asyncio.create_task(self._hold_leases(), name="leases")
         if self._poll_task is None:
             self._poll_task = asyncio.create_task(self.local_poller.run(), name="local-poll")
+        if self._sample_task is None:
+            self._sample_task = asyncio.create_task(self.sampler.run(), name="watcher samples")
         self._lease_wake.set()
 
     def holds_all(self) -> bool:
@@ -301,7 +308,7 @@ class Triggerer:
     async def stop(self) -> None:
         """Cancel every consumer, wait for them to close, then give the leases and the heartbeat up."""
         tasks = [c.task for c in self.consumers.values() if c.task is not None]
-        for extra in (self._lag_task, self._lease_task, self._poll_task):
+        for extra in (self._lag_task, self._lease_task, self._poll_task, self._sample_task):
             if extra is not None:
                 tasks.append(extra)
         for task in tasks:

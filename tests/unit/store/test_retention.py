@@ -179,8 +179,15 @@ def test_the_command_reads_a_duration_and_a_dry_run_deletes_nothing(engine: Engi
         "tries": 2,
         "events": 1,
         "dead_letters": 0,
+        "watcher_samples": 0,
     }
     assert s.count(t.dag_run) == 1
-    assert commands.clean(engine, timedelta(days=4)) == {"runs": 0, "tries": 0, "events": 0, "dead_letters": 0}
+    assert commands.clean(engine, timedelta(days=4)) == {
+        "runs": 0,
+        "tries": 0,
+        "events": 0,
+        "dead_letters": 0,
+        "watcher_samples": 0,
+    }
     assert commands.clean(engine, timedelta(days=2))["runs"] == 1
     assert s.count(t.dag_run) == 0

@@ -160,8 +160,8 @@ function chartSvg(counts) {
 
 // Stacked bars: one bar per slice, one segment per series (a state, or events and dead letters).
 const CHART_COLOURS = { success: "var(--success)", failed: "var(--failed)", running: "var(--running)", queued: "var(--queued)",
-  up_for_retry: "var(--retry)", skipped: "#adb5bd", cancelled: "#495057", events: "var(--accent)", dead_letters: "var(--failed)" };
-function stackedSvg(slices, label) {
+  up_for_retry: "var(--retry)", skipped: "#adb5bd", cancelled: "#495057", events: "var(--accent)", dead_letters: "var(--failed)", lag: "var(--retry)" };
+function stackedSvg(slices, label, scale = (max) => `max ${max}/slice`) {
   const width = 640, height = 130, pad = 18;
   const totals = slices.map((s) => Object.values(s.values).reduce((a, b) => a + b, 0));
   const max = Math.max(1, ...totals);
@@ -178,7 +178,20 @@ function stackedSvg(slices, label) {
   return `<svg class="chart" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(label)}" style="width:100%;max-width:${width}px">` +
     `<line x1="${pad}" y1="${height - pad}" x2="${width - pad}" y2="${height - pad}" stroke="#dee2e6"/>${bars}` +
     `<text x="${pad}" y="${height - 4}">${esc(first)}</text><text x="${width - pad}" y="${height - 4}" text-anchor="end">now</text>` +
-    `<text x="${pad}" y="12">max ${max}/slice</text></svg>`;
+    `<text x="${pad}" y="12">${esc(scale(max))}</text></svg>`;
+}
+// A watcher's lag over the last hour: the samples in 60 slices, each the largest lag seen in it.
+function lagChart(samples, minutes = 60, buckets = 60) {
+  const known = samples.filter((x) => x.lag !== null && x.lag !== undefined);
+  if (!known.length) return `<div class="empty">No lag sampled yet${samples.length ? " (this broker does not tell its lag)" : ""}.</div>`;
+  const since = Date.now() - minutes * 60000, width = (minutes * 60000) / buckets;
+  const slices = Array.from({ length: buckets }, (_, i) => ({ start: new Date(since + i * width).toISOString(), values: { lag: 0 } }));
+  for (const x of known) {
+    const i = Math.min(buckets - 1, Math.max(0, Math.floor((new Date(x.at).getTime() - since) / width)));
+    slices[i].values.lag = Math.max(slices[i].values.lag, x.lag);
+  }
+  const last = known[known.length - 1];
+  return stackedSvg(slices, "lag over time", (max) => `highest ${max} waiting`) + `<div class="small muted" id="lag-now">now ${last.lag} waiting · ${samples.length} sample(s)</div>`;
 }
 const seconds = (v) => (v === null || v === undefined ? "–" : v < 1 ? `${Math.round(v * 1000)} ms` : `${v.toFixed(1)} s`);
 function figures(name, p) {
@@ -458,6 +471,22 @@ const STATE_WHY = {
   removed: "no longer in the DAG",
   none: "waiting for the tasks it depends on",
 };
+// Why a try ended, spelled out; the states it ended in, where they add to it.
+const END_TEXT = { success: "succeeded", failed: "failed", timed_out: "timed out", lost_worker: "worker lost",
+  upstream_failed: "upstream failed", cancelled: "cancelled", skipped: "skipped" };
+function triesList(tries) {
+  // one successful try says nothing the task's row does not
+  if (!tries.length || (tries.length === 1 && tries[0].reason === "success")) return "";
+  return `<ol class="tries">` + tries.map((x) => {
+    const then = x.state === "up_for_retry" ? ", will retry" : x.reason === "lost_worker" ? ", requeued" : "";
+    const why = (x.error || "").split("\n").filter(Boolean).slice(-1)[0] || "";
+    const ran = x.started_at ? ` · ${esc(duration(x.started_at, x.ended_at))}` : "";
+    const host = x.hostname ? ` · <span class="mono">${esc(x.hostname)}</span>` : "";
+    return `<li class="try" data-try="${x.try_number}" data-reason="${esc(x.reason)}"><span class="try-n">${x.try_number ? `try ${x.try_number}` : "not run"}</span> ` +
+      `<span class="end e-${esc(x.reason)}">${esc(END_TEXT[x.reason] || x.reason)}${then}</span>${ran}${host}` +
+      `${x.ended_at ? ` · <span title="${esc(x.ended_at)}">${esc(ago(x.ended_at))}</span>` : ""}${why ? `<div class="why">${esc(why)}</div>` : ""}</li>`;
+  }).join("") + `</ol>`;
+}
 function tasksTable(tasks) {
   if (!tasks.length) return `<div class="empty">No tasks yet.</div>`;
   return `<table class="run-tasks"><thead><tr><th>Task</th><th>State</th><th>Try</th><th>Ran</th><th>Result or error</th></tr></thead><tbody>` +
@@ -467,7 +496,7 @@ function tasksTable(tasks) {
       const shown = t.error ? `<span class="error">${esc(t.error.split("\n").filter(Boolean).slice(-1)[0] || t.error)}</span>`
         : t.result_preview ? `<code>${esc(t.result_preview.slice(0, 160))}…</code>`
         : t.result !== null && t.result !== undefined ? `<code>${esc(JSON.stringify(t.result).slice(0, 160))}</code>` : "";
-      const lost = (t.requeues || []).map((q) => `<div class="small warn">try ${q.try_number} requeued: ${esc(q.reason)}</div>`).join("");
+      const lost = triesList(t.tries || []);
       return `<tr data-task-row="${esc(name)}"><td><a data-log="${esc(t.task_id)}" data-map="${t.map_index}" class="mono">${esc(name)}</a></td><td>${badge(t.state)}${why}</td>` +
         `<td>${t.try_number}/${t.max_tries}</td><td>${t.started_at ? esc(duration(t.started_at, t.ended_at)) : ""}</td><td>${shown}${lost}</td></tr>`;
     }).join("") + `</tbody></table>`;
@@ -598,7 +627,9 @@ views.watcher = {
   mount(el, [id]) {
     this.id = Number(id);
     this.chartAt = 0;
-    el.innerHTML = `<div id="watcher-head"></div><div class="card"><h2 style="margin-top:0">Last hour</h2><div id="watcher-activity"></div></div>
+    el.innerHTML = `<div id="watcher-head"></div><div class="card"><h2 style="margin-top:0">Last hour</h2><div id="watcher-activity"></div>
+      <h2>Lag</h2><div class="small muted">Messages waiting in the broker, as the triggerer holding the watcher sampled it.</div><div id="watcher-lag"></div></div>
+      <div class="card"><h2 style="margin-top:0">Errors</h2><div id="watcher-errors"></div></div>
       <div class="card"><div class="row spread"><h2 style="margin-top:0">Dead letters</h2><button id="replay-watcher" class="secondary">Replay all of them</button></div><div id="watcher-dead"></div></div>`;
     $("#replay-watcher", el).addEventListener("click", (e) => act(e.target, `/watchers/${this.id}/dead-letters/replay`, undefined, (r) => toast(`Replay of ${r.requested ?? r.count ?? "the"} dead letter(s) requested`)));
     el.addEventListener("click", (e) => {
@@ -628,6 +659,12 @@ views.watcher = {
     if (chartDue(this)) {
       const slices = await api(`/watchers/${this.id}/activity?minutes=60&buckets=30`);
       $("#watcher-activity", el).innerHTML = stackedSvg(slices.map((x) => ({ start: x.start, values: { events: x.events, dead_letters: x.dead_letters } })), "events and dead letters per slice");
+      const history = await api(`/watchers/${this.id}/history?minutes=60`);
+      $("#watcher-lag", el).innerHTML = lagChart(history.samples);
+      $("#watcher-errors", el).innerHTML = history.errors.length ? `<table class="watcher-errors"><thead><tr><th>Error</th><th>State</th><th>First seen</th><th>Last seen</th></tr></thead><tbody>` +
+        history.errors.map((x) => `<tr data-error-at="${esc(x.first_seen)}"><td class="error small">${esc(x.error)}</td><td>${badge(x.state)}</td>` +
+          `<td title="${esc(x.first_seen)}" style="white-space:nowrap">${esc(new Date(x.first_seen).toLocaleString())}</td><td title="${esc(x.last_seen)}" style="white-space:nowrap">${esc(ago(x.last_seen))}</td></tr>`).join("") + `</tbody></table>`
+        : `<div class="empty">No error in the last hour.</div>`;
     }
   },
 };
