@@ -21,8 +21,15 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
+def upgrade(engine: Engine, *, create_empty: bool = True) -> None:
     """Apply every pending migration (a no-op on an up-to-date database).
+
+    An empty database (a first start) is made from the declared tables in one go
+    and stamped at the newest revision, instead of replaying every migration
+    (SQLite rebuilds a table for each column a migration adds: seconds on a first
+    start, and for every test database). `tests/unit/store/test_migrations_match_tables.py`
+    replays the migrations from nothing (`create_empty=False`) and checks they make
+    exactly these tables, so the two paths give the same schema.
 
     Processes started together (two schedulers, a triggerer and a worker) each
     migrate at start-up: on PostgreSQL they take turns under a transaction-level
@@ -34,7 +41,13 @@ def upgrade(engine: Engine) -> None:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        if create_empty and not inspect(conn).get_table_names():
+            from herald.store.tables import metadata
+
+            metadata.create_all(conn)
+            command.stamp(cfg, "head")
+        else:
+            command.upgrade(cfg, "head")
 
 
 def is_current(engine: Engine) -> bool:
