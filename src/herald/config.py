@@ -64,11 +64,12 @@ class Settings(BaseSettings):
     )
     workers: int = Field(default=0, description="Local worker processes; 0 means one per core, at least 2.")
     worker_prefetch: int = Field(
-        default=1,
+        default=8,
         ge=0,
         le=64,
         description="`herald worker`: tries claimed ahead per pool process, so that a process starts its next "
-        "try without waiting for a claim; 0 claims only for idle processes (fairest for long tasks).",
+        "try without waiting for a claim and each claim takes a batch; 0 claims only for idle processes "
+        "(fairest for long tasks).",
     )
     max_payload_bytes: int = 1024 * 1024
     log_level: str = Field(default="WARNING", description="Level of Herald's process logs (DEBUG, INFO, WARNING...).")

@@ -133,7 +133,7 @@ class WorkerService:
         queues: list[str] | None,
         name: str,
         heartbeat_timeout: float,
-        prefetch: int = 1,
+        prefetch: int = 8,
     ) -> None:
         self.db = db
         self.prefetch = prefetch
