@@ -40,13 +40,6 @@ def heartbeat_interval(timeout: float) -> float:
     return min(HEARTBEAT_INTERVAL, timeout / 4)
 
 
-def claim_tries(
-    engine: Engine, build: RequestBuilder, dags: dict[str, DAG], limit: int, queues: list[str] | None, name: str
-) -> list[TaskRequest]:
-    """Take up to `limit` queued tries (of `queues`, or of the default queue) for this worker."""
-    return exchange(engine, build, dags, [], name, limit, queues)
-
-
 def exchange(
     engine: Engine,
     build: RequestBuilder,
@@ -165,7 +158,7 @@ class WorkerService:
         self._wake.set()
 
     def _on_started(self, started: TaskStarted) -> None:
-        # claim_tries marked the try running; its real start time comes with its result
+        # the claim marked the try running; its real start time comes with its result
         self._started.add(started.ti_id)
 
     def _on_result(self, result: TaskResult) -> None:
@@ -254,4 +247,5 @@ class WorkerService:
                 if ended:
                     self.pool.cancel(ended)
                     self._running.difference_update(ended)
+                    self._started.difference_update(ended)
                     self._wake.set()
