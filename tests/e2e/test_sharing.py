@@ -187,7 +187,6 @@ def run_shared(cluster: Cluster, url: str, options: dict[str, Any], send: Callab
 
 
 def test_two_triggerers_split_a_kafka_topics_six_partitions_through_the_consumer_group(cluster: Cluster) -> None:
-    pytest.importorskip("confluent_kafka")
     from confluent_kafka import Producer
 
     from tests.integration.kafka_mock import mock_kafka_cluster

@@ -102,12 +102,6 @@ def sharing(conn: Connection, watcher_id: int, consumer_key: str) -> list[dict[s
     return [{"id": int(r.id), "asset": r.asset, "name": r.name} for r in rows]
 
 
-def set_lag(engine: Engine, ids: Sequence[int], lag: int) -> None:
-    """Record the messages waiting in the broker for these watchers' consumer."""
-    with engine.begin() as conn:
-        conn.execute(update(t.watcher).where(t.watcher.c.id.in_(list(ids))).values(lag=lag))
-
-
 def set_lags(engine: Engine, lags: Mapping[int, int]) -> None:
     """Record each watcher's lag (watcher id -> messages waiting) in one transaction and one batch."""
     if not lags:

@@ -24,7 +24,7 @@ def test_a_synced_watcher_starts_and_counts_add_up_batch_after_batch(db: Db) -> 
         watchers.add_counts(conn, {wid: watchers.WatcherCounts(received=3, events=2, skipped=1)}, utcnow())
     with db.engine.begin() as conn:
         watchers.add_counts(conn, {wid: watchers.WatcherCounts(received=2, deduped=1, dead_lettered=1)}, utcnow())
-    watchers.set_lag(db.engine, [wid], 42)
+    watchers.set_lags(db.engine, {wid: 42})
     row = db.one(select(w).where(w.c.id == wid))
     assert (row.received, row.events, row.deduped, row.skipped, row.dead_lettered, row.lag) == (5, 2, 1, 1, 1, 42)
     assert row.last_message_at is not None
