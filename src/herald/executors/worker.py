@@ -368,8 +368,15 @@ def run_task(dags: dict[str, DAG], request: dict[str, Any], limits: SizeLimits |
         _callbacks(task, "on_success_callback", context, out)
     except TaskDeferred as deferred:
         # the worker is free now: the scheduler keeps the wait and ends it without one
-        out.write(f"Task deferred: waiting for {deferred.deferral.describe()}\n")
-        result.update(state=TryState.DEFERRED, result=None, defer=deferred.deferral.to_wire())
+        problem = size_problem(
+            deferred.deferral.kwargs, limits.result, f"the kwargs task {task.task_id!r} resumes with"
+        )
+        if problem is not None:  # kept in the database while it waits: capped as a return value is
+            out.write(f"Task failed: {problem}\n")
+            result.update(state=TryState.FAILED, result=None, error=problem)
+        else:
+            out.write(f"Task deferred: waiting for {deferred.deferral.describe()}\n")
+            result.update(state=TryState.DEFERRED, result=None, defer=deferred.deferral.to_wire())
     except AirflowSkipException as exc:
         out.write(f"Task skipped: {exc}\n")
         pushed = context["ti"].pushed if "ti" in context else {}

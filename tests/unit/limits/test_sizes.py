@@ -122,3 +122,28 @@ def test_the_scheduler_caps_a_result_from_any_runner() -> None:
     assert fine.state is TryState.SUCCESS and fine.result == "r" and fine.log == "hi"
     pushed = TaskResult(1, TryState.SUCCESS, xcom={"k": "v" * 500}).capped(SizeLimits(result=100))
     assert pushed.state is TryState.FAILED and "'k'" in (pushed.error or "")
+
+
+def test_a_deferral_whose_resume_kwargs_are_too_large_fails_instead_of_waiting() -> None:
+    from datetime import timedelta
+
+    from herald import DAG as AirflowDAG
+    from herald import BaseOperator, TimeDeltaTrigger
+
+    class Nap(BaseOperator):
+        def __init__(self, note: str, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.note = note
+
+        def execute(self, context: Any) -> None:
+            self.defer(trigger=TimeDeltaTrigger(timedelta(hours=1)), method_name="done", kwargs={"note": self.note})
+
+    with AirflowDAG(dag_id="naps", schedule=None) as d:
+        Nap(task_id="small", note="n")
+        Nap(task_id="huge", note="n" * 3000)
+    limits = SizeLimits(result=2000)
+    small = run_task({d.dag_id: d}, request(d, "small"), limits)
+    assert small["state"] == TryState.DEFERRED and small["defer"]["kwargs"] == {"note": "n"}
+    huge = run_task({d.dag_id: d}, request(d, "huge"), limits)
+    assert huge["state"] == TryState.FAILED and "defer" not in huge
+    assert "the kwargs task 'huge' resumes with is 3011 bytes as JSON" in huge["error"]
