@@ -27,6 +27,7 @@ from herald.executors.reaper import end_tree
 from herald.executors.records import TaskRequest, TaskResult, TaskStarted
 from herald.executors.worker import worker_main
 from herald.store.states import TryState
+from herald.store.storable import SizeLimits
 from herald.store.types import utcnow
 
 log = logging.getLogger("herald.executor")
@@ -59,6 +60,23 @@ def describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
+def _worker_context() -> Any:
+    """How worker processes start: from a fork server that has imported the worker's code once.
+
+    Never a plain fork of this process (it has threads and open connections). A
+    spawned worker would import Herald afresh, and with it the `herald` command's
+    own module (multiprocessing re-imports the parent's `__main__`): half a second
+    of CPU per worker, paid again at every DAG reload. The fork server pays it
+    once; each worker is then a fork of a process with no threads and no
+    connections. Where there is no fork server (not POSIX), spawn.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["herald.executors.worker", "herald.loader"])
+    return ctx
+
+
 class LocalExecutor:
     """Runs task tries on `size` pre-started processes that have the DAG files imported.
 
@@ -74,10 +92,15 @@ class LocalExecutor:
     wake_channel: str | None = None
     needs_requests = True
 
-    def __init__(self, dags_folder: str, size: int) -> None:
+    def __init__(
+        self, dags_folder: str, size: int, *, process_groups: bool = True, limits: SizeLimits | None = None
+    ) -> None:
         self.dags_folder = dags_folder
         self.size = size
-        self._ctx = multiprocessing.get_context("spawn")
+        # Given to each worker, not read from the environment there: a worker is a fork
+        # of the fork server, whose environment is this process's when the first started.
+        self._options = (process_groups, limits or SizeLimits())
+        self._ctx = _worker_context()
         self._workers: list[_Worker] = []
         self._queue: deque[TaskRequest] = deque()
         self._generation = 0
@@ -100,7 +123,10 @@ class LocalExecutor:
         assert self._loop is not None
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
-            target=worker_main, args=(child, self.dags_folder, self._files), daemon=True, name="herald-worker"
+            target=worker_main,
+            args=(child, self.dags_folder, self._files, *self._options),
+            daemon=True,
+            name="herald-worker",
         )
         proc.start()
         child.close()

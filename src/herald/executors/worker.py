@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import io
 import json
 import logging
@@ -409,26 +410,6 @@ def _check_sizes(task: Task, value: Any, pushed: dict[str, Any], limit: int) -> 
         raise ValueError(problem)
 
 
-def _groups() -> bool:
-    """Whether what a try starts ends with it (HERALD_TRY_PROCESS_GROUPS, on unless turned off)."""
-    try:
-        from herald.config import Settings
-
-        return Settings().try_process_groups
-    except Exception:  # the parent validated the settings
-        return True
-
-
-def _limits() -> SizeLimits:
-    """The size caps of this installation's settings (the defaults if they cannot be read)."""
-    try:
-        from herald.config import Settings
-
-        return Settings().limits
-    except Exception:  # the parent validated the settings; a worker still runs tasks
-        return SizeLimits()
-
-
 def end_leftovers(keeper: WorkerKeeper | None, message: dict[str, Any]) -> dict[str, Any]:
     """End what the try left running (`reaper`), saying so at the end of its log; returns `message`."""
     if keeper is None:
@@ -440,11 +421,19 @@ def end_leftovers(keeper: WorkerKeeper | None, message: dict[str, Any]) -> dict[
     return message
 
 
-def worker_main(conn: Connection, dags_folder: str, files: dict[str, Stamp] | None = None) -> None:
+def worker_main(
+    conn: Connection,
+    dags_folder: str,
+    files: dict[str, Stamp] | None = None,
+    process_groups: bool = True,
+    limits: SizeLimits | None = None,
+) -> None:
     """Entry point of a worker process.
 
     With `files`, only those DAG files are imported, each only while it is the
-    version Herald checked and imported itself (`herald.dagcheck`).
+    version Herald checked and imported itself (`herald.dagcheck`). `process_groups`:
+    what a try starts ends with it (`Settings.try_process_groups`); `limits`: the size
+    caps (`Settings.limits`).
     """
     from herald.loader import load_folder
 
@@ -454,13 +443,13 @@ def worker_main(conn: Connection, dags_folder: str, files: dict[str, Stamp] | No
     # Herald's death (kill -9 included) kills this worker, and its guard then its group.
     die_with_parent(signal.SIGKILL)
     # Before the DAG files are imported: what an import starts is under the worker too.
-    keeper = WorkerKeeper.start() if _groups() else None
+    keeper = WorkerKeeper.start() if process_groups else None
     bag = load_folder(Path(dags_folder), only=files)
     if keeper is not None and (started := keeper.end_leftovers()):
         logging.getLogger("herald.worker").warning(
             "ended %d process(es) the DAG files started when imported: %s", len(started), ", ".join(started)
         )
-    limits = _limits()
+    limits = limits or SizeLimits()
     # Which version of each DAG this worker has: after a reload the pool lets it
     # run the DAGs whose file did not change until the new workers are ready.
     versions: dict[str, list[Any]] = {}
@@ -469,6 +458,9 @@ def worker_main(conn: Connection, dags_folder: str, files: dict[str, Stamp] | No
         if version is not None:
             versions[dag_id] = [dag.fileloc, version.mtime_ns, version.size]
     # "group": the executor may stop this worker with everything under it (`reaper.end_tree`).
+    # What the worker holds from now on lives as long as it: no full collection walks it
+    # again, nor the interpreter's last one when the worker exits.
+    gc.freeze()
     conn.send({"ready": os.getpid(), "dags": versions, "group": keeper is not None})
     while True:
         try:

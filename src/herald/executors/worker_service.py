@@ -24,6 +24,7 @@ from herald.sdk.dag import DAG
 from herald.store import tries as store_tries
 from herald.store.db import Database
 from herald.store.states import TryState
+from herald.store.storable import SizeLimits
 from herald.store.types import utcnow
 
 log = logging.getLogger("herald.worker")
@@ -114,6 +115,8 @@ class WorkerService:
         heartbeat_timeout: the schedulers' heartbeat timeout (`Settings.heartbeat_timeout`):
             this worker beats several times within it.
         prefetch: tries claimed ahead per pool process (`Settings.worker_prefetch`).
+        process_groups: what a try starts ends with it (`Settings.try_process_groups`).
+        limits: the size caps (`Settings.limits`).
     """
 
     def __init__(
@@ -127,6 +130,8 @@ class WorkerService:
         name: str,
         heartbeat_timeout: float,
         prefetch: int = 8,
+        process_groups: bool = True,
+        limits: SizeLimits | None = None,
     ) -> None:
         self.db = db
         self.prefetch = prefetch
@@ -137,7 +142,7 @@ class WorkerService:
         self.queues = queues
         self.name = name
         self.dags: dict[str, DAG] = {}
-        self.pool = LocalExecutor(dags_folder, concurrency)
+        self.pool = LocalExecutor(dags_folder, concurrency, process_groups=process_groups, limits=limits)
         self._wake = listener.event(notify.WORKERS)
         self._running: set[int] = set()
         self._started: set[int] = set()

@@ -59,10 +59,10 @@ def request(ti_id: int, dag_id: str, timeout: float | None = None) -> TaskReques
     return TaskRequest(ti_id=ti_id, dag_id=dag_id, task_id="t", try_number=1, run=run, timeout=timeout)
 
 
-def run_tries(folder: Path, requests: list[TaskRequest]) -> dict[int, TaskResult]:
+def run_tries(folder: Path, requests: list[TaskRequest], process_groups: bool = True) -> dict[int, TaskResult]:
     async def scenario() -> dict[int, TaskResult]:
         results: dict[int, TaskResult] = {}
-        pool = LocalExecutor(str(folder), 2)
+        pool = LocalExecutor(str(folder), 2, process_groups=process_groups)
         pool.start(lambda started: None, lambda result: results.__setitem__(result.ti_id, result))
         try:
             pool.submit(requests)
@@ -96,10 +96,9 @@ def test_what_a_try_started_ends_after_it_and_at_its_timeout(dags: tuple[Path, P
     assert not any(running(pid) for pid in left.values()), left
 
 
-def test_turned_off_a_try_may_leave_processes(dags: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_turned_off_a_try_may_leave_processes(dags: tuple[Path, Path]) -> None:
     folder, marks = dags
-    monkeypatch.setenv("HERALD_TRY_PROCESS_GROUPS", "false")  # the workers read the settings
-    results = run_tries(folder, [request(1, "leaves")])
+    results = run_tries(folder, [request(1, "leaves")], process_groups=False)
     assert results[1].state == "success" and "[herald] ended" not in (results[1].log or "")
     pid = int((marks / "returns").read_text())
     try:
