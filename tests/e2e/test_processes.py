@@ -153,8 +153,10 @@ def test_what_a_try_started_never_outlives_it(herald: Herald, tmp_path: Path) ->
     # a SIGKILL of Herald: nothing runs its handlers, and still no child is left
     held = pids("held", "bash_held")
     assert all(alive(p) for p in held)
+    # the workers' parent: the fork server they are forked from (it must not outlive Herald either)
+    server = int(Path(f"/proc/{held[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
     herald.kill()
-    gone(held, "the children of running tries after a SIGKILL of Herald")
+    gone([*held, server], "the workers, their fork server and the tries' children after a SIGKILL of Herald")
 
     # what the standalone made or found is private to its user (an existing 0755 home is tightened)
     assert mode(herald.home) == 0o700

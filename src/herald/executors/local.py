@@ -68,12 +68,14 @@ def _worker_context() -> Any:
     own module (multiprocessing re-imports the parent's `__main__`): half a second
     of CPU per worker, paid again at every DAG reload. The fork server pays it
     once; each worker is then a fork of a process with no threads and no
-    connections. Where there is no fork server (not POSIX), spawn.
+    connections, which dies with this one. Where there is no fork server (not
+    POSIX), spawn.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["herald.executors.worker", "herald.loader"])
+    # The guard first: the server dies with this process (see herald.executors.forkserver).
+    ctx.set_forkserver_preload(["herald.executors.forkserver", "herald.executors.worker", "herald.loader"])
     return ctx
 
 
