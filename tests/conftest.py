@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import queue
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -44,9 +46,56 @@ def require_tool(name: str, why: str) -> None:
     pytest.skip(message)
 
 
+class _Dropper:
+    """Drops the tests' PostgreSQL databases on a thread of its own, while the next tests run.
+
+    `DROP DATABASE` waits for a checkpoint of the whole server (every page the
+    other tests dirtied is written): seconds while the suite runs, which a test
+    need not wait for. The databases are dropped in the order they were handed
+    over; the last ones when the session ends.
+    """
+
+    def __init__(self) -> None:
+        self._names: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def drop(self, name: str) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="drop-test-databases", daemon=True)
+            self._thread.start()
+        self._names.put(name)
+
+    def _run(self) -> None:
+        import psycopg
+
+        while (name := self._names.get()) is not None:
+            try:
+                with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except psycopg.Error as exc:  # the server went away: nothing left to clean
+                print(f"could not drop the test database {name}: {exc}")
+
+    def finish(self) -> None:
+        if self._thread is not None:
+            self._names.put(None)
+            self._thread.join(timeout=300)
+
+
+_dropper = _Dropper()
+
+
+def pytest_sessionfinish() -> None:
+    _dropper.finish()
+
+
+def drop_later(name: str) -> None:
+    """Drop the test database `name` in the background (see `_Dropper`)."""
+    _dropper.drop(name)
+
+
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database; dropped afterwards."""
+    """A fresh, empty PostgreSQL database; dropped afterwards (in the background)."""
     import psycopg
 
     require_service("PostgreSQL", "127.0.0.1", 5432)
@@ -57,8 +106,7 @@ def pg_database() -> Iterator[str]:
     try:
         yield f"{base}/{name}"
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_later(name)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

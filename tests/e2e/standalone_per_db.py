@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, require_service
+from tests.conftest import PG_ADMIN_URL, drop_later, require_service
 from tests.e2e.conftest import Herald
 
 
@@ -31,12 +31,9 @@ def fresh_database(kind: str, home: Path) -> tuple[str, str | None]:
 
 
 def drop_database(name: str | None) -> None:
-    """Drop a database `fresh_database` made (nothing for SQLite)."""
+    """Drop a database `fresh_database` made (nothing for SQLite), in the background as every test's."""
     if name is not None:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_later(name)
 
 
 @contextlib.contextmanager
