@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.e2e.conftest import Herald
+from tests.e2e.standalone_per_db import drop_database, fresh_database
 
 MANUAL_DAG = """
 from herald import dag, task
@@ -18,6 +21,17 @@ def by_hand():
 
 by_hand()
 """
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def one_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Herald]:
+    """One Herald home (not started) per database for the refused commands: none of them writes."""
+    home = tmp_path_factory.mktemp(f"cli-{request.param}")
+    url, name = fresh_database(request.param, home)
+    try:
+        yield Herald(home / "home", url)
+    finally:
+        drop_database(name)
 
 
 def _sync_dags(herald: Herald) -> None:
@@ -70,8 +84,8 @@ def _sync_dags(herald: Herald) -> None:
         (["publish", "http://127.0.0.1:5055/000000000000/q", "hi"], "sqs+http://127.0.0.1:5055/000000000000/q"),
     ],
 )
-def test_wrong_arguments_exit_2_with_a_message(herald: Herald, args: list[str], message: str) -> None:
-    result = herald.run_cli_process(*args)
+def test_wrong_arguments_exit_2_with_a_message(one_home: Herald, args: list[str], message: str) -> None:
+    result = one_home.run_cli_process(*args)
     assert result.returncode == 2, result
     assert message in result.stderr + result.stdout
     assert "Traceback" not in result.stderr + result.stdout
