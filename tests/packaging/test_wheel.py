@@ -24,6 +24,10 @@ import pytest
 from tests.e2e.conftest import free_port
 from tests.e2e.standalone_per_db import drop_database, fresh_database
 
+# Building and installing into clean venvs is pip's and the disk's time (about 100 s on a
+# quiet machine for the extras): the suite's 120 s limit is for Herald's own waits.
+pytestmark = pytest.mark.timeout(600)
+
 ROOT = Path(__file__).resolve().parents[2]
 DIST_NAME = "herald_orchestrator"
 # extra -> the modules it exists for (its client library and Herald's module that uses it)
