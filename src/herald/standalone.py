@@ -228,7 +228,7 @@ def _retention(settings: Settings, db: Database) -> asyncio.Task[None] | None:
 
 
 def _publish_inbox(db: Database, listener: notify.Listener) -> InboxMover | None:
-    """On SQLite, the inbox that other processes' local:// publishes are committed to, moved here (`triggerer.inbox`)."""
+    """On SQLite, the inbox other processes commit local:// publishes to, moved here (`triggerer.inbox`)."""
     if not db.is_sqlite:
         return None  # on PostgreSQL publishers write the database themselves
 

@@ -134,7 +134,7 @@ class Inbox:
 
     @classmethod
     def open(cls, path: str) -> Inbox | None:
-        """Open the existing inbox at `path` (a publisher); None if there is none. InboxError if it is not one this code knows."""
+        """Open the existing inbox at `path` (a publisher): None if there is none, InboxError if not one we know."""
         try:
             conn = _connect(path, create=False)
         except sqlite3.OperationalError:
@@ -213,11 +213,22 @@ class Inbox:
             raise
 
     def close(self) -> None:
-        """Close the connection and the lock's file."""
+        """Close the connection and the lock's file, once (a number closed twice may be another's by then)."""
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
-        with contextlib.suppress(OSError):
-            os.close(self._lock_fd)
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def detach(self) -> None:
+        """In a forked child: forget the parent's connection and lock without closing them."""
+        _inherited.append(self._conn)
+        self._lock_fd = -1
+
+
+#: connections a forked child inherited: kept unclosed (SQLite must not close a parent's connection in a child)
+_inherited: list[sqlite3.Connection] = []
 
 
 def _connect(path: str, *, create: bool) -> sqlite3.Connection:

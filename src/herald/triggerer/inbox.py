@@ -99,6 +99,7 @@ class _Link:
         self.sock = sock
         self.inbox = inbox
         self.pid = os.getpid()  # a forked child makes its own
+        self.closed = False
 
     def herald_runs(self) -> bool:
         """True while Herald keeps the connection open (it never writes after its greeting)."""
@@ -114,12 +115,16 @@ class _Link:
             self.sock.send(_WAKE, socket.MSG_DONTWAIT)
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         if self.pid == os.getpid():
             with contextlib.suppress(OSError):
                 self.sock.close()
             self.inbox.close()
         else:
-            self.sock.detach()  # the parent's: leave it open for the parent
+            self.sock.detach()  # the parent's: leave them open for the parent
+            self.inbox.detach()
 
     def __del__(self) -> None:
         self.close()
