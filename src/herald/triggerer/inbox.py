@@ -57,6 +57,7 @@ import selectors
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -78,8 +79,10 @@ GREETING_TIMEOUT = 10.0
 MOVE_BATCH = 2000
 #: seconds between two looks at the inbox with no wake-up (a publisher killed before it woke Herald)
 FALLBACK_POLL_SECONDS = 2.0
-#: moved rows left in the inbox before they are dropped while publishes keep coming (else: when idle)
+#: moved rows are dropped from the inbox when no wake-up came for a poll period, or while publishes
+#: keep coming, once this many wait or DROP_SECONDS passed since the last drop
 DROP_EVERY = 20000
+DROP_SECONDS = 10.0
 _WAKE = b"\x01"
 
 
@@ -225,9 +228,9 @@ class InboxMover:
     any wake-up, or every FALLBACK_POLL_SECONDS, it moves every row above its
     mark, MOVE_BATCH rows a transaction, in turn with Herald's database thread
     (`Database.write_here`). What publishers commit meanwhile makes the next
-    batch. Moved rows are dropped from the inbox when DROP_EVERY of them wait or
-    when no wake-up came for a poll period, so that the inbox's lock, which
-    publishers take for each publish, is seldom Herald's.
+    batch. Moved rows are dropped from the inbox when no wake-up came for a poll
+    period, or every DROP_EVERY rows or DROP_SECONDS, so that the inbox's lock,
+    which publishers take for each publish, is seldom Herald's.
 
     Args:
         db: the metadata database (SQLite).
@@ -258,6 +261,7 @@ class InboxMover:
         self._stop_w: socket.socket | None = None
         self._mark = 0
         self._dropped_to = 0
+        self._dropped_at = time.monotonic()
         #: messages moved, and the transactions that moved them (tests read them)
         self.messages = 0
         self.moves = 0
@@ -332,7 +336,11 @@ class InboxMover:
                 else:
                     self._read_wakes(selector, sock)
             self._move_all()
-            if not ready or self._mark - self._dropped_to >= DROP_EVERY:
+            if (
+                not ready
+                or self._mark - self._dropped_to >= DROP_EVERY
+                or time.monotonic() - self._dropped_at >= DROP_SECONDS
+            ):
                 self._drop()
 
     def _accept(self, selector: selectors.BaseSelector) -> None:
@@ -391,6 +399,7 @@ class InboxMover:
 
     def _drop_locked(self) -> None:
         assert self._inbox is not None
+        self._dropped_at = time.monotonic()
         if self._dropped_to < self._mark:
             self._inbox.drop(self._mark)
             self._dropped_to = self._mark
