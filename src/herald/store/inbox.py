@@ -168,7 +168,10 @@ class Inbox:
 
     def put(self, publish: Publish) -> None:
         """Commit a publisher's messages (with the lock held: see `locked`)."""
-        headers = json.dumps(publish.headers)
+        # What Herald could not move fails here, in the publisher, and not at every move.
+        if not all(isinstance(body, bytes | bytearray | memoryview) for body in publish.bodies):
+            raise TypeError("a local:// message body must be bytes")
+        headers = json.dumps({str(k): str(v) for k, v in publish.headers.items()})
         now = time.time()
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")

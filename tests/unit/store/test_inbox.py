@@ -90,3 +90,11 @@ def test_a_move_made_again_adds_nothing_and_each_inbox_has_its_own_mark(engine: 
     assert local_queue.depth(engine, "orders") == 3
     inbox.close()
     other.close()
+
+
+def test_a_body_herald_could_not_move_is_refused_to_the_publisher(path: str) -> None:
+    inbox = Inbox.create(path)
+    with inbox.locked(), pytest.raises(TypeError):
+        inbox.put(Publish("q", ["text, not bytes"], {}, local_queue.new_keys(1)))  # type: ignore[list-item]
+    assert inbox.take(0, 10) == []
+    inbox.close()
