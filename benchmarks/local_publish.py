@@ -7,9 +7,10 @@
 `herald standalone` on SQLite, one DAG with one task, one run per message. A
 publisher process calls `herald.publishing.local_publish(queue, [body])` once
 per message, one after the other (each call returns once its message is
-committed). Through the running Herald's publish socket by default; with
-`--direct` it writes the database itself, as every publisher did before the
-socket (`store.local_queue.put`). Reports the publish rate (messages / the
+committed). Through the running Herald's publish inbox by default (a SQLite
+file of its own that Herald moves into the queue: `herald.triggerer.inbox`);
+with `--direct` it writes the database itself, as every publisher did before
+(`store.local_queue.put`). Reports the publish rate (messages / the
 publisher's wall time) and runs/s from the first publish to the last task
 start.
 """
@@ -61,7 +62,7 @@ def main() -> None:
         h.start_standalone()
         h.watchers_running(1)
         stamps = Stamps(h.stamps_path)
-        mode = "direct" if args.direct else "socket"
+        mode = "direct" if args.direct else "inbox"
         share = n // args.publishers
         n = share * args.publishers
         procs = [

@@ -51,8 +51,8 @@ SUN_PATH_MAX = 107
 def socket_path(database_url: str, suffix: str = ".sock") -> str:
     """Where the wake-up socket of the SQLite database at `database_url` lives.
 
-    Another socket of the same Herald (the publish socket of
-    `herald.triggerer.publish_socket`) takes another `suffix`, beside it.
+    Another socket of the same Herald (the publish inbox's socket of
+    `herald.triggerer.inbox`) takes another `suffix`, beside it.
 
     Next to the database when its folder is private to this user (HERALD_HOME is
     made 0700), else - a database in a shared folder, or a path too long for a

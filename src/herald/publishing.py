@@ -99,8 +99,11 @@ def local_publish(
     bodies: Sequence[bytes],
     headers: dict[str, str] | None = None,
     settings: Settings | None = None,
-) -> list[int]:
-    """Append messages to `local://queue` and wake the triggerer; returns their ids."""
+) -> list[str]:
+    """Append messages to `local://queue` and wake the triggerer; returns their keys once committed.
+
+    A message's key is its dedupe key (`dedupe_key` in its event's `extra["message"]`).
+    """
     from herald.triggerer.local_queue import local_publish as put
 
     return put(queue, bodies, headers, settings)

@@ -33,7 +33,7 @@ from herald.scheduler.scheduler import Scheduler
 from herald.store.db import Database
 from herald.store.files import private_home
 from herald.store.migrate import upgrade
-from herald.triggerer.publish_socket import PublishServer
+from herald.triggerer.inbox import InboxMover
 from herald.triggerer.triggerer import Triggerer, env_fault
 
 log = logging.getLogger("herald")
@@ -239,8 +239,8 @@ def _retention(settings: Settings, db: Database) -> asyncio.Task[None] | None:
     return asyncio.create_task(loop.run(), name="retention")
 
 
-def _publish_server(db: Database, listener: notify.Listener) -> PublishServer | None:
-    """On SQLite, the socket that takes local:// publishes of other processes (`publish_socket`)."""
+def _publish_inbox(db: Database, listener: notify.Listener) -> InboxMover | None:
+    """On SQLite, the inbox other processes commit local:// publishes to, moved here (`triggerer.inbox`)."""
     if not db.is_sqlite:
         return None  # on PostgreSQL publishers write the database themselves
 
@@ -248,14 +248,14 @@ def _publish_server(db: Database, listener: notify.Listener) -> PublishServer | 
         for queue in queues:
             listener.fire(notify.local_channel(queue))
 
-    server = PublishServer(db, wake, env_fault())
-    server.start()
-    return server
+    mover = InboxMover(db, wake, env_fault())
+    mover.start()
+    return mover
 
 
-async def _stop_publish_server(server: PublishServer | None) -> None:
-    if server is not None:
-        await server.stop()
+async def _stop_publish_inbox(mover: InboxMover | None) -> None:
+    if mover is not None:
+        await mover.stop()
 
 
 def _requests(settings: Settings) -> Any:
@@ -319,7 +319,7 @@ class Standalone(Service):
         bag = await self.load_dags(source, stop)
         executor.start(scheduler.on_started, scheduler.on_result)
         scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
-        publishes = _publish_server(db, listener)
+        publishes = _publish_inbox(db, listener)
         callbacks = _callback_runner(settings, db, scheduler, "standalone")
         callbacks_task = asyncio.create_task(callbacks.run(), name="dag-callbacks")
         alerts = _Alerts(settings, db)
@@ -350,7 +350,7 @@ class Standalone(Service):
             watch.cancel()
             if cleaner is not None:
                 cleaner.cancel()
-            await _stop_publish_server(publishes)
+            await _stop_publish_inbox(publishes)
             await triggerer.stop()
             await executor.stop(grace=10.0)
             scheduler.stop()
@@ -435,7 +435,7 @@ class TriggererProcess(Service):
         source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers))
         bag = await self.load_dags(source, stop)
         watch = asyncio.create_task(source.watch(), name="dag-reload")
-        publishes = _publish_server(db, listener)
+        publishes = _publish_inbox(db, listener)
         self.running(
             f"Herald triggerer {name} running ({len(source.catalog.watchers)} watcher(s), {len(bag.dags)} DAG(s))."
         )
@@ -443,7 +443,7 @@ class TriggererProcess(Service):
             await stop.wait()
         finally:
             watch.cancel()
-            await _stop_publish_server(publishes)
+            await _stop_publish_inbox(publishes)
             await triggerer.stop()
             self.say("Herald triggerer stopped.")
 

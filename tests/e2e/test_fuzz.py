@@ -111,32 +111,29 @@ def herald(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield h
 
 
-def _outcomes(herald: Herald, ids: list[int]) -> dict[str, list[str]]:
-    """For each published message id: what it became (events and dead letters of the fuzz watcher)."""
+def _outcomes(herald: Herald, keys: list[str]) -> dict[str, list[str]]:
+    """For each published message's key: what it became (events and dead letters of the fuzz watcher)."""
     from sqlalchemy import select
 
     from herald.config import normalise_database_url
     from herald.store import tables as t
     from herald.store.db import make_engine
 
-    # A local:// message's dedupe key is its publisher's key; its row id is kept as
-    # `message_id` in the message's metadata, with the event and the dead letter.
-    keys = [str(i) for i in ids]
+    # A local:// message's dedupe key is the key its publisher made (local_publish returns them),
+    # kept with its event and its dead letter.
     found: dict[str, list[str]] = {k: [] for k in keys}
     engine = make_engine(normalise_database_url(herald.env["HERALD_DATABASE_URL"]), pool_size=0)
     try:
         with engine.connect() as conn:
             watcher = conn.execute(select(t.watcher.c.id).where(t.watcher.c.name == "fuzz_local")).scalar_one()
-            for extra in conn.execute(
-                select(t.asset_event.c.extra).where(t.asset_event.c.source == f"watcher:{watcher}")
+            for key in conn.execute(
+                select(t.asset_event.c.dedupe_key).where(t.asset_event.c.source == f"watcher:{watcher}")
             ).scalars():
-                key = str(extra["message"]["message_id"])
                 if key in found:
                     found[key].append("event")
-            for message in conn.execute(
-                select(t.dead_letter.c.message).where(t.dead_letter.c.watcher_id == watcher)
+            for key in conn.execute(
+                select(t.dead_letter.c.dedupe_key).where(t.dead_letter.c.watcher_id == watcher)
             ).scalars():
-                key = str(message["message_id"])
                 if key in found:
                     found[key].append("dead letter")
     finally:
@@ -148,7 +145,7 @@ def test_generated_messages_each_end_as_one_event_or_one_dead_letter(herald: Her
     from herald.config import Settings
     from herald.publishing import local_publish
 
-    published: dict[int, bytes] = {}
+    published: dict[str, bytes] = {}
     client = Settings(home=herald.home, database_url=herald.env["HERALD_DATABASE_URL"])
 
     @settings(
@@ -161,8 +158,8 @@ def test_generated_messages_each_end_as_one_event_or_one_dead_letter(herald: Her
     @given(bodies=st.lists(BODIES, min_size=1, max_size=3), headers=HEADERS)
     @example(bodies=[b'{"return": {"ok": 1}}', b'{"v": NaN}', b"x" * 1_500_000], headers={"h": "a\x00b"})
     def publish(bodies: list[bytes], headers: dict[str, str]) -> None:
-        for message_id, body in zip(local_publish("fuzz", bodies, headers, settings=client), bodies, strict=True):
-            published[message_id] = body
+        for key, body in zip(local_publish("fuzz", bodies, headers, settings=client), bodies, strict=True):
+            published[key] = body
 
     publish()
 
@@ -172,7 +169,7 @@ def test_generated_messages_each_end_as_one_event_or_one_dead_letter(herald: Her
 
     outcomes = herald.wait_for(settled, 120, f"all {len(published)} fuzzed messages to be handled")
     wrong = {k: v for k, v in outcomes.items() if len(v) != 1}
-    assert not wrong, {k: (v, published[int(k)][:200]) for k, v in wrong.items()}
+    assert not wrong, {k: (v, published[k][:200]) for k, v in wrong.items()}
     assert any(v == ["event"] for v in outcomes.values()) and any(v == ["dead letter"] for v in outcomes.values())
 
     # every run the events made finishes: no try or pass was stopped by what a task printed or returned

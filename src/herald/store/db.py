@@ -91,7 +91,7 @@ class FairLock:
 
     A thread that releases it and asks again at once - the database thread
     running queued writes one after the other - would otherwise starve a thread
-    waiting for it (the publish socket's commits).
+    waiting for it (the publish inbox's moves).
     """
 
     def __init__(self) -> None:
@@ -152,7 +152,7 @@ class Database:
         """Run `fn(*args)` on the calling thread, in turn with the database thread's calls.
 
         For a thread whose writes must not wait behind the database thread's queue,
-        only behind the call it runs now (the publish socket's group commits).
+        only behind the call it runs now (the publish inbox's moves).
         """
         if self._turns is None:
             return fn(*args)

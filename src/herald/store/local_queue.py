@@ -5,13 +5,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, select, update
 
 from herald.store.events import upsert_ignore
-from herald.store.tables import local_queue_message
+from herald.store.tables import local_queue_inbox, local_queue_message
 from herald.store.types import utcnow
+
+if TYPE_CHECKING:
+    from herald.store.inbox import InboxRow
 
 #: publish keys looked up per statement (below every database's bound-parameter limit)
 _KEYS_PER_QUERY = 500
@@ -25,6 +29,8 @@ class Publish:
     bodies: Sequence[bytes]
     headers: dict[str, str]
     keys: Sequence[str]
+    #: when it was published, if before it is stored (a message moved from the inbox); else now
+    created_at: datetime | None = None
 
 
 def new_keys(n: int) -> list[str]:
@@ -57,12 +63,6 @@ def put(
     return ids
 
 
-def put_groups(engine: Engine, publishes: Sequence[Publish]) -> list[list[int]]:
-    """Store several publishers' messages in one transaction (a group commit); each one's ids."""
-    with engine.begin() as conn:
-        return put_in(conn, publishes)
-
-
 def put_in(conn: Connection, publishes: Sequence[Publish]) -> list[list[int]]:
     """Store several publishers' messages inside the caller's transaction; each one's ids.
 
@@ -70,7 +70,7 @@ def put_in(conn: Connection, publishes: Sequence[Publish]) -> list[list[int]]:
     """
     now = utcnow()
     rows = [
-        {"queue": p.queue, "body": body, "headers": p.headers, "created_at": now, "publish_key": key}
+        {"queue": p.queue, "body": body, "headers": p.headers, "created_at": p.created_at or now, "publish_key": key}
         for p in publishes
         for body, key in zip(p.bodies, p.keys, strict=True)
     ]
@@ -85,6 +85,38 @@ def put_in(conn: Connection, publishes: Sequence[Publish]) -> list[list[int]]:
     if skipped:  # sent again: the rows stored the first time, where not consumed yet
         id_of.update(_ids_of(conn, skipped))
     return [[id_of.get(key, 0) for key in p.keys] for p in publishes]
+
+
+def moved_up_to(engine: Engine, inbox: str) -> int:
+    """The highest id of the publish inbox `inbox` (its identity) moved into the queue; 0 for none."""
+    t = local_queue_inbox
+    with engine.connect() as conn:
+        return int(conn.execute(select(t.c.moved_up_to).where(t.c.inbox == inbox)).scalar() or 0)
+
+
+def move_in(engine: Engine, inbox: str, rows: Sequence[InboxRow]) -> tuple[int, set[str]]:
+    """Store the inbox's rows in the queue with the inbox's new mark, in one transaction.
+
+    Rows at or below the mark stored already were moved before (by a move whose
+    inbox rows were not dropped yet): they are left out, so a move made again
+    after a crash adds nothing. Returns the new mark and the queues that got messages.
+    """
+    t = local_queue_inbox
+    with engine.begin() as conn:
+        mark = int(conn.execute(select(t.c.moved_up_to).where(t.c.inbox == inbox)).scalar() or 0)
+        fresh = [r for r in rows if r.id > mark]
+        if not fresh:
+            return mark, set()
+        put_in(conn, inbox_publishes(fresh))
+        top = max(r.id for r in fresh)
+        conn.execute(upsert_ignore(conn, t).values(inbox=inbox, moved_up_to=top))
+        conn.execute(update(t).where(t.c.inbox == inbox).values(moved_up_to=top))
+    return top, {r.queue for r in fresh}
+
+
+def inbox_publishes(rows: Sequence[InboxRow]) -> list[Publish]:
+    """The inbox's rows as publishes of one message each, with their keys and times."""
+    return [Publish(r.queue, [r.body], r.headers, [r.publish_key], r.created_at) for r in rows]
 
 
 def _ids_of(conn: Connection, keys: Iterable[str]) -> dict[str, int]:

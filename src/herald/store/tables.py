@@ -374,6 +374,17 @@ local_queue_message = Table(
     sqlite_autoincrement=True,
 )
 
+#: How far the running Herald has moved each publish inbox (`store.inbox`) into
+#: local_queue_message: the move and this mark commit in one transaction, so a move
+#: that a crash interrupts is made again from the mark, never twice (migration 0025).
+local_queue_inbox = Table(
+    "local_queue_inbox",
+    metadata,
+    # the inbox file's identity (made when the file was created), not its path
+    Column("inbox", String(64), primary_key=True),
+    Column("moved_up_to", BigInteger, nullable=False),
+)
+
 api_token = Table(
     "api_token",
     metadata,

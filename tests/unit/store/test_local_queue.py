@@ -64,10 +64,11 @@ def test_a_publish_sent_again_with_its_keys_stores_nothing_new(engine: Engine) -
     assert [(r.body, r.publish_key) for r in rows] == [(b"1", keys[0]), (b"2", keys[1])]
 
 
-def test_a_group_commit_returns_each_publishers_ids(engine: Engine) -> None:
+def test_several_publishes_in_one_transaction_return_each_ones_ids(engine: Engine) -> None:
     one = local_queue.Publish("a", [b"1", b"2"], {"h": "v"}, local_queue.new_keys(2))
     two = local_queue.Publish("b", [b"3"], {}, local_queue.new_keys(1))
-    ids = local_queue.put_groups(engine, [one, two, one])  # `one` sent twice in the group
+    with engine.begin() as conn:
+        ids = local_queue.put_in(conn, [one, two, one])  # `one` sent twice in the transaction
     assert ids[0] == ids[2] and len(set(ids[0] + ids[1])) == 3
     assert local_queue.depths(engine, ["a", "b", "c"]) == {"a": 2, "b": 1, "c": 0}
     assert local_queue.queues_with_messages(engine, ["a", "c"]) == {"a"}

@@ -27,7 +27,8 @@ def db(database_url: str) -> Iterator[Database]:
 def store_quietly(db: Database, queue: str, body: bytes) -> None:
     """A message stored with no wake-up (as if the publisher's wake-up was lost)."""
     publish = local_queue.Publish(queue, [body], {}, local_queue.new_keys(1))
-    local_queue.put_groups(db.engine, [publish])
+    with db.engine.begin() as conn:
+        local_queue.put_in(conn, [publish])
 
 
 def test_one_query_wakes_only_the_queues_that_hold_messages(db: Database) -> None:
