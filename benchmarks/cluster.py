@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Stamps, herald, port_open, task_dag
+from cpu_share import CpuShare, postgres_backends, tree
 from throughput import offer, report
 
 
@@ -70,11 +73,22 @@ def main() -> None:
             # One process migrates first, so the others do not race to create the schema.
             first = h.spawn("scheduler")
             time.sleep(3)
-            h.spawn("scheduler")
-            h.spawn("triggerer")
-            h.spawn("triggerer")
-            h.spawn("worker", "--concurrency", str(args.concurrency))
-            h.spawn("worker", "--concurrency", str(args.concurrency))
+            schedulers = [first, h.spawn("scheduler")]
+            triggerers = [h.spawn("triggerer"), h.spawn("triggerer")]
+            workers = [h.spawn("worker", "--concurrency", str(args.concurrency)) for _ in range(2)]
+
+            def under(procs: list[subprocess.Popen[bytes]]) -> Callable[[], list[int]]:
+                return lambda: [pid for p in procs for pid in tree(p.pid)]
+
+            share = CpuShare(
+                {
+                    "scheduler": under(schedulers),
+                    "triggerer": under(triggerers),
+                    "worker": under(workers),
+                    "postgres": lambda: postgres_backends(name),
+                    "publisher": [os.getpid()],
+                }
+            )
             h.watchers_running(2, timeout=120)
             holders = lease_holders(url)
             if first.poll() is not None:
@@ -82,11 +96,17 @@ def main() -> None:
             stamps = Stamps(h.stamps_path)
             offer(stamps, queues, 50, 2, -1)  # warm up
             for i, rate in enumerate(float(r) for r in args.rates.split(",")):
+                share.start()
                 row = offer(stamps, queues, rate, args.seconds, i)
+                cpu = share.stop()
+                started = int(row["started"])  # type: ignore[call-overload]
+                row["cpu_seconds"] = cpu
+                row["cpu_ms_per_run"] = {k: round(1000 * v / max(started, 1), 2) for k, v in cpu.items()}
                 levels.append(row)
                 print(
                     f"cluster offered {rate:6.0f}/s: achieved {row['achieved_runs_per_s']:7.1f} runs/s  "
-                    f"p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms  missing {row['missing']}"
+                    f"p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms  missing {row['missing']}\n"
+                    f"  CPU ms per run: {row['cpu_ms_per_run']} (total {sum(row['cpu_ms_per_run'].values()):.2f})"  # type: ignore[attr-defined]
                 )
                 if row["missing"]:
                     break
