@@ -6,6 +6,7 @@ error translation), never this module, so nothing imports in a circle.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Annotated
@@ -76,6 +77,15 @@ for sub, name in [
 
 def main() -> None:
     """Console entry point: no traceback reaches the user unless HERALD_DEBUG is set."""
+    try:
+        _main()
+    finally:
+        # Everything is about to go: the interpreter's last garbage collection would walk
+        # every object of every imported module first (a quarter of a short command's CPU).
+        gc.freeze()
+
+
+def _main() -> None:
     try:
         app()
     except SystemExit:
