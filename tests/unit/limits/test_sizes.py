@@ -41,18 +41,19 @@ def test_the_tail_buffer_holds_a_bounded_amount_whatever_is_written() -> None:
     buffer = TailBuffer(4096)
     tracemalloc.start()
     try:
-        for i in range(200_000):
-            buffer.write(f"{i:08d} " + "x" * 90 + "\n")
+        # 20 MB in lines of 1,000 bytes (each well under the cap, as a task's prints are)
+        for i in range(20_000):
+            buffer.write(f"{i:08d} " + "x" * 990 + "\n")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 1_000_000  # 20 MB were written
+    assert peak < 1_000_000
     value = buffer.getvalue()
     assert len(value.encode()) <= 4096
-    assert value.endswith("00199999 " + "x" * 90 + "\n")
+    assert value.endswith("00019999 " + "x" * 990 + "\n")
     note = value.partition("\n")[0]
     kept = len(value.partition("\n")[2].encode())
-    assert int(note.split()[1]) == 200_000 * 100 - kept
+    assert int(note.split()[1]) == 20_000 * 1000 - kept
 
 
 def test_a_dead_letter_body_keeps_its_head() -> None:
