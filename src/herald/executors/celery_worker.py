@@ -263,8 +263,9 @@ class _PoolProcess:
             # tries not started given back to the queue (Celery delivers the message again,
             # and what is queued of it runs). The lock stays held: no other try starts.
             unstarted = [ti_id for ti_id in batch.waiting if ti_id not in batch.ended]
+            results, batch.results = batch.results, []
             with contextlib.suppress(Exception):
-                store_results(self.engine, batch.take_results(), holder=self.name)
+                store_results(self.engine, results, holder=self.name)
             with contextlib.suppress(Exception), self.engine.begin() as conn:
                 store_tries.release(conn, unstarted, self.name)
             os.kill(os.getpid(), signal.SIGKILL)
