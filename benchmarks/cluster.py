@@ -158,7 +158,14 @@ def main() -> None:
             kinds: dict[str, object] = {
                 "scheduler": under(schedulers),
                 "triggerer": under(triggerers),
-                "celery worker" if celery else "worker": under(workers),
+            }
+            if celery:
+                # The Celery worker's main process (broker, acks) apart from its pool (Herald's code).
+                kinds["celery main"] = [p.pid for p in workers]
+                kinds["celery pool"] = lambda: [pid for p in workers for pid in tree(p.pid) if pid != p.pid]
+            else:
+                kinds["worker"] = under(workers)
+            kinds |= {
                 "postgres": lambda: postgres_backends(name),
                 "publisher": [os.getpid()],
             }

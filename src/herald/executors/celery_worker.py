@@ -96,7 +96,8 @@ class _Batch:
     def __init__(self, requests: list[TaskRequest]) -> None:
         self.lock = threading.Lock()
         self.wake = threading.Condition(self.lock)
-        #: claimed and not finished: ti_id -> try_number (what the heartbeats are for)
+        #: claimed, and not finished or finished with the result not yet written:
+        #: ti_id -> try_number (what the heartbeats are for)
         self.held = {r.ti_id: r.try_number for r in requests}
         self.waiting = [r.ti_id for r in requests]
         self.running: int | None = None
@@ -105,6 +106,8 @@ class _Batch:
         self.results: list[TaskResult] = []
         self.oldest = 0.0
         self.done = False
+        #: when the database last said these tries are this process's (the claim, then each beat)
+        self.confirmed = time.monotonic()
 
     def next(self) -> int | None:
         """The next try to run (None: none left, or the process is about to die)."""
@@ -121,7 +124,6 @@ class _Batch:
     def finished(self, result: TaskResult) -> None:
         with self.lock:
             self.running = None
-            self.held.pop(result.ti_id, None)
             if not self.results:
                 self.oldest = time.monotonic()
             self.results.append(result)
@@ -131,6 +133,11 @@ class _Batch:
         with self.lock:
             taken, self.results = self.results, []
             return taken
+
+    def written(self, results: list[TaskResult]) -> None:
+        with self.lock:
+            for r in results:
+                self.held.pop(r.ti_id, None)
 
 
 class _PoolProcess:
@@ -165,6 +172,7 @@ class _PoolProcess:
     def run(self, items: Sequence[Item]) -> str:
         """Claim, run and report the tries of one message; returns what became of them."""
         dags = self.dags()
+        claimed_at = time.monotonic()
         requests = claim_tries(self.engine, self.build, dags, items, self.name)
         if len(requests) < len(items):
             dropped = len(items) - len(requests)
@@ -173,6 +181,7 @@ class _PoolProcess:
             return "skipped"
         by_id = {r.ti_id: r for r in requests}
         batch = _Batch(requests)
+        batch.confirmed = claimed_at
         tender = threading.Thread(target=self._tend, args=(batch,), daemon=True, name="heartbeat")
         tender.start()
         states = []
@@ -192,14 +201,20 @@ class _PoolProcess:
                 batch.done = True
                 batch.wake.notify()
             tender.join(timeout=30)
-        self._store(batch.take_results(), final=True)
+        self._store(batch, batch.take_results(), final=True)
         return ",".join(states)
 
-    def _store(self, results: list[TaskResult], final: bool) -> None:
+    def _store(self, batch: _Batch, results: list[TaskResult], final: bool) -> None:
         """Write results (only of the tries this process still holds), retrying a failing database."""
         for attempt in range(10 if final else 1):
+            # Held here this recently (claimed, or a beat said so): no scheduler can have
+            # failed them as lost yet, which takes a whole heartbeat timeout of silence.
+            # Otherwise the write keeps only the results of the tries still held.
+            # (A try a scheduler ended meanwhile, for its run's timeout, is filtered too.)
+            recent = time.monotonic() - batch.confirmed < self.settings.heartbeat_timeout / 2 and not batch.ended
             try:
-                store_results(self.engine, results, holder=self.name)
+                store_results(self.engine, results, holder=None if recent else self.name)
+                batch.written(results)
                 return
             except Exception as exc:
                 # Silent meanwhile: past the heartbeat timeout the scheduler fails the tries.
@@ -234,17 +249,19 @@ class _PoolProcess:
             results = batch.take_results() if batch.results and now >= batch.oldest + RESULT_DELAY else []
             if results:
                 try:
-                    self._store(results, final=False)
+                    self._store(batch, results, final=False)
                 except Exception:
                     with batch.lock:  # the last write (with retries) takes them
                         batch.results[:0] = results
 
     def _beat(self, batch: _Batch, held: list[tuple[int, int]]) -> None:
         """Record a sign of life of the held tries; act on those a scheduler ended meanwhile."""
+        asked = time.monotonic()
         with self.engine.begin() as conn:
             ours = set(store_tries.heartbeat_tries(conn, held, self.name))
         ended = {ti_id for ti_id, _ in held if ti_id not in ours}
         if not ended:
+            batch.confirmed = asked
             return
         with batch.lock:
             batch.ended |= ended
