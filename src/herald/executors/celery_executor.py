@@ -142,6 +142,30 @@ def batches(requests: list[TaskRequest], size: int) -> list[list[TaskRequest]]:
     return found
 
 
+def send(app: Any, prefix: str, messages: list[list[TaskRequest]]) -> int:
+    """Publish each list of tries as one Celery message to their queue; returns the tries sent."""
+    sent = 0
+    if not messages:
+        return sent
+    with app.producer_or_acquire() as producer:
+        for batch in messages:
+            first = batch[0]
+            options: dict[str, Any] = {}
+            if first.timeout:
+                # The task fails with SoftTimeLimitExceeded in its log; a task that
+                # ignores it is killed a little later (and failed by its heartbeat).
+                options = {"soft_time_limit": first.timeout, "time_limit": first.timeout + 10}
+            app.send_task(
+                BATCH_TASK_NAME,
+                args=[[[r.ti_id, r.try_number, _inline(r)] for r in batch]],
+                queue=celery_queue(prefix, first.queue),
+                producer=producer,
+                **options,
+            )
+            sent += len(batch)
+    return sent
+
+
 @dataclass
 class _Seen:
     try_number: int
@@ -229,24 +253,8 @@ class CeleryExecutor(DatabaseExecutor):
         self._publish(requests)
 
     def _publish(self, requests: list[TaskRequest]) -> None:
-        if not requests:
-            return
-        with self.app.producer_or_acquire() as producer:
-            for batch in batches(requests, self.batch_size):
-                first = batch[0]
-                options: dict[str, Any] = {}
-                if first.timeout:
-                    # The task fails with SoftTimeLimitExceeded in its log; a task that
-                    # ignores it is killed a little later (and failed by its heartbeat).
-                    options = {"soft_time_limit": first.timeout, "time_limit": first.timeout + 10}
-                self.app.send_task(
-                    BATCH_TASK_NAME,
-                    args=[[[r.ti_id, r.try_number, _inline(r)] for r in batch]],
-                    queue=celery_queue(self.prefix, first.queue),
-                    producer=producer,
-                    **options,
-                )
-                self.sent += len(batch)
+        if requests:
+            self.sent += send(self.app, self.prefix, batches(requests, self.batch_size))
 
     def _sweep(self) -> None:
         with self.engine.connect() as conn:

@@ -12,8 +12,12 @@ upstream results; see `celery_executor.batches`); the pool process:
    nothing of it runs, so no try runs twice to success;
 2. runs the claimed tries one after the other exactly as the local pool does
    (`worker.run_task`: context, captured log, JSON result), ending what each
-   left running (`reaper`, as the local pool's workers do). One thread beats for
-   the message's unfinished tries every few seconds; a beat that finds a
+   left running (`reaper`, as the local pool's workers do). A try that has run
+   for `HAND_ON_AFTER` seconds while others of the message wait behind it hands
+   them on: they go back to the queue and out again, one Celery message each,
+   for any free pool process (a message of quick tries costs a few database
+   round trips, not one per try; a slow one holds up nothing). One thread beats
+   for the message's unfinished tries every few seconds; a beat that finds a
    scheduler ended the running try meanwhile (its run timed out, it was failed as
    lost) writes the results it holds, gives the tries it has not started back to
    the queue and kills the pool process, and with it the try and what it started;
@@ -49,7 +53,14 @@ from sqlalchemy import Engine
 from herald.config import Settings
 from herald.dagcheck import FileChecker
 from herald.executors.base import RequestBuilder
-from herald.executors.celery_executor import BATCH_TASK_NAME, DEFAULT_QUEUE, TASK_NAME, celery_queue, make_app
+from herald.executors.celery_executor import (
+    BATCH_TASK_NAME,
+    DEFAULT_QUEUE,
+    TASK_NAME,
+    celery_queue,
+    make_app,
+    send,
+)
 from herald.executors.reaper import WorkerKeeper
 from herald.executors.records import TaskRequest, TaskResult
 from herald.executors.worker import end_leftovers, run_task
@@ -62,6 +73,8 @@ log = logging.getLogger("herald.celery.worker")
 
 #: the longest a finished try's result waits to be written with the next ones of its message
 RESULT_DELAY = 0.05
+#: a try running this long (seconds) hands the tries waiting behind it in its message on
+HAND_ON_AFTER = 1.0
 
 #: one try of a message: ti_id, try_number, and its request (None: read it from the database)
 Item = Sequence[Any]
@@ -94,6 +107,7 @@ class _Batch:
     """The tries of one message in a pool process: which runs, which wait, which results wait to be written."""
 
     def __init__(self, requests: list[TaskRequest]) -> None:
+        self.requests = {r.ti_id: r for r in requests}
         self.lock = threading.Lock()
         self.wake = threading.Condition(self.lock)
         #: claimed, and not finished or finished with the result not yet written:
@@ -101,6 +115,8 @@ class _Batch:
         self.held = {r.ti_id: r.try_number for r in requests}
         self.waiting = [r.ti_id for r in requests]
         self.running: int | None = None
+        #: when the running try started (monotonic)
+        self.started = 0.0
         #: ended by a scheduler while held here: not run, or their results not kept
         self.ended: set[int] = set()
         self.results: list[TaskResult] = []
@@ -116,6 +132,7 @@ class _Batch:
                 ti_id = self.waiting.pop(0)
                 if ti_id not in self.ended:
                     self.running = ti_id
+                    self.started = time.monotonic()
                     return ti_id
                 self.held.pop(ti_id, None)
             self.running = None
@@ -134,6 +151,21 @@ class _Batch:
             taken, self.results = self.results, []
             return taken
 
+    def take_waiting(self) -> list[int]:
+        """The tries still waiting their turn, taken away from this message (handed on)."""
+        with self.lock:
+            taken = [ti_id for ti_id in self.waiting if ti_id not in self.ended]
+            self.waiting = []
+            for ti_id in taken:
+                self.held.pop(ti_id, None)
+            return taken
+
+    def give_back(self, ti_ids: list[int]) -> None:
+        """Tries that could not be handed on wait their turn again."""
+        with self.lock:
+            self.waiting[:0] = ti_ids
+            self.held.update((i, self.requests[i].try_number) for i in ti_ids)
+
     def written(self, results: list[TaskResult]) -> None:
         with self.lock:
             for r in results:
@@ -143,11 +175,20 @@ class _Batch:
 class _PoolProcess:
     """What one Celery pool process keeps: its database engine and the DAGs it imported."""
 
-    def __init__(self, settings: Settings, worker_name: str, build: RequestBuilder, pooled: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        worker_name: str,
+        build: RequestBuilder,
+        pooled: bool = True,
+        hand_on: Callable[[list[TaskRequest]], None] | None = None,
+    ) -> None:
         from herald.store.db import make_engine
 
         self.settings = settings
         self.build = build
+        #: publishes tries again, one message each (None: tries wait their turn in their message)
+        self.hand_on = hand_on
         self.name = f"{worker_name}/celery:{os.getpid()}"
         self.engine = make_engine(settings.db_url, pool_size=2)
         # What a try starts ends with it (`reaper`): this process leads a group of its own,
@@ -232,13 +273,20 @@ class _PoolProcess:
             with batch.lock:
                 while not batch.done:
                     now = time.monotonic()
-                    due = beat_at if not batch.results else min(beat_at, batch.oldest + RESULT_DELAY)
+                    due = beat_at
+                    if batch.results:
+                        due = min(due, batch.oldest + RESULT_DELAY)
+                    if self.hand_on is not None and batch.waiting and batch.running is not None:
+                        due = min(due, batch.started + HAND_ON_AFTER)
                     if now >= due:
                         break
                     batch.wake.wait(due - now)
                 if batch.done:
                     return
                 held = sorted(batch.held.items())
+                slow = batch.running is not None and bool(batch.waiting) and now >= batch.started + HAND_ON_AFTER
+            if slow and self.hand_on is not None:
+                self._hand_on(batch, self.hand_on)
             now = time.monotonic()
             if now >= beat_at:
                 beat_at = now + every
@@ -253,6 +301,21 @@ class _PoolProcess:
                 except Exception:
                     with batch.lock:  # the last write (with retries) takes them
                         batch.results[:0] = results
+
+    def _hand_on(self, batch: _Batch, hand_on: Callable[[list[TaskRequest]], None]) -> None:
+        """Give the tries waiting behind a slow one back to the queue, and publish them again."""
+        waiting = batch.take_waiting()
+        try:
+            with self.engine.begin() as conn:
+                given = set(store_tries.release(conn, waiting, self.name))
+        except Exception as exc:
+            log.warning("could not hand %d try(s) on, they wait their turn: %s", len(waiting), exc)
+            batch.give_back(waiting)
+            return
+        try:
+            hand_on([batch.requests[i] for i in waiting if i in given])
+        except Exception as exc:  # queued in the database: a scheduler's resend sweep sends them
+            log.warning("could not publish %d try(s) handed on (they will be sent again): %s", len(given), exc)
 
     def _beat(self, batch: _Batch, held: list[tuple[int, int]]) -> None:
         """Record a sign of life of the held tries; act on those a scheduler ended meanwhile."""
@@ -297,9 +360,12 @@ def build_worker_app(settings: Settings, worker_name: str, build: RequestBuilder
 
     app = make_app(settings)
 
+    def hand_on(requests: list[TaskRequest]) -> None:
+        send(app, settings.celery_queue_prefix, [[r] for r in requests])
+
     def init_pool_process(**_: Any) -> None:
         global _process
-        _process = _PoolProcess(settings, worker_name, build)
+        _process = _PoolProcess(settings, worker_name, build, hand_on=hand_on)
 
     # weak=False: the closure would otherwise be collected before any pool process starts.
     worker_process_init.connect(init_pool_process, weak=False)
@@ -307,7 +373,7 @@ def build_worker_app(settings: Settings, worker_name: str, build: RequestBuilder
     def pool_process() -> _PoolProcess:
         global _process
         if _process is None:  # a solo or threads pool: no pool-process start signal
-            _process = _PoolProcess(settings, worker_name, build, pooled=False)
+            _process = _PoolProcess(settings, worker_name, build, pooled=False, hand_on=hand_on)
         return _process
 
     @app.task(name=BATCH_TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]

@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from herald.config import Settings, normalise_database_url
-from herald.executors.celery_worker import _PoolProcess
+from herald.executors.celery_worker import HAND_ON_AFTER, _PoolProcess
+from herald.executors.records import TaskRequest
 from herald.loader import load_folder
 from herald.scheduler.requests import build_requests
 from herald.store import tables as t
@@ -112,9 +113,16 @@ class Cluster:
             tries.queue(conn, list(found.values()))
         return found
 
-    def start(self, items: list[list[Any]]) -> Any:
-        """A forked pool process running one message of these tries."""
-        process = multiprocessing.get_context("fork").Process(target=_run, args=(self.settings, items), daemon=True)
+    def start(self, items: list[list[Any]], hand_on: bool = False) -> Any:
+        """A forked pool process running one message of these tries.
+
+        With `hand_on`, the tries it hands on are written to `marks/handed` (as publishing
+        them to Celery would send them on); without, tries wait their turn in the message.
+        """
+        handed = self.marks / "handed" if hand_on else None
+        process = multiprocessing.get_context("fork").Process(
+            target=_run, args=(self.settings, items, handed), daemon=True
+        )
         process.start()
         return process
 
@@ -132,8 +140,13 @@ class Cluster:
             return [int(i) for i in conn.execute(select(t.task_requeue.c.ti_id)).scalars()]
 
 
-def _run(settings: Settings, items: list[list[Any]]) -> None:
-    _PoolProcess(settings, "worker:test:1", build_requests).run(items)
+def _run(settings: Settings, items: list[list[Any]], handed: Path | None) -> None:
+    def hand_on(requests: list[TaskRequest]) -> None:
+        assert handed is not None
+        with handed.open("a") as fh:
+            fh.write("".join(f"{r.ti_id} {r.try_number}\n" for r in requests))
+
+    _PoolProcess(settings, "worker:test:1", build_requests, hand_on=hand_on if handed else None).run(items)
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
@@ -188,3 +201,20 @@ def test_a_try_ended_by_a_scheduler_while_it_runs_stops_its_process_and_gives_ba
     assert cluster.requeues() == [pair["slow"]]
     assert not (cluster.marks / "quick").exists()
     assert cluster.results() == []
+
+
+def test_tries_waiting_behind_a_slow_one_are_handed_on_to_other_workers(cluster: Cluster) -> None:
+    pair = cluster.queued_pair()
+    process = cluster.start([[pair["slow"], 1, None], [pair["quick"], 1, None]], hand_on=True)
+    try:
+        wait_for(lambda: (cluster.marks / "slow").exists(), "the first try to start")
+        wait_for(lambda: (cluster.marks / "handed").exists(), "the second try handed on", timeout=HAND_ON_AFTER + 30)
+        assert (cluster.marks / "handed").read_text() == f"{pair['quick']} 1\n"
+        # Back in the queue, for whichever worker takes its new message; not a lost try.
+        assert cluster.state(pair["quick"]) == (TryState.QUEUED, None)
+        assert cluster.requeues() == []
+        assert cluster.state(pair["slow"])[0] == TryState.RUNNING and process.is_alive()
+    finally:
+        process.kill()
+        process.join()
+    assert not (cluster.marks / "quick").exists()
