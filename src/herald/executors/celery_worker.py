@@ -12,11 +12,11 @@ upstream results; see `celery_executor.batches`); the pool process:
    nothing of it runs, so no try runs twice to success;
 2. runs the claimed tries one after the other exactly as the local pool does
    (`worker.run_task`: context, captured log, JSON result), ending what each
-   left running (`reaper`, as the local pool's workers do). A try that has run
-   for `HAND_ON_AFTER` seconds while others of the message wait behind it hands
-   them on: they go back to the queue and out again, one Celery message each,
-   for any free pool process (a message of quick tries costs a few database
-   round trips, not one per try; a slow one holds up nothing). One thread beats
+   left running (`reaper`, as the local pool's workers do). The tries of a
+   message that have not started `HAND_ON_AFTER` seconds after it began are
+   handed on: they go back to the queue and out again, one Celery message each,
+   for any free pool process. A message of quick tries costs a few database
+   round trips, not a few per try, and slow ones hold up nothing. One thread beats
    for the message's unfinished tries every few seconds; a beat that finds a
    scheduler ended the running try meanwhile (its run timed out, it was failed as
    lost) writes the results it holds, gives the tries it has not started back to
@@ -73,7 +73,7 @@ log = logging.getLogger("herald.celery.worker")
 
 #: the longest a finished try's result waits to be written with the next ones of its message
 RESULT_DELAY = 0.05
-#: a try running this long (seconds) hands the tries waiting behind it in its message on
+#: a message running this long (seconds) hands the tries still waiting in it on
 HAND_ON_AFTER = 1.0
 
 #: one try of a message: ti_id, try_number, and its request (None: read it from the database)
@@ -115,8 +115,8 @@ class _Batch:
         self.held = {r.ti_id: r.try_number for r in requests}
         self.waiting = [r.ti_id for r in requests]
         self.running: int | None = None
-        #: when the running try started (monotonic)
-        self.started = 0.0
+        #: when the message's first try started (monotonic)
+        self.began = time.monotonic()
         #: ended by a scheduler while held here: not run, or their results not kept
         self.ended: set[int] = set()
         self.results: list[TaskResult] = []
@@ -132,7 +132,6 @@ class _Batch:
                 ti_id = self.waiting.pop(0)
                 if ti_id not in self.ended:
                     self.running = ti_id
-                    self.started = time.monotonic()
                     return ti_id
                 self.held.pop(ti_id, None)
             self.running = None
@@ -276,15 +275,15 @@ class _PoolProcess:
                     due = beat_at
                     if batch.results:
                         due = min(due, batch.oldest + RESULT_DELAY)
-                    if self.hand_on is not None and batch.waiting and batch.running is not None:
-                        due = min(due, batch.started + HAND_ON_AFTER)
+                    if self.hand_on is not None and batch.waiting:
+                        due = min(due, batch.began + HAND_ON_AFTER)
                     if now >= due:
                         break
                     batch.wake.wait(due - now)
                 if batch.done:
                     return
                 held = sorted(batch.held.items())
-                slow = batch.running is not None and bool(batch.waiting) and now >= batch.started + HAND_ON_AFTER
+                slow = bool(batch.waiting) and now >= batch.began + HAND_ON_AFTER
             if slow and self.hand_on is not None:
                 self._hand_on(batch, self.hand_on)
             now = time.monotonic()
