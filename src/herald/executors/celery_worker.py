@@ -140,10 +140,12 @@ class _Batch:
     def finished(self, result: TaskResult) -> None:
         with self.lock:
             self.running = None
-            if not self.results:
-                self.oldest = time.monotonic()
             self.results.append(result)
-            self.wake.notify()
+            if len(self.results) == 1:
+                # The other thread now writes by `oldest + RESULT_DELAY`; later results
+                # change nothing of that, and waking it for each would cost a GIL switch.
+                self.oldest = time.monotonic()
+                self.wake.notify()
 
     def take_results(self) -> list[TaskResult]:
         with self.lock:
