@@ -144,7 +144,7 @@ def resolve(conn: Connection, now: datetime, grace: float = 0.0) -> WaitOutcome:
         if row.trigger_classpath is not None:
             # as Airflow's scheduler: the try fails in a worker, so its callbacks run (retries apply)
             outcome.fail_in_worker[int(row.ti_id)] = {"error": row.timeout_reason}
-            outcome.results.append(TaskResult(int(row.ti_id), TryState.FAILED, error=row.timeout_reason, ended_at=now))
+            result = TaskResult(int(row.ti_id), TryState.FAILED, error=row.timeout_reason, ended_at=now)
         elif row.asset_id is None and row.timeout_reason is None:
             result = TaskResult(int(row.ti_id), TryState.SUCCESS, ended_at=now, log="Time reached\n")
             outcome.moments[int(row.ti_id)] = row.deadline

@@ -228,7 +228,7 @@ class TaskTriggers:
         share = math.ceil(waiting / max(1, len(self.live()))) - held
         room = self.capacity - held
         claimed: list[int] = []
-        if room > 0:
+        if room > 0 and waiting > held:  # idle (no wait, or all held here): no claim at all
 
             def take() -> list[int]:
                 with db.engine.begin() as conn:
@@ -328,9 +328,7 @@ class TaskTriggers:
         if isinstance(found, type):
             return found
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(resolve_trigger_class, claim.classpath), self.import_timeout
-            )
+            return await asyncio.wait_for(_on_a_thread(resolve_trigger_class, claim.classpath), self.import_timeout)
         except TimeoutError:
             raise ImportError(
                 f"importing {claim.classpath} took longer than {self.import_timeout:g}s (a module that hangs when "
@@ -459,6 +457,33 @@ class TaskTriggers:
         if self._loop is not None:
             loop, self._loop = self._loop, None
             await asyncio.to_thread(loop.stop, STOP_GRACE)
+
+
+def _on_a_thread(fn: Callable[[str], type], arg: str) -> asyncio.Future[type]:
+    """`fn(arg)` on a daemon thread of its own: an import that hangs is abandoned, and never holds up an exit
+    (a thread of the loop's default pool would be joined when the process exits)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[type] = loop.create_future()
+
+    def settle(value: type | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            assert value is not None
+            done.set_result(value)
+
+    def call() -> None:
+        try:
+            value, error = fn(arg), None
+        except BaseException as exc:  # handed to the awaiting trigger, which fails its try
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (a stop)
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=call, name="herald-trigger-import", daemon=True).start()
+    return done
 
 
 def _failure(claim: Claimed, exc: BaseException, how: str) -> Fired:

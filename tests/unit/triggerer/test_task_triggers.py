@@ -12,6 +12,7 @@ import asyncio
 import logging
 import textwrap
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -415,3 +416,34 @@ def test_only_the_first_outcome_of_a_deferral_is_stored(passes: Passes, tmp_path
         assert trigger_waits.fire(conn, wait.ti_id, wait.trigger_token, Fired("event", event=2), utcnow())
         assert not trigger_waits.fire(conn, wait.ti_id, wait.trigger_token, Fired("event", event=3), utcnow())
     assert passes.waits()[0].fired == {"kind": "event", "event": 2}
+
+
+def test_a_trigger_whose_module_hangs_when_imported_fails_its_own_try_after_the_time_limit(
+    passes: Passes, tmp_path: Path
+) -> None:
+    # a module beside the DAG file that nobody imported yet, and that hangs when imported
+    name = f"slow_to_import_{uuid.uuid4().hex[:8]}"
+    (passes.folder / f"{name}.py").write_text("import time\ntime.sleep(5)\nclass Trigger: ...\n")
+    passes.trigger("flag", tmp_path / "hang")
+    passes.trigger("flag", tmp_path / "fine")
+    passes.run()
+    [first, second] = passes.work()
+    hanging = {"trigger": {"classpath": f"{name}.Trigger", "kwargs": {}}, "method": "resumed"}
+    passes.run(TaskResult(first.ti_id, TryState.DEFERRED, defer=hanging), second)
+    (tmp_path / "fine").write_text("here")
+
+    async def scenario() -> None:
+        runner = passes.runner("t1")
+        runner.import_timeout = 0.3
+        tasks = started(runner)
+        try:
+            await until(lambda: len([w for w in passes.waits() if w.fired_at]) == 2, "both triggers to end")
+        finally:
+            await stopped(tasks, runner)
+
+    asyncio.run(scenario())
+    passes.run()
+    passes.settle()
+    [(failed, _, _, error, _, _), (ok, _, _, _, _, _)] = passes.tries("flag")
+    assert (failed, ok) == (TryState.FAILED, TryState.SUCCESS)
+    assert f"importing {name}.Trigger took longer than 0.3s" in error
