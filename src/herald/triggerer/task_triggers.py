@@ -211,41 +211,32 @@ class TaskTriggers:
             watchdog.cancel()
 
     async def _round(self) -> None:
-        """Renew, reconcile with the database, take a share of the free triggers, start them."""
+        """Renew, reconcile with the database, take a share of the free triggers, start them: one transaction."""
         await self._store_pending()
-        db, owner = self.db, self.owner
+        db, owner, capacity = self.db, self.owner, self.capacity
+        live = max(1, len(self.live()))
+        # Not to start again: running here, or fired and being stored.
+        busy = frozenset(self.running) | frozenset(self._pending)
 
-        def renew() -> tuple[dict[int, str], int]:
+        def lease_round() -> tuple[dict[int, str], list[Claimed]]:
+            now = utcnow()
             with db.engine.begin() as conn:
-                return trigger_waits.renew(conn, owner, utcnow(), LEASE_TTL), trigger_waits.waiting(conn)
+                mine = trigger_waits.renew(conn, owner, now, LEASE_TTL)
+                waiting = trigger_waits.waiting(conn)
+                held, claimed = len(mine), []
+                if held < capacity and waiting > held:  # idle (no wait, or all held here): no claim at all
+                    share = math.ceil(waiting / live) - held
+                    claimed = trigger_waits.claim(conn, owner, max(0, share), capacity - held, now, LEASE_TTL)
+                # held here but not running: taken back after a restart under the same name
+                start = [ti for ti in [*mine, *claimed] if ti not in busy]
+                return mine, trigger_waits.load(conn, start) if start else []
 
-        mine, waiting = await db.run(renew)
+        mine, loaded = await db.run(lease_round)
         for ti_id, entry in list(self.running.items()):
             if not entry.reported and mine.get(ti_id) != entry.claim.token:
                 # its wait is gone (the try ended, deferred again, or timed out) or was taken over
                 self._cancel(entry)
-        held = len(mine)
-        share = math.ceil(waiting / max(1, len(self.live()))) - held
-        room = self.capacity - held
-        claimed: list[int] = []
-        if room > 0 and waiting > held:  # idle (no wait, or all held here): no claim at all
-
-            def take() -> list[int]:
-                with db.engine.begin() as conn:
-                    return trigger_waits.claim(conn, owner, max(0, share), room, utcnow(), LEASE_TTL)
-
-            claimed = await db.run(take)
-        # held here but not running: taken back after a restart under the same name
-        start = [ti for ti, token in mine.items() if ti not in self.running and ti not in self._pending]
-        start += [ti for ti in claimed if ti not in self.running]
-        if not start:
-            return
-
-        def load() -> list[Claimed]:
-            with db.engine.connect() as conn:
-                return trigger_waits.load(conn, start)
-
-        for claim in await db.run(load):
+        for claim in loaded:
             self._start(claim)
 
     # -- running one trigger (its coroutine runs on the triggers' loop) -------------------------
