@@ -227,6 +227,11 @@ def load(conn: Connection, ti_ids: Iterable[int]) -> list[Claimed]:
     return found
 
 
+def any_waiting(conn: Connection) -> bool:
+    """True when at least one trigger wait has not fired (an index seek)."""
+    return conn.execute(select(w.c.ti_id).where(w.c.lease_expires_at.is_not(None)).limit(1)).first() is not None
+
+
 def waiting(conn: Connection) -> int:
     """How many trigger waits have not fired (held or free)."""
     return int(conn.execute(select(func.count()).select_from(w).where(w.c.lease_expires_at.is_not(None))).scalar_one())

@@ -183,6 +183,7 @@ class TaskTriggers:
         #: dag_id -> the module name of its DAG file here (a classpath naming the worker's module name)
         self._dag_modules: dict[str, str] = {}
         self._loop: _TriggerLoop | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._main: asyncio.AbstractEventLoop | None = None
         self._blocked_since: float | None = None
 
@@ -193,10 +194,6 @@ class TaskTriggers:
     async def run(self) -> None:
         """Lease rounds until cancelled (then `stop`)."""
         self._main = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = _TriggerLoop()
-            self._loop.start()
-        watchdog = asyncio.create_task(self._watch_blocking(), name="trigger watchdog")
         try:
             while True:
                 self._wake.clear()
@@ -208,7 +205,8 @@ class TaskTriggers:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), LEASE_RENEW)
         finally:
-            watchdog.cancel()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
 
     async def _round(self) -> None:
         """Renew, reconcile with the database, take a share of the free triggers, start them: one transaction."""
@@ -220,6 +218,10 @@ class TaskTriggers:
 
         def lease_round() -> tuple[dict[int, str], list[Claimed]]:
             now = utcnow()
+            if not busy:
+                with db.engine.connect() as conn:
+                    if not trigger_waits.any_waiting(conn):
+                        return {}, []  # idle: one read, no write transaction
             with db.engine.begin() as conn:
                 mine = trigger_waits.renew(conn, owner, now, LEASE_TTL)
                 waiting = trigger_waits.waiting(conn)
@@ -247,7 +249,12 @@ class TaskTriggers:
             if old.claim.token == claim.token:
                 return
             self._cancel(old)  # an earlier deferral of the same try
-        assert self._loop is not None and self._main is not None
+        if self._loop is None:
+            # started with the first trigger: an installation without any costs no thread and no timer
+            self._loop = _TriggerLoop()
+            self._loop.start()
+            self._watchdog = asyncio.create_task(self._watch_blocking(), name="trigger watchdog")
+        assert self._main is not None
         entry = _Running(claim)
         self.running[claim.ti_id] = entry
         main = self._main
@@ -445,6 +452,8 @@ class TaskTriggers:
 
         with contextlib.suppress(Exception):
             await db.run(release)  # another triggerer runs them at its next round
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._loop is not None:
             loop, self._loop = self._loop, None
             await asyncio.to_thread(loop.stop, STOP_GRACE)
