@@ -2,7 +2,7 @@
 
 A process that commits work for another (a published local:// message, events
 for the scheduler, task tries for the workers, results for the scheduler)
-notifies a channel: "local:QUEUE", "scheduler", "workers" or "replay". Waiters wake at
+notifies a channel: "local:QUEUE", "scheduler", "workers", "replay", "watchers" or "triggers". Waiters wake at
 once. A lost wake-up costs only latency: every waiter also re-checks the
 database on a short timeout.
 
@@ -36,6 +36,8 @@ WORKERS = "workers"
 REPLAY = "replay"
 #: a watcher was paused or resumed (heard by the triggerers)
 WATCHERS = "watchers"
+#: a try deferred on a trigger a triggerer runs (heard by the triggerers)
+TRIGGERS = "triggers"
 PG_CHANNEL = "herald"
 
 

@@ -310,10 +310,12 @@ class Standalone(Service):
             apply_timeout=settings.apply_function_timeout,
             limits=settings.limits,
             sample_interval=settings.watcher_sample_interval,
+            trigger_capacity=settings.triggerer_capacity,
+            trigger_import_timeout=settings.dag_file_processor_timeout,
         )
         source = DagSource(settings, db, say=self.say)
         source.subscribe(lambda bag, cat: scheduler.update(bag.dags, cat.asset_ids, cat.consumers))
-        source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers))
+        source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers, bag.dags))
         # Workers import only the files this process checked and imported (bag.files).
         source.subscribe(lambda bag, cat: executor.reload(bag.files))
         bag = await self.load_dags(source, stop)
@@ -430,9 +432,11 @@ class TriggererProcess(Service):
             apply_timeout=s.apply_function_timeout,
             limits=s.limits,
             sample_interval=s.watcher_sample_interval,
+            trigger_capacity=s.triggerer_capacity,
+            trigger_import_timeout=s.dag_file_processor_timeout,
         )
         source = DagSource(self.settings, db, say=self.say)
-        source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers))
+        source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers, bag.dags))
         bag = await self.load_dags(source, stop)
         watch = asyncio.create_task(source.watch(), name="dag-reload")
         publishes = _publish_inbox(db, listener)

@@ -174,11 +174,21 @@ class TryRecord(BaseModel):
 
 
 class WaitingFor(BaseModel):
-    """What a deferred try waits for: an event of `asset` matching `match`, or (no asset) until `deadline`."""
+    """What a deferred try waits for: an event of `asset` matching `match`, a `trigger` a triggerer runs,
+    or (neither) until `deadline`."""
 
     asset: str | None = None
     match: str | None = None
     deadline: datetime | None = Field(None, description="When the wait ends without its event (its timeout).")
+    trigger: str | None = Field(
+        None,
+        description="The trigger written for Airflow the try deferred on (`self.defer(trigger=...)`): its classpath "
+        "and kwargs, secrets masked.",
+    )
+    triggerer: str | None = Field(None, description="The triggerer running that trigger now (none: not taken yet).")
+    fired_at: datetime | None = Field(
+        None, description="When the trigger fired (or failed); the scheduler's next pass resumes the try."
+    )
 
 
 class TaskInstance(BaseModel):

@@ -227,7 +227,10 @@ def _tries_table(tasks: list[dict[str, Any]]) -> Any:
 
 
 def _outcome(task: dict[str, Any]) -> Text:
-    """A task's error (its last line), else its result (or the start of it)."""
+    """A task's error (its last line), else what a deferred try waits for, else its result (or the start of it)."""
+    waiting = task.get("waiting_for") if task.get("state") == "deferred" else None
+    if waiting:
+        return Text(plain_text(_waiting_text(waiting)), style="dim")
     if task.get("error"):
         last = [line for line in str(task["error"]).strip().splitlines() if line.strip()]
         return Text(plain_text(last[-1] if last else ""), style="red")
@@ -235,6 +238,18 @@ def _outcome(task: dict[str, Any]) -> Text:
     text = "" if result is None else plain_text(str(result))
     # a view shows the start of a large result; `-o json` (or the task's log) has it whole
     return Text(text if len(text) <= RESULT_SHOWN and not task.get("result_preview") else text[:RESULT_SHOWN] + "…")
+
+
+def _waiting_text(waiting: dict[str, Any]) -> str:
+    """What a deferred try waits for, in words."""
+    deadline = f", until {when(waiting['deadline'])}" if waiting.get("deadline") else ""
+    if waiting.get("trigger"):
+        runner = f"run by {waiting['triggerer']}" if waiting.get("triggerer") else "not taken by a triggerer yet"
+        return f"waits for trigger {waiting['trigger']} ({runner}){deadline}"
+    if waiting.get("asset"):
+        matching = f" matching {waiting['match']}" if waiting.get("match") else ""
+        return f"waits for an event of {waiting['asset']}{matching}{deadline}"
+    return f"waits until {when(waiting['deadline'])}" if waiting.get("deadline") else "waits"
 
 
 def _retry(run: str, task: str | None, output: Output) -> None:

@@ -23,6 +23,7 @@ from herald.scheduler import ends, flow, mapping, runs, waits, windows
 from herald.scheduler.mapping import MAX_MAP_LENGTH
 from herald.scheduler.requests import INLET_EVENTS_LIMIT, build_requests_or_fail
 from herald.scheduler.tries import MAX_LOST_REQUEUES, TryMachine
+from herald.sdk.airflow_triggers import TRIGGER_FAIL, encode_value
 from herald.sdk.dag import DAG
 from herald.store import flow as store_flow
 from herald.store import runs as store_runs
@@ -210,6 +211,11 @@ class Scheduler:
             store_runs.lock_runs_of_tries(conn, [r.ti_id for r in results])
             requeued: list[int] = []
             outcome.events_created += self.machine.apply_results(conn, results, now, touched, requeued)
+            if self.machine.triggers_deferred:
+                # the triggerers take the new trigger waits at once, not at their next lease round
+                self.machine.triggers_deferred = 0
+                if not notify.notify_in(conn, notify.TRIGGERS):
+                    self._notify_after.add(notify.TRIGGERS)
             wait_at = self._resume_waits(conn, now, touched, outcome, requeued)
             timeout_at = self._time_out_runs(conn, now, outcome)
             to_queue = self.machine.advance(conn, touched, now)
@@ -291,22 +297,30 @@ class Scheduler:
     def _resume_methods(conn: Connection, resumed: waits.WaitOutcome, requeued: list[int]) -> list[TaskResult]:
         """Tries whose operator deferred to a method go back to the queue to run it (same try number).
 
-        Their wait ended well (the time came, the event matched): the method gets the event
-        as `event` (the moment of a time trigger, as Airflow's; the matched event's record).
-        Returns the results left to apply (plain waits, and timeouts, which fail as usual).
+        Their wait ended well (the time came, the event matched, the trigger fired): the
+        method gets the event as `event` (the moment of a time trigger, as Airflow's; the
+        matched event's record; the trigger's payload). A trigger that failed or timed out
+        sends its try back with `next_method="__fail__"`. Returns the results left to apply
+        (plain waits, and the other timeouts, which fail as usual).
         """
-        ended_well = [r.ti_id for r in resumed.results if r.state is TryState.SUCCESS]
+        ended_well = [
+            r.ti_id for r in resumed.results if r.state is TryState.SUCCESS and r.ti_id not in resumed.ended_by_trigger
+        ]
         methods = store_tries.next_methods(conn, ended_well) if ended_well else {}
-        if not methods:
+        if not methods and not resumed.fail_in_worker:
             return resumed.results
         again: dict[int, dict[str, Any]] = {}
         for r in resumed.results:
-            if r.ti_id in methods and r.state is TryState.SUCCESS:
+            if r.ti_id in methods and r.state is TryState.SUCCESS and r.ti_id not in resumed.ended_by_trigger:
                 moment = resumed.moments.get(r.ti_id)
-                event = {"__herald_datetime__": moment.isoformat()} if moment is not None else r.result
+                event = encode_value(moment) if moment is not None else r.result
                 again[r.ti_id] = {**methods[r.ti_id][1], "event": event}
-        requeued += store_tries.resume(conn, again)
-        return [r for r in resumed.results if r.ti_id not in again]
+        moved = store_tries.resume(conn, again)
+        # a trigger that failed or timed out: the try runs again only to fail in its worker, as in Airflow
+        moved += store_tries.resume(conn, resumed.fail_in_worker, method=TRIGGER_FAIL)
+        requeued += moved
+        gone = set(again) | set(moved)
+        return [r for r in resumed.results if r.ti_id not in gone]
 
     def _time_out_runs(self, conn: Connection, now: datetime, outcome: PassOutcome) -> datetime | None:
         """Fail the runs past their DAG's dagrun_timeout, as Airflow: unfinished tries end skipped.

@@ -1,4 +1,5 @@
-"""The triggerer: one consumer per (queue, options), the delivery contract, watcher health."""
+"""The triggerer: one consumer per (queue, options), the delivery contract, watcher health,
+and its share of the triggers deferred tries wait on (`task_triggers`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import logging
 import os
 import socket
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from herald import notify
+from herald.sdk.dag import DAG
 from herald.sdk.masking import mask_text, mask_url
 from herald.sdk.triggers import BaseEventTrigger, Message
 from herald.store import checkpoints, events, triggerers, watchers
@@ -29,6 +31,7 @@ from herald.triggerer.local_queue import LocalQueuePoller, LocalQueueSource
 from herald.triggerer.replay import replay_requested
 from herald.triggerer.samples import SAMPLE_INTERVAL, WatcherSampler
 from herald.triggerer.sharing import plan
+from herald.triggerer.task_triggers import DEFAULT_CAPACITY, DEFAULT_IMPORT_TIMEOUT, TaskTriggers
 from herald.triggers.local import LocalQueueTrigger
 
 log = logging.getLogger("herald.triggerer")
@@ -103,6 +106,8 @@ class Triggerer:
         apply_timeout: float = DEFAULT_APPLY_TIMEOUT,
         limits: SizeLimits | None = None,
         sample_interval: float = SAMPLE_INTERVAL,
+        trigger_capacity: int = DEFAULT_CAPACITY,
+        trigger_import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
     ) -> None:
         self.db = db
         self.listener = listener
@@ -151,10 +156,34 @@ class Triggerer:
         self.fault: Callable[[str], None] = env_fault()
         self.sampler = WatcherSampler(db, owner, sample_interval)
         self._sample_task: asyncio.Task[None] | None = None
+        #: the triggers deferred tries wait on (`self.defer(trigger=...)`): this triggerer's share of them
+        self.task_triggers = TaskTriggers(
+            db,
+            listener,
+            owner,
+            lambda: self.live,
+            on_events,
+            capacity=trigger_capacity,
+            limits=self.limits,
+            import_timeout=trigger_import_timeout,
+        )
+        self._task_triggers_task: asyncio.Task[None] | None = None
 
-    def update(self, watchers: list[WatcherSpec], consumers_of_asset: dict[int, list[str]]) -> None:
-        """Match the watchers of the latest DAG load: consumers start once their lease is held."""
+    def update(
+        self,
+        watchers: list[WatcherSpec],
+        consumers_of_asset: dict[int, list[str]],
+        dags: Mapping[str, DAG] | None = None,
+    ) -> None:
+        """Match the watchers of the latest DAG load: consumers start once their lease is held.
+
+        `dags`: the DAGs of that load, whose files hold triggers deferred tries wait on.
+        """
         self.consumers_of_asset = consumers_of_asset
+        if dags is not None:
+            self.task_triggers.update_dags(dags)
+        if self._task_triggers_task is None:
+            self._task_triggers_task = asyncio.create_task(self.task_triggers.run(), name="task triggers")
         grouped: dict[str, list[WatcherSpec]] = {}
         for spec in watchers:
             grouped.setdefault(spec.consumer_key, []).append(spec)
@@ -308,7 +337,7 @@ class Triggerer:
     async def stop(self) -> None:
         """Cancel every consumer, wait for them to close, then give the leases and the heartbeat up."""
         tasks = [c.task for c in self.consumers.values() if c.task is not None]
-        for extra in (self._lag_task, self._lease_task, self._poll_task, self._sample_task):
+        for extra in (self._lag_task, self._lease_task, self._poll_task, self._sample_task, self._task_triggers_task):
             if extra is not None:
                 tasks.append(extra)
         for task in tasks:
@@ -331,6 +360,8 @@ class Triggerer:
         if held:
             with contextlib.suppress(Exception):
                 await self.db.run(watchers.release_leases, self.db.engine, self.owner, held)
+        with contextlib.suppress(Exception):
+            await self.task_triggers.stop()
         with contextlib.suppress(Exception):
             await self.db.run(triggerers.forget, self.db.engine, self.owner)
 
