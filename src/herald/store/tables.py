@@ -553,7 +553,7 @@ task_wait = Table(
     Column("timeout_reason", Text),
     Column("soft_fail", Boolean, nullable=False, default=False),
     Column("created_at", UtcDateTime(), nullable=False),
-    # A trigger written for Airflow (migration 0023): rebuilt by a triggerer from its classpath and
+    # A trigger written for Airflow (migration 0026): rebuilt by a triggerer from its classpath and
     # kwargs (JSON), run by the one holding its lease (free once `lease_expires_at` passed; NULL
     # for the other waits and once fired). The first triggerer to store how it ended (`fired`: its
     # event, or its failure) ends it for the scheduler's next pass; `trigger_token` names this

@@ -1,8 +1,8 @@
 """trigger waits: a deferred try's Airflow-style trigger, the triggerer running it, and how it ended
 
-Revision ID: 0023
-Revises: 0022
-Create Date: 2026-12-08
+Revision ID: 0026
+Revises: 0025
+Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from alembic import op
 
 from herald.store.types import UtcDateTime
 
-revision = "0023"
-down_revision = "0022"
+revision = "0026"
+down_revision = "0025"
 branch_labels = None
 depends_on = None
 
