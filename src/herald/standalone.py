@@ -110,6 +110,7 @@ class Service:
         import uvicorn
 
         from herald.api.app import create_app
+        from herald.api.server import ApiServer
         from herald.store.tokens import ensure_admin_token
 
         def first_start_token() -> str | None:
@@ -125,7 +126,7 @@ class Service:
             limits=self.settings.limits,
         )
         config = uvicorn.Config(app, host=self.settings.api_host, port=port, log_level="warning", lifespan="off")
-        server = uvicorn.Server(config)
+        server = ApiServer(config)
         # Server.serve() would take over SIGINT/SIGTERM; Herald owns them and stops
         # the API itself, so run the inner coroutine that does not touch signals.
         task = asyncio.create_task(server._serve(), name="api")
@@ -142,7 +143,7 @@ class Service:
     async def stop_api(server: Any, task: asyncio.Task[None] | None) -> None:
         """Stop a server started by `serve_api`."""
         if server is not None and task is not None:
-            server.should_exit = True
+            server.exit()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 5)
 
