@@ -28,7 +28,7 @@ class _HeadersOfNow(ServerState):
         self._headers: list[tuple[bytes, bytes]] = []
         super().__init__()
 
-    @property  # type: ignore[override]
+    @property
     def default_headers(self) -> list[tuple[bytes, bytes]]:
         """The headers of every response: Date (when configured) and the configured ones."""
         now = int(time.time())
