@@ -122,6 +122,7 @@ class Service:
         import uvicorn
 
         from herald.api.app import create_app
+        from herald.api.server import ApiServer
         from herald.store.tokens import ensure_admin_token
 
         def first_start_token() -> str | None:
@@ -137,7 +138,7 @@ class Service:
             limits=self.settings.limits,
         )
         config = uvicorn.Config(app, host=self.settings.api_host, port=port, log_level="warning", lifespan="off")
-        server = uvicorn.Server(config)
+        server = ApiServer(config)
         # Server.serve() would take over SIGINT/SIGTERM; Herald owns them and stops
         # the API itself, so run the inner coroutine that does not touch signals.
         task = asyncio.create_task(server._serve(), name="api")
@@ -154,7 +155,7 @@ class Service:
     async def stop_api(server: Any, task: asyncio.Task[None] | None) -> None:
         """Stop a server started by `serve_api`."""
         if server is not None and task is not None:
-            server.should_exit = True
+            server.exit()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 5)
 

@@ -8,7 +8,6 @@ Run creation lives in `scheduler.runs`, the try state machine in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +36,8 @@ __all__ = ["PassOutcome", "Scheduler"]
 
 log = logging.getLogger("herald.scheduler")
 
-#: longest sleep without a wake-up (a safety net; wake-ups are the normal path)
+#: sleep without a wake-up before a pass (a safety net; wake-ups are the normal path),
+#: growing while idle up to `notify.RECHECK_LONGEST` when the workers are in this process
 IDLE_WAIT = 2.0
 #: tries waiting for a worker beyond which no new run starts (back-pressure)
 MAX_WAITING_TRIES = 2000
@@ -140,6 +140,12 @@ class Scheduler:
             requeued = await self.db.run(self._recover)
             if requeued:
                 self.executor.submit(requeued)
+        # Results of in-process workers and every change that needs a pass come with a
+        # wake-up, so the pass without one only covers a lost wake-up and backs off while
+        # idle. Workers elsewhere are another matter: a worker that dies sends nothing, and
+        # only a pass (`Executor.collect`) sees its heartbeats stop, so it stays regular.
+        longest = notify.RECHECK_LONGEST if self.executor.workers_in_process else IDLE_WAIT
+        recheck = notify.Recheck(IDLE_WAIT, longest)
         while not self._stopping:
             self._wake.clear()
             results, self._results = self._results, []
@@ -169,11 +175,13 @@ class Scheduler:
                 notify.notify(self.db.url, *channels)
             if outcome.more or self._results:
                 continue
-            timeout = IDLE_WAIT
+            timeout = recheck.wait
             if outcome.next_at is not None:
                 timeout = max(0.0, min(timeout, (outcome.next_at - utcnow()).total_seconds()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            if await notify.wait_for_wake_up(self._wake, timeout):
+                recheck.reset()
+            elif timeout >= recheck.wait:
+                recheck.found_nothing()  # a pass nobody asked for: the next one comes later
 
     def _recover(self) -> list[TaskRequest]:
         """After a restart: re-send tries that never reached a worker, fail those that did."""
