@@ -13,8 +13,8 @@ several schedulers one decides for it per pass. Then, in that pass's transaction
   recorded as cancelled, `store.cancelled_events`, and make no run);
 - `admit` asks the store for the runs their key's concurrency lets start, in
   order, among the keys marked since the last pass (a run of the key ended or
-  came: `store.flow.take_dirty`; every `SWEEP_EVERY` among all keys, a net under
-  the marks), and applies the other rules to them one by one: rate limit (skip),
+  came: `store.flow.lock_dirty`, cleared once decided; every `SWEEP_EVERY` among
+  all keys, a net under the marks), and applies the other rules to them one by one: rate limit (skip),
   throttle (hold), `on_new_event` (skip, or cancel the key's running run),
   `max_active_runs`, the back-pressure budget. Each run held, skipped or
   cancelled records the rule (`dag_run.held_by`).
@@ -292,16 +292,21 @@ def admit(conn: Connection, dag: DAG, now: datetime, budget: int) -> Admitted:
     flow = dag.flow
     assert flow is not None
     out = Admitted()
+    if budget <= 0:
+        # nothing may start: the marks wait for a pass with room (a try ending wakes one), untouched
+        return out
     mode = flow.on_new_event
     cap = flow.max_active_runs_per_key
-    released = store_flow.release(conn, dag.dag_id, now, KEY if cap is not None else None)
     last = _swept.get(dag.dag_id)
     sweep = last is None or now - last >= SWEEP_EVERY or now < last
-    taken: list[str] | None = None
+    # only debounce and throttle hold a run until a time; a sweep looks anyway (rules changed since)
+    timed = flow.debounce is not None or flow.throttle is not None or sweep
+    released = store_flow.release(conn, dag.dag_id, now, KEY if cap is not None else None) if timed else set()
+    marks: dict[str, int] = {}
     if not sweep:
-        taken = store_flow.take_dirty(conn, dag.dag_id, DIRTY_SCAN)
-        out.more = len(taken) == DIRTY_SCAN
-    keys = None if taken is None else sorted({*taken, *released})
+        marks = store_flow.lock_dirty(conn, dag.dag_id, DIRTY_SCAN)
+        out.more = len(marks) == DIRTY_SCAN
+    keys = None if sweep else sorted({*marks, *released})
     per_key = cap if mode == "queue" else None
     candidates = store_flow.candidates(conn, dag.dag_id, per_key, now, FLOW_SCAN, keys)
     if sweep and len(candidates) < FLOW_SCAN:
@@ -309,8 +314,8 @@ def admit(conn: Connection, dag: DAG, now: datetime, budget: int) -> Admitted:
     if len(candidates) == FLOW_SCAN and keys is not None:
         out.again.update(keys)  # some of these keys' runs were not read: all of them again
     if not candidates:
-        out.next_at = store_flow.next_release(conn, dag.dag_id, now)
-        _remark(conn, dag.dag_id, out)
+        out.next_at = store_flow.next_release(conn, dag.dag_id, now) if timed else None
+        _remark(conn, dag.dag_id, out, marks)
         return out
     holds: list[tuple[int, str, datetime | None]] = []
     skips: list[tuple[int, str]] = []
@@ -361,17 +366,19 @@ def admit(conn: Connection, dag: DAG, now: datetime, budget: int) -> Admitted:
             starts.setdefault(key, []).append(now)
     store_flow.end_queued(conn, RunState.SKIPPED, skips, now)
     store_flow.hold(conn, [h for h, c in zip(holds, _rows_by_id(candidates, holds), strict=True) if _changed(c, h)])
-    release = store_flow.next_release(conn, dag.dag_id, now)
+    release = store_flow.next_release(conn, dag.dag_id, now) if timed else None
     if release is not None:
         out.next_at = release if out.next_at is None else min(out.next_at, release)
     out.more = (out.more or len(candidates) == FLOW_SCAN) and not full
-    _remark(conn, dag.dag_id, out)
+    _remark(conn, dag.dag_id, out, marks)
     return out
 
 
-def _remark(conn: Connection, dag_id: str, out: Admitted) -> None:
-    """The keys this pass left undecided are marked again, for the next pass (never lost)."""
-    store_flow.mark_dirty(conn, [(dag_id, k) for k in sorted(out.again)])
+def _remark(conn: Connection, dag_id: str, out: Admitted, marks: dict[str, int]) -> None:
+    """The marks this pass read are cleared, except those of the keys it left undecided, which
+    stay marked for the next pass (never lost), as do the keys marked again meanwhile."""
+    store_flow.clear_dirty(conn, dag_id, {k: v for k, v in marks.items() if k not in out.again})
+    store_flow.mark_dirty(conn, [(dag_id, k) for k in sorted(out.again) if k not in marks])
 
 
 def _key_rules(

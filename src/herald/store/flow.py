@@ -152,14 +152,37 @@ def take_dirty(conn: Connection, dag_id: str, limit: int) -> list[str]:
     either committed before (its change is then seen) or waits for this one and leaves
     a new mark for the next pass. Never SKIP LOCKED: a mark being made is waited for.
     """
-    keys = list(
-        conn.execute(
-            select(fd.c.run_key).where(fd.c.dag_id == dag_id).order_by(fd.c.run_key).limit(limit).with_for_update()
-        ).scalars()
-    )
-    for chunk in _chunks(keys):
-        conn.execute(delete(fd).where(fd.c.dag_id == dag_id, fd.c.run_key.in_(chunk)))
-    return [str(k) for k in keys]
+    marks = lock_dirty(conn, dag_id, limit)
+    clear_dirty(conn, dag_id, marks)
+    return list(marks)
+
+
+def lock_dirty(conn: Connection, dag_id: str, limit: int) -> dict[str, int]:
+    """The marked keys of `dag_id` (at most `limit`, in key order), locked, with their `touched`:
+    key -> touched. `clear_dirty` deletes the marks once decided, in the same transaction.
+
+    As `take_dirty`, but the marks stay until the admission knows which keys it decided: a
+    key left undecided (the budget was spent) keeps its mark without a delete and an insert.
+    """
+    rows = conn.execute(
+        select(fd.c.run_key, fd.c.touched)
+        .where(fd.c.dag_id == dag_id)
+        .order_by(fd.c.run_key)
+        .limit(limit)
+        .with_for_update()
+    ).all()
+    return {str(r.run_key): int(r.touched) for r in rows}
+
+
+def clear_dirty(conn: Connection, dag_id: str, marks: dict[str, int]) -> None:
+    """Delete these marks (key -> `touched` as `lock_dirty` read it), unless marked again since:
+    a mark made later in the same transaction (a cancel, a skip) bumps `touched` and stays."""
+    by_touched: dict[int, list[str]] = defaultdict(list)
+    for key, touched in marks.items():
+        by_touched[touched].append(key)
+    for touched, keys in sorted(by_touched.items()):
+        for chunk in _chunks(sorted(keys)):
+            conn.execute(delete(fd).where(fd.c.dag_id == dag_id, fd.c.run_key.in_(chunk), fd.c.touched == touched))
 
 
 def dirty_count(conn: Connection, dag_id: str) -> int:
