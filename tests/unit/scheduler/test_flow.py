@@ -516,6 +516,23 @@ def test_a_pass_reads_only_the_keys_marked_since_the_last_and_a_sweep_reads_them
     assert h.step() == ["a2"]
 
 
+def test_a_pass_without_room_for_a_run_leaves_the_marks_to_the_next(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(flow, "_swept", {})
+    h = Harness(db, _dag("full", key="device", max_active_runs_per_key=1), monkeypatch)
+    h.emit({"device": "a", "n": "a1"})
+    assert h.step() == ["a1"]  # the first pass of a process sweeps
+    h.emit({"device": "a", "n": "a2"}, {"device": "b", "n": "b1"})
+    h.scheduler.max_waiting_tries = 0  # the executor's queue is full: no run may start
+    assert h.step() == []
+    with db.engine.connect() as conn:
+        assert store_flow.dirty_count(conn, "full") == 2  # the new runs' marks, untouched
+    h.scheduler.max_waiting_tries = 100
+    assert h.step() == ["b1"]
+    assert h.finish("a1") == ["a2"]
+
+
 def test_keys_cut_by_the_dag_limit_stay_marked_until_they_start(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(flow, "_swept", {})
     h = Harness(db, _dag("cut", key="device", max_active_runs_per_key=1, max_active_runs=1), monkeypatch)

@@ -209,3 +209,41 @@ def test_a_mark_made_while_a_pass_takes_the_marks_is_never_lost(engine: Engine, 
         ending.commit()
     taking_thread.join(30)
     assert taken == ["k"]
+
+
+def test_a_pass_clears_only_the_marks_it_decided_and_a_mark_made_since_stays(engine: Engine) -> None:
+    _dag(engine)
+    _runs(engine, RunFlow("a"), RunFlow("b"), RunFlow("c"))
+    with engine.begin() as conn:
+        marks = flow.lock_dirty(conn, "d", 100)
+        assert sorted(marks) == ["a", "b", "c"]
+        flow.mark_dirty(conn, [("d", "b")])  # b changed again during the pass (a cancel, a skip)
+        flow.clear_dirty(conn, "d", {k: v for k, v in marks.items() if k != "c"})  # c undecided
+    with engine.begin() as conn:
+        assert flow.take_dirty(conn, "d", 100) == ["b", "c"]
+
+
+def test_a_mark_made_while_a_pass_holds_the_marks_it_reads_is_never_lost(engine: Engine, database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("one SQLite writer at a time: a mark and a pass never overlap")
+    import threading
+
+    _dag(engine)
+    _runs(engine, RunFlow("k"))
+    with engine.connect() as taking:
+        taking.begin()
+        marks = flow.lock_dirty(taking, "d", 100)
+        assert list(marks) == ["k"]
+
+        def mark() -> None:
+            with engine.begin() as conn:
+                flow.mark_dirty(conn, [("d", "k")])
+
+        marking = threading.Thread(target=mark)
+        marking.start()
+        assert _blocked_until(marking)  # it waits for the pass's lock on the mark
+        flow.clear_dirty(taking, "d", marks)
+        taking.commit()
+    marking.join(30)
+    with engine.connect() as conn:
+        assert flow.dirty_count(conn, "d") == 1
