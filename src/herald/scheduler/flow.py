@@ -214,7 +214,9 @@ def _cancel_key(dag: DAG, flow: FlowControl, p: Pending, extras: dict[int, Any])
     try:
         return flow.cancel_key_of(payload_of(extras.get(p.event_id)))
     except Exception as exc:  # a JMESPath evaluation error must not stop the scheduler
-        log.warning("DAG %s: the cancel_on key failed on event %d (%s); it cancels nothing", dag.dag_id, p.event_id, exc)
+        log.warning(
+            "DAG %s: the cancel_on key failed on event %d (%s); it cancels nothing", dag.dag_id, p.event_id, exc
+        )
         return None
 
 
