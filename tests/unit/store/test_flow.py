@@ -247,3 +247,31 @@ def test_a_mark_made_while_a_pass_holds_the_marks_it_reads_is_never_lost(engine:
     marking.join(30)
     with engine.connect() as conn:
         assert flow.dirty_count(conn, "d") == 1
+
+
+def test_candidates_of_marked_keys_are_those_a_read_of_every_key_finds(engine: Engine) -> None:
+    # the marked keys' candidates are read key by key (running runs counted, then each key's
+    # queued runs ranked); a read of every key ranks runs one by one: both must agree, with
+    # priorities, running runs, holds ahead of a run, and runs without a key
+    import random
+
+    rng = random.Random(16)
+    _dag(engine)
+    later = NOW + timedelta(seconds=60)
+    flows = []
+    for _ in range(120):
+        until = later if rng.random() < 0.15 else None
+        held = "throttle" if until is not None else "key"
+        key = None if rng.random() < 0.05 else f"k{rng.randrange(12)}"
+        flows.append(RunFlow(key, float(rng.choice([0, 0, 1, 5])), held, until))
+    pks = _runs(engine, *flows)
+    with engine.begin() as conn:
+        store_runs.start(conn, [pk for pk in pks if rng.random() < 0.2], NOW)
+    keys = sorted({f.key for f in flows if f.key is not None})
+    with engine.connect() as conn:
+        for per_key in (1, 2, 3):
+            for now in (NOW, later):
+                every = [int(r.id) for r in flow.candidates(conn, "d", per_key, now, 1000)]
+                marked = [int(r.id) for r in flow.candidates(conn, "d", per_key, now, 1000, keys)]
+                assert marked == every, (per_key, now)
+                assert [int(r.id) for r in flow.candidates(conn, "d", per_key, now, 5, keys)] == every[:5]
