@@ -10,7 +10,8 @@ Two measurements:
    one-task DAG twice, once plain and once with `key="k", max_active_runs_per_key=1`;
    `--events` messages over `--keys` keys are published to local:// as fast as the
    publisher goes, and the figure is runs/s from the first publish to the last task
-   start, with the latency (publish -> first line of the task) of each run.
+   start, with the latency (publish -> first line of the task) of each run, and the CPU
+   seconds Herald's processes used (per run: steadier than runs/s on a shared machine).
 2. **Admission** (in this process, on a fresh database): `--keys` keys each with a
    running run and a queued one behind it, then the time of one admission pass
    (`herald.scheduler.flow.admit`): a sweep (every key read, as each pass did before
@@ -21,6 +22,7 @@ Two measurements:
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
 import time
@@ -164,18 +166,30 @@ def main() -> None:
         "--postgres", default=None, help="a PostgreSQL server URL (a database to connect to first): fresh databases"
     )
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--skip-admission", action="store_true")
     args = parser.parse_args()
     result: dict[str, Any] = {}
-    result["admission"] = admission(args.keys, args.postgres)
-    print("admission:", result["admission"])
+    if not args.skip_admission:
+        result["admission"] = admission(args.keys, args.postgres)
+        print("admission:", result["admission"])
     if not args.skip_e2e:
         for keyed in (False, True):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             found = end_to_end(args.events, args.keys, keyed, args.postgres)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # Herald's CPU (the standalone process and the workers it waited for, once stopped): the
+            # cost of the runs, much less sensitive to a shared machine's load than runs/s
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            found["herald_cpu_s"] = round(cpu, 1)
+            found["cpu_ms_per_run"] = round(cpu * 1000 / args.events, 2)
             print(f"{found['variant']}:", found)
             result[found["variant"]] = found
         plain, keyed_rate = result["plain"]["runs_per_s"], result["keyed"]["runs_per_s"]
         result["keyed_vs_plain"] = round(keyed_rate / plain, 3) if plain else None
         print("keyed runs/s / plain runs/s:", result["keyed_vs_plain"])
+        cpu_plain, cpu_keyed = result["plain"]["cpu_ms_per_run"], result["keyed"]["cpu_ms_per_run"]
+        result["cpu_keyed_vs_plain"] = round(cpu_keyed / cpu_plain, 3) if cpu_plain else None
+        print("keyed CPU per run / plain CPU per run:", result["cpu_keyed_vs_plain"])
     write_result("keys", result)
 
 
