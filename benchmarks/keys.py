@@ -25,6 +25,7 @@ import argparse
 import resource
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -58,8 +59,13 @@ def fresh_database(server: str | None) -> Iterator[str | None]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def end_to_end(events: int, keys: int, keyed: bool, server: str | None) -> dict[str, Any]:
-    """Publish `events` messages over `keys` keys and wait for every task; runs/s and latency."""
+def end_to_end(
+    events: int, keys: int, keyed: bool, server: str | None, ready: threading.Barrier | None = None
+) -> dict[str, Any]:
+    """Publish `events` messages over `keys` keys and wait for every task; runs/s and latency.
+
+    With `ready` (`--together`), publishing starts once every variant's Herald is up."""
+    from herald.config import Settings
     from herald.publishing import local_publish
 
     name = "keyed" if keyed else "plain"
@@ -69,15 +75,19 @@ def end_to_end(events: int, keys: int, keyed: bool, server: str | None) -> dict[
             source = source.replace("@dag(schedule=", '@dag(key="k", max_active_runs_per_key=1, schedule=', 1)
         h.write_dag("bench", source)
         h.start_standalone()
-        h.use_env()
+        settings = Settings(home=h.home, database_url=database_url)
         h.watchers_running(1)
+        if ready is not None:
+            ready.wait()
         stamps = Stamps(h.stamps_path)
         published: dict[str, float] = {}
         first = time.time()
         for start in range(0, events, CHUNK):
             ids = [f"e{i}" for i in range(start, min(events, start + CHUNK))]
             t0 = time.time()
-            local_publish("keys", [b'{"id": "%s", "k": "k%d"}' % (k.encode(), int(k[1:]) % keys) for k in ids])
+            local_publish(
+                "keys", [b'{"id": "%s", "k": "k%d"}' % (k.encode(), int(k[1:]) % keys) for k in ids], settings=settings
+            )
             for k in ids:
                 published[k] = t0
             stamps.poll()
@@ -167,12 +177,35 @@ def main() -> None:
     )
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-admission", action="store_true")
+    parser.add_argument(
+        "--together", action="store_true", help="run the plain and the keyed variant at once (same load on both)"
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {}
     if not args.skip_admission:
         result["admission"] = admission(args.keys, args.postgres)
         print("admission:", result["admission"])
-    if not args.skip_e2e:
+    if args.together:
+        # both variants at once, each its own Herald and database: they share whatever load the
+        # machine has, so their ratio is steadier than two runs one after the other
+        found_by: dict[bool, dict[str, Any]] = {}
+        ready = threading.Barrier(2)
+
+        def one(keyed: bool) -> None:
+            found_by[keyed] = end_to_end(args.events, args.keys, keyed, args.postgres, ready)
+
+        threads = [threading.Thread(target=one, args=(keyed,)) for keyed in (False, True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for found in found_by.values():
+            print(f"{found['variant']} (together):", found)
+            result[f"{found['variant']}_together"] = found
+        plain_rate, keyed_rate = found_by[False]["runs_per_s"], found_by[True]["runs_per_s"]
+        result["keyed_vs_plain_together"] = round(keyed_rate / plain_rate, 3) if plain_rate else None
+        print("together: keyed runs/s / plain runs/s:", result["keyed_vs_plain_together"])
+    elif not args.skip_e2e:
         for keyed in (False, True):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             found = end_to_end(args.events, args.keys, keyed, args.postgres)

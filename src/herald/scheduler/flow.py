@@ -324,7 +324,10 @@ def admit(conn: Connection, dag: DAG, now: datetime, budget: int) -> Admitted:
     if mode == "cancel_running":
         candidates = _newest_per_key(conn, candidates, now)
     keys = sorted({c.run_key for c in candidates if c.run_key is not None})
-    running = store_flow.running_of_keys(conn, dag.dag_id, keys) if cap is not None and keys else {}
+    # with "queue" the candidates are within their key's limit already (running and queued ahead
+    # counted by `candidates`): the running runs are read only to skip or cancel against them
+    reads_running = cap is not None and keys and mode != "queue"
+    running = store_flow.running_of_keys(conn, dag.dag_id, keys) if reads_running else {}
     limits = [lim for lim in (flow.throttle, flow.rate_limit) if lim is not None]
     window = max((lim.period for lim in limits), default=0.0)
     starts = store_flow.starts_since(conn, dag.dag_id, keys, now - timedelta(seconds=window)) if limits else {}
