@@ -13,10 +13,11 @@ Two measurements:
    start, with the latency (publish -> first line of the task) of each run, and the CPU
    seconds Herald's processes used (per run: steadier than runs/s on a shared machine).
 2. **Admission** (in this process, on a fresh database): `--keys` keys each with a
-   running run and a queued one behind it, then the time of one admission pass
+   running run and `--queued-per-key` queued behind it, then the time of one admission pass
    (`herald.scheduler.flow.admit`): a sweep (every key read, as each pass did before
    the marked keys), a pass when every key is busy and none is marked (nothing may
-   start), and one when a tenth of the keys have just finished (a tenth start, in order).
+   start), one when every key is marked but busy (new runs came for all), and one when
+   a tenth of the keys have just finished (a tenth start, in order).
 """
 
 from __future__ import annotations
@@ -104,14 +105,14 @@ def end_to_end(
         }
 
 
-def admission(keys: int, server: str | None) -> dict[str, Any]:
-    """One admission pass over `keys` busy keys, then with a tenth of them free (on a fresh
-    SQLite file, or a fresh database on the PostgreSQL `server`)."""
+def admission(keys: int, server: str | None, queued: int = 1) -> dict[str, Any]:
+    """One admission pass over `keys` busy keys (each with `queued` runs waiting), then with a
+    tenth of them free (on a fresh SQLite file, or a fresh database on the PostgreSQL `server`)."""
     with fresh_database(server) as database_url:
-        return _admission(keys, database_url)
+        return _admission(keys, database_url, queued)
 
 
-def _admission(keys: int, database_url: str | None) -> dict[str, Any]:
+def _admission(keys: int, database_url: str | None, queued: int) -> dict[str, Any]:
     from herald import DAG, Asset, task
     from herald.scheduler import flow
     from herald.store import flow as store_flow
@@ -136,10 +137,15 @@ def _admission(keys: int, database_url: str | None) -> dict[str, Any]:
             conn, ["keyed"] * keys, RunType.ASSET_TRIGGERED, now, flow=[RunFlow(k) for k in names]
         )
         store_runs.start(conn, running, now)
-        store_runs.create_runs(
-            conn, ["keyed"] * keys, RunType.ASSET_TRIGGERED, now, flow=[RunFlow(k, held_by="key") for k in names]
-        )
-    timings: dict[str, Any] = {"database": engine.dialect.name, "keys": keys, "queued": keys, "running": keys}
+        for i in range(queued):
+            store_runs.create_runs(
+                conn,
+                ["keyed"] * keys,
+                RunType.ASSET_TRIGGERED,
+                now + timedelta(microseconds=i + 1),
+                flow=[RunFlow(k, held_by="key") for k in names],
+            )
+    timings: dict[str, Any] = {"database": engine.dialect.name, "keys": keys, "queued": keys * queued, "running": keys}
     later = now + timedelta(seconds=1)
     flow._swept.pop("keyed", None)
     with engine.begin() as conn:
@@ -157,6 +163,17 @@ def _admission(keys: int, database_url: str | None) -> dict[str, Any]:
         busy = flow.admit(conn, dag, later, budget=keys)
         timings["all_busy_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         timings["all_busy_started"] = len(busy.started)
+    with engine.begin() as conn:
+        store_flow.mark_dirty(conn, [("keyed", k) for k in names])
+    with engine.begin() as conn:
+        # every key marked (new runs came for all of them) while each still runs: nothing may start
+        t0 = time.perf_counter()
+        marked = flow.admit(conn, dag, later, budget=keys)
+        timings["all_marked_busy_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        timings["all_marked_busy_started"] = len(marked.started)
+        conn.rollback()
+    with engine.begin() as conn:
+        store_flow.take_dirty(conn, "keyed", keys)  # unmarked again, for the next measure
     with engine.begin() as conn:
         store_runs.finish(conn, RunState.SUCCESS, running[: keys // 10], later)
     with engine.begin() as conn:
@@ -176,6 +193,7 @@ def main() -> None:
         "--postgres", default=None, help="a PostgreSQL server URL (a database to connect to first): fresh databases"
     )
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--queued-per-key", type=int, default=1, help="admission: runs waiting behind each key's")
     parser.add_argument("--skip-admission", action="store_true")
     parser.add_argument(
         "--together", action="store_true", help="run the plain and the keyed variant at once (same load on both)"
@@ -183,7 +201,7 @@ def main() -> None:
     args = parser.parse_args()
     result: dict[str, Any] = {}
     if not args.skip_admission:
-        result["admission"] = admission(args.keys, args.postgres)
+        result["admission"] = admission(args.keys, args.postgres, args.queued_per_key)
         print("admission:", result["admission"])
     if args.together:
         # both variants at once, each its own Herald and database: they share whatever load the
