@@ -71,14 +71,20 @@ def runs_list(
         str | None, typer.Option("--state", help="queued, running, success, failed, skipped or cancelled.")
     ] = None,
     held: Annotated[
-        bool, typer.Option("--held", help="Events no run yet, held by a window or an absence watch, instead.")
+        bool,
+        typer.Option(
+            "--held",
+            help="Events no run yet, held by a window or an absence watch, or cancelled by a cancel_on "
+            "event before a run took them, instead.",
+        ),
     ] = False,
     limit: Limit = 100,
     output: OutputOpt = Output.table,
 ) -> None:
     """Runs, newest first: short id, DAG, state, the flow-control rule holding, skipping or
     cancelling it (held by), when queued, how long, the events each consumed. With --held, the
-    events a window (`within()`) or an absence (`missing_for()`) holds before any run exists."""
+    events a window (`within()`) or an absence (`missing_for()`) holds before any run exists, and
+    those a `cancel_on=` event cancelled while a batch gathered them (held by "cancelled by event N")."""
     from herald.commands.dags import require_known_dag
     from herald.commands.runs import short_id
     from herald.store import held as store_held
@@ -123,13 +129,18 @@ def runs_list(
     if events:
         more = "+" if len(events) == limit else ""
         console.print(
-            Text(f"{len(events)}{more} event(s) held by a window or an absence: herald runs list --held", style="dim"),
+            Text(
+                f"{len(events)}{more} event(s) held by a window or an absence, or cancelled before a run: "
+                "herald runs list --held",
+                style="dim",
+            ),
             soft_wrap=True,
         )
 
 
 def _held_events(events: list[dict[str, Any]], output: Output) -> None:
-    """The events a window or an absence holds: event, DAG, rule (held by), key, since, until."""
+    """The events a window or an absence holds, or a `cancel_on=` event cancelled: event, DAG, rule
+    (held by), key, since, until."""
     if output == Output.json:
         show(events, output, [], "Held events")
         return

@@ -220,6 +220,25 @@ flow_dirty_key = Table(
     PrimaryKeyConstraint("dag_id", "run_key"),
 )
 
+# Events a `cancel_on=` event consumed before any run took them (migration 0024): events of
+# its key still queued for the DAG (gathered by an `EventBatch`, waiting on an asset
+# condition) leave the queue here instead of making a run; listed with the held events.
+cancelled_event = Table(
+    "cancelled_event",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("dag_id", String(250), nullable=False),
+    Column("event_id", Id, ForeignKey("asset_event.id", ondelete="CASCADE"), nullable=False),
+    Column("run_key", String(250)),
+    Column("queued_at", UtcDateTime(), nullable=False),
+    Column("cancelled_by_event", Id, nullable=False),
+    Column("cancelled_at", UtcDateTime(), nullable=False),
+    Index("ix_cancelled_event_dag_id_id", "dag_id", "id"),
+    # an event's record goes with it (retention; ON DELETE CASCADE)
+    Index("ix_cancelled_event_event_id", "event_id"),
+    sqlite_autoincrement=True,
+)
+
 dag_run_event = Table(
     "dag_run_event",
     metadata,

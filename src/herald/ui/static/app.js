@@ -318,7 +318,8 @@ views.dag = {
       $("#dag-graph-note", el).innerHTML = `Colours: the newest run, ${runLink(latest.run_id)} ${badge(latest.state)}`;
     }
     $("#dag-graph", el).innerHTML = graphSvg(dag.tasks, states);
-    const held = dag.schedule && (dag.schedule.within || dag.schedule.missing_for)
+    // events a window or an absence holds, and those a cancel_on event cancelled before a run took them
+    const held = dag.schedule
       ? await api(`/held_events?dag_id=${enc(dagId)}&limit=25`).catch(() => ({ items: [] })) : { items: [] };
     $("#dag-runs", el).innerHTML = heldTable(held.items) + runsTable(runs.items, false) + pager(runs);
     bindPager(el, this);
