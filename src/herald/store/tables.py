@@ -220,7 +220,7 @@ flow_dirty_key = Table(
     PrimaryKeyConstraint("dag_id", "run_key"),
 )
 
-# Events a `cancel_on=` event consumed before any run took them (migration 0024): events of
+# Events a `cancel_on=` event consumed before any run took them (migration 0027): events of
 # its key still queued for the DAG (gathered by an `EventBatch`, waiting on an asset
 # condition) leave the queue here instead of making a run; listed with the held events.
 cancelled_event = Table(

@@ -1,8 +1,8 @@
 """cancel_on: the queued events of a key that a cancel_on event consumed before any run took them
 
-Revision ID: 0024
-Revises: 0022
-Create Date: 2026-12-09
+Revision ID: 0027
+Revises: 0026
+Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from alembic import op
 
 from herald.store.types import UtcDateTime
 
-revision = "0024"
-down_revision = "0022"
+revision = "0027"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 
