@@ -211,6 +211,7 @@ class Herald:
         if database_url:
             self.env["HERALD_DATABASE_URL"] = database_url
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.groups: set[int] = set()
         self.stamps_path = self.home / "stamps.txt"
 
     def use_env(self) -> None:
@@ -222,12 +223,22 @@ class Herald:
     def write_dag(self, name: str, source: str) -> None:
         (self.dags / f"{name}.py").write_text(textwrap.dedent(source))
 
-    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, *args: str, env: dict[str, str] | None = None, new_session: bool = False
+    ) -> subprocess.Popen[bytes]:
+        """Start `herald ARGS...`; with `new_session`, in a process group of its own (see `stop`)."""
         log = (self.home / f"{args[0]}-{len(self.procs)}.log").open("ab")
         proc = subprocess.Popen(
-            [HERALD, *args], env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, cwd=self.home
+            [HERALD, *args],
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.home,
+            start_new_session=new_session,
         )
         self.procs.append(proc)
+        if new_session:
+            self.groups.add(proc.pid)
         return proc
 
     def start_standalone(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -289,7 +300,13 @@ class Herald:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if proc.pid in self.groups:
+                # What a process in a group of its own left behind (a Celery worker's pool):
+                # Linux reuses no pid while a group carries it, so this is still that group.
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
         self.procs.clear()
+        self.groups.clear()
 
     def cleanup(self) -> None:
         self.stop()

@@ -50,6 +50,24 @@ class Settings(BaseSettings):
     celery_resend_after: float = Field(
         default=60.0, gt=0, description="A try still queued this long with an empty Celery queue is published again."
     )
+    celery_batch_size: int = Field(
+        default=32,
+        ge=1,
+        le=256,
+        description="Tries sent in one Celery message at most: the pool process that receives it claims them in "
+        "one statement, runs them one after the other and writes their results together; those not started "
+        "a second after it began are handed on (queued and published again, one message each). A scheduler "
+        "pass's tries of one queue are spread evenly over as few messages as this allows; 1 sends one message "
+        "per try. A try with a timeout always travels alone (Celery's time limits are per message).",
+    )
+    celery_prefetch_multiplier: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Celery messages a worker takes from the broker per pool process (Celery's "
+        "worker_prefetch_multiplier; acknowledged after their tries, the running ones count): 1 takes a "
+        "message only for a free process, more reserve messages ahead, whose tries wait on that worker.",
+    )
     heartbeat_timeout: float = Field(
         default=30.0,
         gt=0,

@@ -3,17 +3,21 @@
 The division of labour with the database stays the one of `herald worker`:
 
 - A scheduler leaves tries `queued` in the database (try number bumped) and,
-  after the pass commits, `CeleryExecutor.submit` publishes one Celery message
-  per try, `herald.run_try(ti_id, try_number, request)`, to the try's queue
-  (`@task(queue="gpu")`, else `default`); `request` is what the task needs (its
+  after the pass commits, `CeleryExecutor.submit` publishes them to the tries'
+  queues (`@task(queue="gpu")`, else `default`), several tries per Celery
+  message: `herald.run_tries([[ti_id, try_number, request], ...])`, at most
+  `Settings.celery_batch_size` of them, the pass's tries of a queue spread evenly
+  over the fewest messages (`batches`). `request` is what the task needs (its
   run, events, upstream results), or None when that is large and the worker
-  reads it from the database.
+  reads it from the database. A try with a timeout travels alone, with Celery's
+  time limits on its message. Per message, not per try: the publish, the
+  worker's claim and its result write (most of a try's cost on a cluster).
 - A Celery worker (`herald worker` with `HERALD_EXECUTOR=celery`, see
-  `celery_worker`) claims the try in the database before running it
-  (`UPDATE ... WHERE state='queued' AND try_number=N`): a message delivered twice,
-  or a message of a try that was since failed and retried, claims nothing and is
-  acknowledged without running anything. Results and logs go to `task_result`
-  for a scheduler to apply, as for every remote worker.
+  `celery_worker`) claims the message's tries in the database before running
+  them (`UPDATE ... WHERE state='queued' AND (id, try_number) IN ...`): a message
+  delivered twice, or the message of a try that was since failed and retried,
+  claims nothing of it and runs nothing of it. Results and logs go to
+  `task_result` for a scheduler to apply, as for every remote worker.
 - Messages are acknowledged late (after the task) and requeued when the worker
   process dies (`reject_on_worker_lost`); Redis gives an unacknowledged message
   back after a visibility timeout. Redelivery therefore only ever carries tries
@@ -51,15 +55,25 @@ from herald.store import tries as store_tries
 
 log = logging.getLogger("herald.celery")
 
-#: the Celery task every Herald try runs as
+#: the Celery task a message of Herald's tries runs as
+BATCH_TASK_NAME = "herald.run_tries"
+#: one try per message (what schedulers before batching sent; workers still run it)
 TASK_NAME = "herald.run_try"
 DEFAULT_QUEUE = "default"
-#: messages a worker process reserves ahead; more is faster, fewer is fairer
-PREFETCH_MULTIPLIER = 4
 #: a try's request (run, events, upstream results) up to this size (JSON) travels in its message
 MAX_INLINE_REQUEST = 64 * 1024
 #: how often (seconds) a scheduler looks for queued tries that lost their message
 SWEEP_INTERVAL = 5.0
+
+
+def _inline(request: TaskRequest) -> dict[str, Any] | None:
+    """What travels in the message for this try: its request, or None when the worker reads it."""
+    # What the try needs (its run, events, upstream results) does not change once it is
+    # queued: sent along, it spares the worker the queries.
+    body = request.to_wire()
+    if len(json.dumps(body, default=str)) > MAX_INLINE_REQUEST:
+        return None  # large events: the worker reads them from the database
+    return body
 
 
 def celery_queue(prefix: str, queue: str | None) -> str:
@@ -90,7 +104,7 @@ def make_app(settings: Settings) -> Any:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         task_default_queue=celery_queue(settings.celery_queue_prefix, None),
-        worker_prefetch_multiplier=PREFETCH_MULTIPLIER,
+        worker_prefetch_multiplier=settings.celery_prefetch_multiplier,
         broker_transport_options={"visibility_timeout": settings.celery_visibility_timeout},
         broker_connection_retry_on_startup=True,
         worker_enable_remote_control=False,
@@ -101,6 +115,55 @@ def make_app(settings: Settings) -> Any:
         enable_utc=True,
     )
     return app
+
+
+def batches(requests: list[TaskRequest], size: int) -> list[list[TaskRequest]]:
+    """The Celery messages of these tries: per queue, at most `size` tries each, as even as can be.
+
+    A pass of 10 tries with `size` 8 makes two messages of 5 (not 8 and 2): two pool
+    processes get the same work. A try with a timeout goes alone, since Celery's time
+    limits are per message. The order of the tries is kept within each queue.
+    """
+    by_queue: dict[str, list[TaskRequest]] = {}
+    found: list[list[TaskRequest]] = []
+    for r in requests:
+        if r.timeout:
+            found.append([r])
+        else:
+            by_queue.setdefault(r.queue or DEFAULT_QUEUE, []).append(r)
+    for group in by_queue.values():
+        count = -(-len(group) // size)
+        step, extra = divmod(len(group), count)
+        start = 0
+        for i in range(count):
+            end = start + step + (1 if i < extra else 0)
+            found.append(group[start:end])
+            start = end
+    return found
+
+
+def send(app: Any, prefix: str, messages: list[list[TaskRequest]]) -> int:
+    """Publish each list of tries as one Celery message to their queue; returns the tries sent."""
+    sent = 0
+    if not messages:
+        return sent
+    with app.producer_or_acquire() as producer:
+        for batch in messages:
+            first = batch[0]
+            options: dict[str, Any] = {}
+            if first.timeout:
+                # The task fails with SoftTimeLimitExceeded in its log; a task that
+                # ignores it is killed a little later (and failed by its heartbeat).
+                options = {"soft_time_limit": first.timeout, "time_limit": first.timeout + 10}
+            app.send_task(
+                BATCH_TASK_NAME,
+                args=[[[r.ti_id, r.try_number, _inline(r)] for r in batch]],
+                queue=celery_queue(prefix, first.queue),
+                producer=producer,
+                **options,
+            )
+            sent += len(batch)
+    return sent
 
 
 @dataclass
@@ -140,6 +203,7 @@ class CeleryExecutor(DatabaseExecutor):
         self.build = build
         self.prefix = settings.celery_queue_prefix
         self.resend_after = settings.celery_resend_after
+        self.batch_size = settings.celery_batch_size
         # One thread: publishing is blocking I/O, and keeps the tries' order.
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="herald-celery")
         self._seen: dict[int, _Seen] = {}
@@ -189,28 +253,8 @@ class CeleryExecutor(DatabaseExecutor):
         self._publish(requests)
 
     def _publish(self, requests: list[TaskRequest]) -> None:
-        if not requests:
-            return
-        with self.app.producer_or_acquire() as producer:
-            for r in requests:
-                options: dict[str, Any] = {}
-                if r.timeout:
-                    # The task fails with SoftTimeLimitExceeded in its log; a task that
-                    # ignores it is killed a little later (and failed by its heartbeat).
-                    options = {"soft_time_limit": r.timeout, "time_limit": r.timeout + 10}
-                # What the try needs (its run, events, upstream results) does not change
-                # once it is queued: sent along, it spares the worker the queries.
-                body: dict[str, Any] | None = r.to_wire()
-                if len(json.dumps(body, default=str)) > MAX_INLINE_REQUEST:
-                    body = None  # large events: the worker reads them from the database
-                self.app.send_task(
-                    TASK_NAME,
-                    args=[r.ti_id, r.try_number, body],
-                    queue=celery_queue(self.prefix, r.queue),
-                    producer=producer,
-                    **options,
-                )
-                self.sent += 1
+        if requests:
+            self.sent += send(self.app, self.prefix, batches(requests, self.batch_size))
 
     def _sweep(self) -> None:
         with self.engine.connect() as conn:

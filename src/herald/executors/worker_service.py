@@ -76,10 +76,15 @@ def release(engine: Engine, ti_ids: list[int], name: str) -> list[int]:
     return given
 
 
-def store_results(engine: Engine, results: list[TaskResult]) -> None:
-    """Write results for a scheduler to apply, and wake the schedulers."""
+def store_results(engine: Engine, results: list[TaskResult], holder: str | None = None) -> None:
+    """Write results for a scheduler to apply, and wake the schedulers.
+
+    With `holder`, only the results of the tries that worker still holds are kept (see `exchange`).
+    """
+    if not results:
+        return
     with engine.begin() as conn:
-        notified = _store(conn, results, None)
+        notified = _store(conn, results, holder)
     if not notified:
         notify.notify(engine.url.render_as_string(hide_password=False), notify.SCHEDULER)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, tuple_, update
 
 from herald.store import tables as t
 from herald.store import try_history
@@ -456,16 +456,24 @@ def release(conn: Connection, ti_ids: list[int], name: str) -> list[int]:
     ]
 
 
-def claim_one(conn: Connection, ti_id: int, try_number: int, name: str) -> bool:
-    """Claim one queued try under its number for worker `name`; False for a duplicate delivery."""
+def claim_tries(conn: Connection, tries: Sequence[tuple[int, int]], name: str) -> list[int]:
+    """Claim queued tries, each under its number (ti_id, try_number), for worker `name`, in one statement.
+
+    Returns the ids claimed. A try not queued under that number (a duplicate delivery,
+    a try failed and retried under a new number since) is not claimed.
+    """
+    if not tries:
+        return []
     now = utcnow()
-    return bool(
-        conn.execute(
+    return [
+        int(i)
+        for i in conn.execute(
             update(ti)
-            .where(ti.c.id == ti_id, ti.c.state == TryState.QUEUED, ti.c.try_number == try_number)
+            .where(tuple_(ti.c.id, ti.c.try_number).in_(sorted(set(tries))), ti.c.state == TryState.QUEUED)
             .values(state=TryState.RUNNING, started_at=now, hostname=name, heartbeat_at=now)
-        ).rowcount
-    )
+            .returning(ti.c.id)
+        ).scalars()
+    ]
 
 
 def heartbeat(conn: Connection, ti_ids: list[int], name: str | None = None) -> None:
@@ -477,20 +485,27 @@ def heartbeat(conn: Connection, ti_ids: list[int], name: str | None = None) -> N
         conn.execute(q.values(heartbeat_at=utcnow()))
 
 
-def heartbeat_one(conn: Connection, ti_id: int, try_number: int, name: str) -> bool:
-    """Record a sign of life of one try; False when it is no longer `name`'s (failed as lost)."""
-    return bool(
-        conn.execute(
+def heartbeat_tries(conn: Connection, tries: Sequence[tuple[int, int]], name: str) -> list[int]:
+    """Record a sign of life of these tries (ti_id, try_number) held by worker `name`, in one statement.
+
+    Returns the ids still `name`'s: the others were ended by a scheduler meanwhile (their
+    run timed out) or failed as lost.
+    """
+    if not tries:
+        return []
+    return [
+        int(i)
+        for i in conn.execute(
             update(ti)
             .where(
-                ti.c.id == ti_id,
+                tuple_(ti.c.id, ti.c.try_number).in_(sorted(set(tries))),
                 ti.c.state == TryState.RUNNING,
-                ti.c.try_number == try_number,
                 ti.c.hostname == name,
             )
             .values(heartbeat_at=utcnow())
-        ).rowcount
-    )
+            .returning(ti.c.id)
+        ).scalars()
+    ]
 
 
 def lost(conn: Connection, now: datetime, timeout: float) -> list[Any]:

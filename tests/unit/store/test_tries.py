@@ -57,13 +57,33 @@ def test_a_try_is_claimed_once_under_its_number_and_heartbeats_only_for_its_hold
     with db.engine.begin() as conn:
         tries.queue(conn, [task])
     with db.engine.begin() as conn:
-        assert tries.claim_one(conn, task, 2, "w1") is False  # a message of another try
-        assert tries.claim_one(conn, task, 1, "w1") is True
-        assert tries.claim_one(conn, task, 1, "w2") is False  # the same message delivered twice
+        assert tries.claim_tries(conn, [(task, 2)], "w1") == []  # a message of another try
+        assert tries.claim_tries(conn, [(task, 1)], "w1") == [task]
+        assert tries.claim_tries(conn, [(task, 1)], "w2") == []  # the same message delivered twice
     with db.engine.begin() as conn:
-        assert tries.heartbeat_one(conn, task, 1, "w1") is True
-        assert tries.heartbeat_one(conn, task, 1, "w2") is False
+        assert tries.heartbeat_tries(conn, [(task, 1)], "w1") == [task]
+        assert tries.heartbeat_tries(conn, [(task, 1)], "w2") == []
+        assert tries.heartbeat_tries(conn, [(task, 2)], "w1") == []
     assert tuple(row(db, task)) == (TryState.RUNNING, 1, "w1")
+
+
+def test_a_batch_of_tries_is_claimed_in_one_statement_skipping_those_not_queued_under_their_number(db: Db) -> None:
+    run = db.add_run(
+        RunState.RUNNING, {"extract": TryState.SCHEDULED, "load": TryState.SCHEDULED, "report": TryState.SCHEDULED}
+    )
+    found = ids(db, run)
+    extract, load, report = found["extract"], found["load"], found["report"]
+    with db.engine.begin() as conn:
+        tries.queue(conn, [extract, load, report])
+        assert tries.claim_tries(conn, [(load, 1)], "w1") == [load]  # claimed by another message first
+    with db.engine.begin() as conn:
+        # load is taken, report's message is of another try number: only extract is claimed
+        assert tries.claim_tries(conn, [(extract, 1), (load, 1), (report, 2)], "w2") == [extract]
+    with db.engine.begin() as conn:
+        assert sorted(tries.heartbeat_tries(conn, [(extract, 1), (load, 1)], "w2")) == [extract]
+    assert tuple(row(db, extract)) == (TryState.RUNNING, 1, "w2")
+    assert tuple(row(db, load)) == (TryState.RUNNING, 1, "w1")
+    assert row(db, report)[0] == TryState.QUEUED
 
 
 def test_decide_moves_only_tries_that_have_not_started(db: Db) -> None:
