@@ -42,11 +42,13 @@ chromium:
 	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 # The suite runs in TEST_JOBS processes: most tests wait on brokers, databases and
-# Herald processes rather than compute, so three share two cores well.
+# Herald processes rather than compute, so three share two cores well. The longest
+# tests go first (tests/conftest.py) and an idle process takes tests queued for a
+# busy one (worksteal): the suite does not end on one process's queue.
 TEST_JOBS ?= 3
 
 test: install services chromium
-	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_JOBS) --durations=25
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_JOBS) --dist worksteal --durations=25
 
 # The fault-injection harness at full size (CI runs it at 2,000 messages).
 test-faults: install services

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _cpu(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of one process (0 when it is gone)."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -66,7 +66,7 @@ class CpuShare:
         snap: dict[str, dict[int, float]] = {}
         for name, pids in self.kinds.items():
             found: Iterable[int] = pids() if callable(pids) else pids  # type: ignore[assignment]
-            snap[name] = {pid: _cpu(pid) for pid in found}
+            snap[name] = {pid: cpu_seconds(pid) for pid in found}
         return snap
 
     def start(self) -> None:

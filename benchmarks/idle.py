@@ -15,6 +15,10 @@ scheduler and the API): its RSS once every watcher runs, and the workers' apart.
 --broker redis: each watcher reads its own Redis stream (127.0.0.1:6379) instead
 of a local:// queue, whose polling then costs nothing: what is left is the
 triggerer's own periodic work (leases, heartbeat, lag) and the scheduler's.
+
+--broker mix: the watchers take turns over local://, Redis Streams, NATS
+JetStream (127.0.0.1:4222), RabbitMQ (127.0.0.1:5672) and MQTT (127.0.0.1:1883),
+a fifth each, each on its own queue.
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ from common import cpu_seconds, herald, rss_mib, tree, write_result
 DAGS = """
 from herald import Asset, AssetWatcher, MessageQueueTrigger, dag, task
 
+URLS = {urls!r}
+
 def watcher(i):
-    return AssetWatcher(name=f"idle_w{{i}}", trigger=MessageQueueTrigger({url!r}.format(q=i % {queues})))
+    url = URLS[i % len(URLS)].format(q=i % {queues})
+    return AssetWatcher(name=f"idle_w{{i}}", trigger=MessageQueueTrigger(url))
 
 assets = [Asset(f"idle_a{{i}}", watchers=[watcher(i)]) for i in range({watchers})]
 
@@ -61,17 +68,23 @@ def main() -> None:
     parser.add_argument("--queues", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--settle", type=float, default=10)
-    parser.add_argument("--broker", choices=("local", "redis"), default="local")
+    parser.add_argument("--broker", choices=("local", "redis", "mix"), default="local")
     args = parser.parse_args()
     watchers = args.watchers or (100 if args.what == "cpu" else 1000)
     queues = args.queues or (watchers if args.what == "cpu" else 100)
     with herald(f"idle-{args.what}") as h:
-        url = (
-            "local://idle_q{q}"
-            if args.broker == "local"
-            else f"redis://127.0.0.1:6379/0?stream=idle-{h.port}-{{q}}&group=herald"
-        )
-        h.write_dag("idle", DAGS.format(watchers=watchers, queues=queues, url=url))
+        urls = {
+            "local": ["local://idle_q{q}"],
+            "redis": [f"redis://127.0.0.1:6379/0?stream=idle-{h.port}-{{q}}&group=herald"],
+            "mix": [
+                "local://idle_q{q}",
+                f"redis://127.0.0.1:6379/0?stream=idle-{h.port}-{{q}}&group=herald",
+                f"nats://127.0.0.1:4222/idle.{h.port}.{{q}}?stream=IDLE_{h.port}_{{q}}&durable=herald",
+                f"amqp://guest:guest@127.0.0.1:5672/%2F?queue=idle-{h.port}-{{q}}",
+                f"mqtt://127.0.0.1:1883/idle/{h.port}/{{q}}?qos=1",
+            ],
+        }[args.broker]
+        h.write_dag("idle", DAGS.format(watchers=watchers, queues=queues, urls=urls))
         proc = h.start_standalone()
         h.watchers_running(watchers, timeout=180)
         time.sleep(args.settle)

@@ -10,19 +10,23 @@ Two measurements:
    one-task DAG twice, once plain and once with `key="k", max_active_runs_per_key=1`;
    `--events` messages over `--keys` keys are published to local:// as fast as the
    publisher goes, and the figure is runs/s from the first publish to the last task
-   start, with the latency (publish -> first line of the task) of each run.
+   start, with the latency (publish -> first line of the task) of each run, and the CPU
+   seconds Herald's processes used (per run: steadier than runs/s on a shared machine).
 2. **Admission** (in this process, on a fresh database): `--keys` keys each with a
-   running run and a queued one behind it, then the time of one admission pass
+   running run and `--queued-per-key` queued behind it, then the time of one admission pass
    (`herald.scheduler.flow.admit`): a sweep (every key read, as each pass did before
    the marked keys), a pass when every key is busy and none is marked (nothing may
-   start), and one when a tenth of the keys have just finished (a tenth start, in order).
+   start), one when every key is marked but busy (new runs came for all), and one when
+   a tenth of the keys have just finished (a tenth start, in order).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -56,8 +60,13 @@ def fresh_database(server: str | None) -> Iterator[str | None]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def end_to_end(events: int, keys: int, keyed: bool, server: str | None) -> dict[str, Any]:
-    """Publish `events` messages over `keys` keys and wait for every task; runs/s and latency."""
+def end_to_end(
+    events: int, keys: int, keyed: bool, server: str | None, ready: threading.Barrier | None = None
+) -> dict[str, Any]:
+    """Publish `events` messages over `keys` keys and wait for every task; runs/s and latency.
+
+    With `ready` (`--together`), publishing starts once every variant's Herald is up."""
+    from herald.config import Settings
     from herald.publishing import local_publish
 
     name = "keyed" if keyed else "plain"
@@ -67,15 +76,19 @@ def end_to_end(events: int, keys: int, keyed: bool, server: str | None) -> dict[
             source = source.replace("@dag(schedule=", '@dag(key="k", max_active_runs_per_key=1, schedule=', 1)
         h.write_dag("bench", source)
         h.start_standalone()
-        h.use_env()
+        settings = Settings(home=h.home, database_url=database_url)
         h.watchers_running(1)
+        if ready is not None:
+            ready.wait()
         stamps = Stamps(h.stamps_path)
         published: dict[str, float] = {}
         first = time.time()
         for start in range(0, events, CHUNK):
             ids = [f"e{i}" for i in range(start, min(events, start + CHUNK))]
             t0 = time.time()
-            local_publish("keys", [b'{"id": "%s", "k": "k%d"}' % (k.encode(), int(k[1:]) % keys) for k in ids])
+            local_publish(
+                "keys", [b'{"id": "%s", "k": "k%d"}' % (k.encode(), int(k[1:]) % keys) for k in ids], settings=settings
+            )
             for k in ids:
                 published[k] = t0
             stamps.poll()
@@ -92,14 +105,14 @@ def end_to_end(events: int, keys: int, keyed: bool, server: str | None) -> dict[
         }
 
 
-def admission(keys: int, server: str | None) -> dict[str, Any]:
-    """One admission pass over `keys` busy keys, then with a tenth of them free (on a fresh
-    SQLite file, or a fresh database on the PostgreSQL `server`)."""
+def admission(keys: int, server: str | None, queued: int = 1) -> dict[str, Any]:
+    """One admission pass over `keys` busy keys (each with `queued` runs waiting), then with a
+    tenth of them free (on a fresh SQLite file, or a fresh database on the PostgreSQL `server`)."""
     with fresh_database(server) as database_url:
-        return _admission(keys, database_url)
+        return _admission(keys, database_url, queued)
 
 
-def _admission(keys: int, database_url: str | None) -> dict[str, Any]:
+def _admission(keys: int, database_url: str | None, queued: int) -> dict[str, Any]:
     from herald import DAG, Asset, task
     from herald.scheduler import flow
     from herald.store import flow as store_flow
@@ -124,10 +137,15 @@ def _admission(keys: int, database_url: str | None) -> dict[str, Any]:
             conn, ["keyed"] * keys, RunType.ASSET_TRIGGERED, now, flow=[RunFlow(k) for k in names]
         )
         store_runs.start(conn, running, now)
-        store_runs.create_runs(
-            conn, ["keyed"] * keys, RunType.ASSET_TRIGGERED, now, flow=[RunFlow(k, held_by="key") for k in names]
-        )
-    timings: dict[str, Any] = {"database": engine.dialect.name, "keys": keys, "queued": keys, "running": keys}
+        for i in range(queued):
+            store_runs.create_runs(
+                conn,
+                ["keyed"] * keys,
+                RunType.ASSET_TRIGGERED,
+                now + timedelta(microseconds=i + 1),
+                flow=[RunFlow(k, held_by="key") for k in names],
+            )
+    timings: dict[str, Any] = {"database": engine.dialect.name, "keys": keys, "queued": keys * queued, "running": keys}
     later = now + timedelta(seconds=1)
     flow._swept.pop("keyed", None)
     with engine.begin() as conn:
@@ -145,6 +163,17 @@ def _admission(keys: int, database_url: str | None) -> dict[str, Any]:
         busy = flow.admit(conn, dag, later, budget=keys)
         timings["all_busy_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         timings["all_busy_started"] = len(busy.started)
+    with engine.begin() as conn:
+        store_flow.mark_dirty(conn, [("keyed", k) for k in names])
+    with engine.begin() as conn:
+        # every key marked (new runs came for all of them) while each still runs: nothing may start
+        t0 = time.perf_counter()
+        marked = flow.admit(conn, dag, later, budget=keys)
+        timings["all_marked_busy_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        timings["all_marked_busy_started"] = len(marked.started)
+        conn.rollback()
+    with engine.begin() as conn:
+        store_flow.take_dirty(conn, "keyed", keys)  # unmarked again, for the next measure
     with engine.begin() as conn:
         store_runs.finish(conn, RunState.SUCCESS, running[: keys // 10], later)
     with engine.begin() as conn:
@@ -164,18 +193,54 @@ def main() -> None:
         "--postgres", default=None, help="a PostgreSQL server URL (a database to connect to first): fresh databases"
     )
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--queued-per-key", type=int, default=1, help="admission: runs waiting behind each key's")
+    parser.add_argument("--skip-admission", action="store_true")
+    parser.add_argument(
+        "--together", action="store_true", help="run the plain and the keyed variant at once (same load on both)"
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {}
-    result["admission"] = admission(args.keys, args.postgres)
-    print("admission:", result["admission"])
-    if not args.skip_e2e:
+    if not args.skip_admission:
+        result["admission"] = admission(args.keys, args.postgres, args.queued_per_key)
+        print("admission:", result["admission"])
+    if args.together:
+        # both variants at once, each its own Herald and database: they share whatever load the
+        # machine has, so their ratio is steadier than two runs one after the other
+        found_by: dict[bool, dict[str, Any]] = {}
+        ready = threading.Barrier(2)
+
+        def one(keyed: bool) -> None:
+            found_by[keyed] = end_to_end(args.events, args.keys, keyed, args.postgres, ready)
+
+        threads = [threading.Thread(target=one, args=(keyed,)) for keyed in (False, True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for found in found_by.values():
+            print(f"{found['variant']} (together):", found)
+            result[f"{found['variant']}_together"] = found
+        plain_rate, keyed_rate = found_by[False]["runs_per_s"], found_by[True]["runs_per_s"]
+        result["keyed_vs_plain_together"] = round(keyed_rate / plain_rate, 3) if plain_rate else None
+        print("together: keyed runs/s / plain runs/s:", result["keyed_vs_plain_together"])
+    elif not args.skip_e2e:
         for keyed in (False, True):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             found = end_to_end(args.events, args.keys, keyed, args.postgres)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # Herald's CPU (the standalone process and the workers it waited for, once stopped): the
+            # cost of the runs, much less sensitive to a shared machine's load than runs/s
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            found["herald_cpu_s"] = round(cpu, 1)
+            found["cpu_ms_per_run"] = round(cpu * 1000 / args.events, 2)
             print(f"{found['variant']}:", found)
             result[found["variant"]] = found
         plain, keyed_rate = result["plain"]["runs_per_s"], result["keyed"]["runs_per_s"]
         result["keyed_vs_plain"] = round(keyed_rate / plain, 3) if plain else None
         print("keyed runs/s / plain runs/s:", result["keyed_vs_plain"])
+        cpu_plain, cpu_keyed = result["plain"]["cpu_ms_per_run"], result["keyed"]["cpu_ms_per_run"]
+        result["cpu_keyed_vs_plain"] = round(cpu_keyed / cpu_plain, 3) if cpu_plain else None
+        print("keyed CPU per run / plain CPU per run:", result["cpu_keyed_vs_plain"])
     write_result("keys", result)
 
 

@@ -116,3 +116,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
         return f"sqlite:///{tmp_path}/herald.db"  # type: ignore[str-bytes-safe]
     url: str = request.getfixturevalue("pg_database")
     return url
+
+
+#: directories of the longest tests (kill -9 harnesses at CI size, builds of the wheel):
+#: run first, so that the suite does not end waiting on one of them while the other
+#: test processes are idle
+_LONGEST_FIRST = ("tests/faults/", "tests/packaging/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest tests first (a stable sort: each module's tests stay together, in order)."""
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.replace(os.sep, "/")
+        return 0 if path.startswith(_LONGEST_FIRST) else 1
+
+    items.sort(key=rank)

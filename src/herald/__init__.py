@@ -50,6 +50,13 @@ _EXPORTS: dict[str, str] = {
     "CronTriggerTimetable": "herald.sdk.timetables",
     "DeltaTriggerTimetable": "herald.sdk.timetables",
     "TriggerEvent": "herald.sdk.airflow_triggers",
+    # Triggers a deferrable operator waits on, run by the triggerer (issue 16)
+    "BaseTrigger": "herald.sdk.airflow_triggers",
+    "TaskFailedEvent": "herald.sdk.airflow_triggers",
+    "TaskSkippedEvent": "herald.sdk.airflow_triggers",
+    "TaskSuccessEvent": "herald.sdk.airflow_triggers",
+    "TaskDeferralError": "herald.airflow",
+    "TaskDeferralTimeout": "herald.airflow",
     # Airflow's authoring names (operators, params, variables, ...), see herald.airflow
     "AirflowException": "herald.airflow",
     "AirflowFailException": "herald.airflow",
@@ -126,6 +133,7 @@ __all__ = [
     "BaseHook",
     "BaseOperator",
     "BaseSensorOperator",
+    "BaseTrigger",
     "BashOperator",
     "BranchPythonOperator",
     "Connection",
@@ -162,9 +170,14 @@ __all__ = [
     "RedisPubSubTrigger",
     "ShortCircuitOperator",
     "SqsSensorTrigger",
+    "TaskDeferralError",
+    "TaskDeferralTimeout",
     "TaskDeferred",
+    "TaskFailedEvent",
     "TaskGroup",
     "TaskInstance",
+    "TaskSkippedEvent",
+    "TaskSuccessEvent",
     "TimeDeltaSensor",
     "TimeDeltaSensorAsync",
     "TimeDeltaTrigger",
@@ -219,6 +232,8 @@ if TYPE_CHECKING:
         PythonOperator,
         PythonSensor,
         ShortCircuitOperator,
+        TaskDeferralError,
+        TaskDeferralTimeout,
         TaskGroup,
         TaskInstance,
         TimeDeltaSensor,
@@ -239,7 +254,13 @@ if TYPE_CHECKING:
     from herald.providers.redis import RedisPubSubTrigger
     from herald.providers.sqs import SqsSensorTrigger
     from herald.publishing import apublish, publish
-    from herald.sdk.airflow_triggers import TriggerEvent
+    from herald.sdk.airflow_triggers import (
+        BaseTrigger,
+        TaskFailedEvent,
+        TaskSkippedEvent,
+        TaskSuccessEvent,
+        TriggerEvent,
+    )
     from herald.sdk.asset_decorators import asset
     from herald.sdk.asset_events import AssetEvent, InletEventsAccessors, OutletEventAccessors
     from herald.sdk.asset_windows import AssetAbsence, AssetWindow

@@ -241,6 +241,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Rows deleted per transaction by a clean: short enough never to hold the scheduler up.",
     )
+    triggerer_capacity: int = Field(
+        default=1000,
+        ge=1,
+        description="The most triggers of deferred tries (Airflow-style triggers of `self.defer(...)`) one "
+        "triggerer runs at once (Airflow's default_capacity); beyond them they wait for another triggerer.",
+    )
     watcher_sample_interval: float = Field(
         default=15.0,
         gt=0,

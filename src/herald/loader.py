@@ -44,6 +44,15 @@ def dag_files(folder: Path) -> dict[str, float]:
     return found
 
 
+#: the start of the module name each DAG file is imported under (`module_name`)
+DAG_MODULE_PREFIX = "herald_dag_"
+
+
+def module_name(path: str) -> str:
+    """The module name the DAG file at `path` is imported under (the same in every process given that path)."""
+    return DAG_MODULE_PREFIX + hashlib.sha1(path.encode()).hexdigest()[:12]
+
+
 def load_file(path: str, folder: Path | None = None) -> list[DAG]:
     """Import one DAG file and return the DAGs it defines (raises what the import raises).
 
@@ -54,12 +63,12 @@ def load_file(path: str, folder: Path | None = None) -> list[DAG]:
     `"kafka_example_dag.apply_function"` or Astro's `"dags.module.fn"` resolves
     while the DAG file loads, never later per message.
     """
-    module_name = "herald_dag_" + hashlib.sha1(path.encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    name = module_name(path)
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+    sys.modules[name] = module
     here = Path(path).resolve().parent
     roots = [here]
     if folder is not None:
@@ -79,7 +88,7 @@ def load_file(path: str, folder: Path | None = None) -> list[DAG]:
         with collect_dags() as built:
             spec.loader.exec_module(module)
     except BaseException:
-        sys.modules.pop(module_name, None)
+        sys.modules.pop(name, None)
         if alias and sys.modules.get(stem) is module:
             sys.modules.pop(stem, None)
         raise

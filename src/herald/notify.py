@@ -2,9 +2,10 @@
 
 A process that commits work for another (a published local:// message, events
 for the scheduler, task tries for the workers, results for the scheduler)
-notifies a channel: "local:QUEUE", "scheduler", "workers" or "replay". Waiters wake at
+notifies a channel: "local:QUEUE", "scheduler", "workers", "replay", "watchers" or "triggers". Waiters wake at
 once. A lost wake-up costs only latency: every waiter also re-checks the
-database on a short timeout.
+database by itself (`Recheck`), soon after it last had work and less often the
+longer it stays idle.
 
 - On PostgreSQL the channel is `pg_notify('herald', channel)`, sent inside the
   committing transaction (delivered on commit) and heard by every process, on
@@ -36,7 +37,54 @@ WORKERS = "workers"
 REPLAY = "replay"
 #: a watcher was paused or resumed (heard by the triggerers)
 WATCHERS = "watchers"
+#: a try deferred on a trigger a triggerer runs (heard by the triggerers)
+TRIGGERS = "triggers"
 PG_CHANNEL = "herald"
+
+#: seconds from a waiter's last wake-up (or last find) to its first re-check without one
+RECHECK_FIRST = 2.0
+#: the longest an idle waiter goes without re-checking the database by itself
+RECHECK_LONGEST = 30.0
+
+
+class Recheck:
+    """How long a waiter sleeps before it re-checks the database without a wake-up.
+
+    The re-check only covers a lost wake-up (a datagram dropped from a full
+    buffer, a LISTEN connection between two reconnections): work normally comes
+    with its wake-up, whenever it comes. So the first re-check comes `first`
+    seconds after the waiter last had work, and every re-check that finds
+    nothing doubles the next wait, up to `longest`. An idle Herald with many
+    waiters then queries a few times a minute instead of each waiter every two
+    seconds, and a busy one still catches a lost wake-up within `first`.
+    """
+
+    def __init__(self, first: float = RECHECK_FIRST, longest: float = RECHECK_LONGEST) -> None:
+        self.first = first
+        self.longest = max(first, longest)
+        self._next = first
+
+    @property
+    def wait(self) -> float:
+        """Seconds to sleep before the next re-check, unless woken first."""
+        return self._next
+
+    def found_nothing(self) -> None:
+        """A re-check came up empty: wait twice as long for the next one (up to `longest`)."""
+        self._next = min(self.longest, self._next * 2)
+
+    def reset(self) -> None:
+        """A wake-up came, or a re-check found work: re-check soon again."""
+        self._next = self.first
+
+
+async def wait_for_wake_up(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until `event` is set or `timeout` seconds pass; True when it was set."""
+    if event.is_set():
+        return True
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+    return event.is_set()
 
 
 def is_postgres(database_url: str) -> bool:
@@ -274,9 +322,11 @@ __all__ = [
     "WORKERS",
     "Listener",
     "PgListener",
+    "Recheck",
     "SocketListener",
     "local_channel",
     "make_listener",
     "notify",
     "notify_in",
+    "wait_for_wake_up",
 ]

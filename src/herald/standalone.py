@@ -122,6 +122,7 @@ class Service:
         import uvicorn
 
         from herald.api.app import create_app
+        from herald.api.server import ApiServer
         from herald.store.tokens import ensure_admin_token
 
         def first_start_token() -> str | None:
@@ -137,7 +138,7 @@ class Service:
             limits=self.settings.limits,
         )
         config = uvicorn.Config(app, host=self.settings.api_host, port=port, log_level="warning", lifespan="off")
-        server = uvicorn.Server(config)
+        server = ApiServer(config)
         # Server.serve() would take over SIGINT/SIGTERM; Herald owns them and stops
         # the API itself, so run the inner coroutine that does not touch signals.
         task = asyncio.create_task(server._serve(), name="api")
@@ -154,7 +155,7 @@ class Service:
     async def stop_api(server: Any, task: asyncio.Task[None] | None) -> None:
         """Stop a server started by `serve_api`."""
         if server is not None and task is not None:
-            server.should_exit = True
+            server.exit()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 5)
 
@@ -310,10 +311,12 @@ class Standalone(Service):
             apply_timeout=settings.apply_function_timeout,
             limits=settings.limits,
             sample_interval=settings.watcher_sample_interval,
+            trigger_capacity=settings.triggerer_capacity,
+            trigger_import_timeout=settings.dag_file_processor_timeout,
         )
         source = DagSource(settings, db, say=self.say)
         source.subscribe(lambda bag, cat: scheduler.update(bag.dags, cat.asset_ids, cat.consumers))
-        source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers))
+        source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers, bag.dags))
         # Workers import only the files this process checked and imported (bag.files).
         source.subscribe(lambda bag, cat: executor.reload(bag.files))
         bag = await self.load_dags(source, stop)
@@ -430,9 +433,11 @@ class TriggererProcess(Service):
             apply_timeout=s.apply_function_timeout,
             limits=s.limits,
             sample_interval=s.watcher_sample_interval,
+            trigger_capacity=s.triggerer_capacity,
+            trigger_import_timeout=s.dag_file_processor_timeout,
         )
         source = DagSource(self.settings, db, say=self.say)
-        source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers))
+        source.subscribe(lambda bag, cat: triggerer.update(cat.watchers, cat.consumers, bag.dags))
         bag = await self.load_dags(source, stop)
         watch = asyncio.create_task(source.watch(), name="dag-reload")
         publishes = _publish_inbox(db, listener)

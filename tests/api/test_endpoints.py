@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import timedelta
 
 from sqlalchemy import select
 
+from herald import notify
 from herald.store import tables as t
 from herald.store.types import utcnow
 from tests.api.conftest import Api
@@ -286,6 +289,23 @@ def test_dead_letters_and_their_replay_request(api: Api) -> None:
         conn.execute(t.dead_letter.update().where(t.dead_letter.c.id == first).values(replayed_at=utcnow()))
     assert api.post(f"/api/v1/dead-letters/{first}/replay").status_code == 409
     assert api.post("/api/v1/dead-letters/9999/replay").status_code == 404
+
+
+def test_on_sqlite_a_replay_or_a_pause_asked_through_the_api_wakes_the_triggerers(api: Api) -> None:
+    # Where Herald's triggerers listen for wake-ups on this database (a Unix datagram socket).
+    path = notify.socket_path(api.engine.url.render_as_string(hide_password=False))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as triggerers:
+        triggerers.bind(path)
+        triggerers.settimeout(30)
+        try:
+            letter = api.add_dead_letter()
+            assert api.post(f"/api/v1/dead-letters/{letter}/replay").status_code == 202
+            assert triggerers.recv(512) == notify.REPLAY.encode()
+            watcher_id = api.ok("/api/v1/watchers")["items"][0]["id"]
+            assert api.post(f"/api/v1/watchers/{watcher_id}/pause").status_code == 200
+            assert triggerers.recv(512) == notify.WATCHERS.encode()
+        finally:
+            os.unlink(path)
 
 
 # -- pagination ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Flow control end to end: `herald standalone` (SQLite, PostgreSQL), local:// messages, and the runs
 read back through the CLI and the API: order per key, skip, cancel_running, priority, throttle,
-rate limit, debounce, cancel_on (across a restart too), and the events windows and absences hold."""
+rate limit, debounce, cancel_on (across a restart too, and over the events a batch still gathers), and
+the events windows and absences hold."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import json
 import os
 import time
 
-from herald import DAG, Asset, AssetWatcher, Debounce, MessageQueueTrigger, task
+from herald import DAG, Asset, AssetWatcher, Debounce, EventBatch, MessageQueueTrigger, task
 
 MARKS = {marks!r}
 
@@ -82,6 +83,11 @@ orders = watched("orders")
 with DAG("orders", schedule=[orders], key="order", max_active_runs_per_key=1, cancel_on=watched("order_cancels")):
     note()
 
+parcels = watched("parcels")
+with DAG("parcels", schedule=[parcels], key="order", batch=EventBatch(max_events=3, max_wait=3600),
+         cancel_on=watched("parcel_cancels")):
+    note()
+
 
 @task
 def alert():
@@ -101,7 +107,7 @@ def herald(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     marks = tmp_path_factory.mktemp("marks")
     with standalone(request.param, tmp_path_factory, FLOW_DAGS.format(marks=str(marks)), {}) as h:
         h.marks = marks  # type: ignore[attr-defined]
-        h.wait_for(lambda: len(h.cli_json("dags", "list")) == 10, what="the DAGs")
+        h.wait_for(lambda: len(h.cli_json("dags", "list")) == 11, what="the DAGs")
         yield h
 
 
@@ -269,7 +275,8 @@ def test_windows_and_absences_show_the_events_they_hold(herald: Herald) -> None:
     herald.publish("beats", {"device": "s1", "n": "b1"})
 
     def held() -> dict[str, dict[str, Any]]:
-        return {e["held_by"]: e for e in herald.cli_json("runs", "list", "--held")}
+        found = herald.cli_json("runs", "list", "--held")
+        return {e["held_by"]: e for e in found if e["held_by"] in ("window", "missing_for")}
 
     found = herald.wait_for(lambda: len(held()) == 2 and held(), what="the window and the absence holding")
     window, absence = found["window"], found["missing_for"]
@@ -280,7 +287,7 @@ def test_windows_and_absences_show_the_events_they_hold(herald: Herald) -> None:
     code, table = herald.cli("runs", "list", "--held")
     assert code == 0 and "window" in table and "missing_for" in table
     code, table = herald.cli("runs", "list", "--dag", "paired")
-    assert code == 0 and "held by a window or an absence" in table
+    assert code == 0 and "held by a window or an absence" in table and "herald runs list --held" in table
     status, page = api(herald, "/held_events?dag_id=paired")
     assert status == 200 and [e["held_by"] for e in page["items"]] == ["window"]
     status, text = _metrics(herald)
@@ -315,6 +322,46 @@ def test_cancel_on_holds_across_a_restart(herald: Herald) -> None:
     finally:
         for name in (first, second):
             (marks / f"release-{name}").touch()  # a task left by the killed process ends
+
+
+def test_cancel_on_cancels_the_events_a_batch_still_gathers_across_a_kill(herald: Herald) -> None:
+    # p1 and p2 each gather events toward a batch of 3; Herald dies; p1's cancel comes while it is down
+    names = {n: uuid.uuid4().hex for n in ("a", "b", "c", "d", "e", "f", "g", "h")}
+    herald.publish("parcels", *({"order": o, "n": names[n]} for o, n in (("p1", "a"), ("p1", "b"), ("p2", "c"))))
+    herald.wait_for(
+        lambda: len(herald.cli_json("events", "list", "--asset", "parcels")) == 3, what="the parcels stored"
+    )
+
+    herald.kill()
+    herald.publish("parcel_cancels", {"order": "p1"})
+    herald.start()
+
+    def cancelled() -> list[dict[str, Any]] | None:
+        found = herald.cli_json("runs", "list", "--held", "--dag", "parcels")
+        return found if len(found) == 2 else None
+
+    held = herald.wait_for(cancelled, what="p1's gathered events cancelled")
+    events = {e["id"]: e for e in herald.cli_json("events", "list", "--asset", "parcels")}
+    (cancel,) = herald.cli_json("events", "list", "--asset", "parcel_cancels")
+    assert {e["held_by"] for e in held} == {f"cancelled by event {cancel['id']}"}
+    assert {e["key"] for e in held} == {"p1"} and {e["dag_id"] for e in held} == {"parcels"}
+    assert {events[e["event_id"]]["extra"]["payload"]["n"] for e in held} == {names["a"], names["b"]}
+    # the table and the API say so too
+    code, table = herald.cli("runs", "list", "--held", "--dag", "parcels")
+    assert code == 0 and "cancelled by event" in table
+    status, page = api(herald, "/held_events?dag_id=parcels")
+    assert status == 200 and [e["event_id"] for e in page["items"]] == [e["event_id"] for e in held]
+    # a kill -9 now keeps the decision: after a restart the cancelled events still make no run
+    herald.kill()
+    herald.start()
+    # p1's events after the cancel gather and run as usual; p2's batch was never touched
+    herald.publish("parcels", *({"order": "p1", "n": names[n]} for n in ("d", "e", "f")))
+    herald.publish("parcels", *({"order": "p2", "n": names[n]} for n in ("g", "h")))
+    herald.wait_runs(2, "parcels", timeout=60)
+    ran = sorted(sorted(r["events"]) for r in _results(herald, "parcels"))
+    assert ran == sorted([sorted(names[n] for n in "def"), sorted(names[n] for n in "cgh")])
+    assert herald.runs("parcels", "cancelled") == []
+    assert len(herald.cli_json("runs", "list", "--held", "--dag", "parcels")) == 2
 
 
 def _metrics(herald: Herald) -> tuple[int, str]:

@@ -181,7 +181,7 @@ def test_the_ui_shows_every_message_path(sqlite_herald: Herald, browser: Any, tm
     herald.start()
     token = admin_token(herald)
     base = f"http://127.0.0.1:{herald.port}/"
-    page = browser.new_page(viewport={"width": 1360, "height": 860})
+    page = browser.new_page(viewport={"width": 1024, "height": 768})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     # the page works under its Content-Security-Policy: the browser reports nothing it refused
@@ -443,7 +443,7 @@ def test_dag_and_watcher_pages_chart_what_happened(sqlite_herald: Herald, browse
     herald.wait_for(lambda: len(herald.runs("process_orders", "success")) == 3, what="three runs")
     shots = Path(os.environ.get("HERALD_SCREENSHOTS_DIR") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1360, "height": 900})
+    page = browser.new_page(viewport={"width": 1024, "height": 768})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     base = f"http://127.0.0.1:{herald.port}/"

@@ -100,7 +100,8 @@ class Odd(BaseOperator):
         self.defer(trigger=OddTrigger(), method_name="done")
 
 with DAG(dag_id="napper", schedule=None):
-    Nap(task_id="nap", seconds=2)
+    # long enough to be seen deferred by a test polling through the CLI on a busy machine
+    Nap(task_id="nap", seconds=10)
 
 with DAG(dag_id="napper_late", schedule=None):
     Nap(task_id="nap", seconds=3600, timeout=1)

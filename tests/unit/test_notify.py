@@ -93,3 +93,28 @@ def test_on_postgres_a_notify_in_a_transaction_arrives_with_its_commit(pg_databa
         asyncio.run(scenario())
     finally:
         engine.dispose()
+
+
+def test_a_recheck_comes_less_often_while_it_finds_nothing_and_soon_again_after_work() -> None:
+    recheck = notify.Recheck(first=2.0, longest=30.0)
+    waits = [recheck.wait]
+    for _ in range(6):
+        recheck.found_nothing()
+        waits.append(recheck.wait)
+    assert waits == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    recheck.reset()  # a wake-up came, or the re-check found work
+    assert recheck.wait == 2.0
+    steady = notify.Recheck(first=2.0, longest=2.0)  # a waiter whose re-check must stay regular
+    steady.found_nothing()
+    assert steady.wait == 2.0
+
+
+def test_waiting_for_a_wake_up_tells_whether_it_came() -> None:
+    async def scenario() -> None:
+        event = asyncio.Event()
+        assert not await notify.wait_for_wake_up(event, 0.01)  # nobody woke it: the re-check is due
+        asyncio.get_running_loop().call_soon(event.set)
+        assert await notify.wait_for_wake_up(event, WAIT)
+        assert await notify.wait_for_wake_up(event, 0)  # set before the wait: no sleep at all
+
+    asyncio.run(scenario())

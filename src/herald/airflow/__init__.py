@@ -22,6 +22,8 @@ from herald.airflow.exceptions import (
     DagNotFound,
     DuplicateTaskIdFound,
     ParamValidationError,
+    TaskDeferralError,
+    TaskDeferralTimeout,
 )
 from herald.airflow.params import Param, ParamsDict
 from herald.airflow.python import BranchPythonOperator, PythonOperator, ShortCircuitOperator
@@ -71,6 +73,8 @@ __all__ = [
     "PythonOperator",
     "PythonSensor",
     "ShortCircuitOperator",
+    "TaskDeferralError",
+    "TaskDeferralTimeout",
     "TaskGroup",
     "TaskInstance",
     "TimeDeltaSensor",

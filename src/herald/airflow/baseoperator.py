@@ -9,6 +9,8 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, NoReturn
 
+from herald.airflow.exceptions import TaskDeferralError, TaskDeferralTimeout
+from herald.sdk.airflow_triggers import TRIGGER_FAIL, TRIGGER_TIMEOUT
 from herald.sdk.dag import (
     DAG,
     TASK_ARGS,
@@ -153,10 +155,23 @@ class BaseOperator(DependencyMixin):
 
         As Airflow's: the try keeps its number; `timeout` (seconds or a timedelta) fails
         it, retries applying, if the trigger has not fired by then. Herald's scheduler
-        waits on time triggers (`DateTimeTrigger`, `TimeDeltaTrigger`); `kwargs` must be
-        JSON values (they are kept in the database while the try waits).
+        waits on time triggers (`DateTimeTrigger`, `TimeDeltaTrigger`); a trigger written
+        for Airflow (`BaseTrigger`: `serialize()` and `async def run()`) runs in a
+        triggerer. `kwargs` must be JSON values (they are kept in the database while
+        the try waits).
         """
         raise TaskDeferred(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: dict[str, Any]) -> Any:
+        """Called instead of `execute` when a deferred try resumes: `next_method(context, **next_kwargs)`.
+
+        `next_method` is `"__fail__"` when the trigger failed or timed out: the try
+        fails here, in its worker (so its failure and retry callbacks run), with
+        `TaskDeferralError` or `TaskDeferralTimeout`.
+        """
+        if next_method == TRIGGER_FAIL:
+            fail_resumed(next_kwargs)
+        return getattr(self, next_method)(context, **(next_kwargs or {}))
 
     def render_template_fields(self, context: dict[str, Any], jinja_env: Any = None) -> None:
         """Render every templated field in place (the worker calls this on a copy before `execute`)."""
@@ -232,6 +247,18 @@ class BaseOperator(DependencyMixin):
 
     def __repr__(self) -> str:
         return f"<Task({type(self).__name__}): {self.task_id}>"
+
+
+def fail_resumed(next_kwargs: dict[str, Any] | None) -> NoReturn:
+    """Fail a try resumed with `next_method="__fail__"`: the trigger's traceback goes to the try's log."""
+    kwargs = next_kwargs or {}
+    lines = kwargs.get("traceback")
+    if isinstance(lines, list) and lines:
+        print("The trigger failed:\n" + "".join(str(line) for line in lines).rstrip("\n"))
+    error = str(kwargs.get("error") or "the trigger failed")
+    if error.startswith((TRIGGER_TIMEOUT, "Trigger timeout")):
+        raise TaskDeferralTimeout(error)
+    raise TaskDeferralError(error)
 
 
 # operators without an __init__ of their own (EmptyOperator, user subclasses) get default_args too
@@ -355,5 +382,6 @@ __all__ = [
     "chain_linear",
     "cross_downstream",
     "edge_tasks",
+    "fail_resumed",
     "materialise",
 ]

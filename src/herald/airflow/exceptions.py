@@ -27,6 +27,14 @@ class AirflowTaskTimeout(AirflowException):
     """A try ran longer than its `execution_timeout`."""
 
 
+class TaskDeferralError(AirflowException):
+    """A deferred try's trigger failed (raised, ended without an event, or could not be built); retries apply."""
+
+
+class TaskDeferralTimeout(TaskDeferralError):
+    """A deferred try's trigger did not fire within the deferral's `timeout`; retries apply."""
+
+
 class ParamValidationError(AirflowException):
     """A run's `conf` does not satisfy the DAG's `Param` schemas."""
 

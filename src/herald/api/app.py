@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,10 @@ Errors are JSON: `{"status", "error", "message", "hint"}`.
 A variable whose key names a secret (password, secret, token, api_key...) is
 answered with the value `***`; `?reveal=true` returns it, with the write scope.
 """
+
+
+def _no_wake(channel: str) -> None:
+    """On PostgreSQL the write's own transaction sent the wake-up."""
 
 
 def create_app(
@@ -65,6 +70,10 @@ def create_app(
     url = database_url or engine.url.render_as_string(hide_password=False)
     app.state.engine = engine
     app.state.wake = wake or (lambda: notify.notify(url, notify.SCHEDULER))
+    # A replay or a pause reaches the triggerers with its commit on PostgreSQL (a NOTIFY
+    # in the transaction); on SQLite the API sends the wake-up after the commit, else
+    # they would see it only at their next re-check.
+    app.state.wake_triggerers = _no_wake if notify.is_postgres(url) else functools.partial(notify.notify, url)
     app.state.max_payload_depth = max_payload_depth
     errors.install(app)
 

@@ -49,6 +49,12 @@ def waker(request: Request) -> Callable[[], None]:
     return wake
 
 
+def triggerer_waker(request: Request) -> Callable[[str], None]:
+    """Wakes the triggerers on a channel (`notify.REPLAY`, `notify.WATCHERS`) after a write."""
+    wake: Callable[[str], None] = request.app.state.wake_triggerers
+    return wake
+
+
 def caller(
     db: Annotated[Engine, Depends(engine)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -91,4 +97,5 @@ Conn = Annotated[Connection, Depends(read_conn)]
 Reader = Annotated[tokens.TokenInfo, Depends(reader)]
 Writer = Annotated[tokens.TokenInfo, Depends(writer)]
 Wake = Annotated[Callable[[], None], Depends(waker)]
+WakeTriggerers = Annotated[Callable[[str], None], Depends(triggerer_waker)]
 Db = Annotated[Engine, Depends(engine)]

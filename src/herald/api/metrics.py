@@ -85,7 +85,8 @@ class DatabaseCollector(Collector):
         yield flow
         waiting = GaugeMetricFamily(
             "herald_events_held",
-            "Events no run yet because a window or an absence watch holds them, by DAG and rule.",
+            "Events no run yet because a window or an absence watch holds them, or never because a "
+            "cancel_on event cancelled them while they waited (held_by cancelled), by DAG and rule.",
             labels=["dag_id", "held_by"],
         )
         for (dag_id, rule), count in sorted(held_events.items()):

@@ -57,7 +57,11 @@ def list_runs(
     )
 
 
-@router.get("/held_events", response_model=Page[HeldEvent], summary="Events a window or an absence holds")
+@router.get(
+    "/held_events",
+    response_model=Page[HeldEvent],
+    summary="Events a window or an absence holds, or a cancel_on event cancelled",
+)
 def list_held_events(
     _: Reader,
     conn: Conn,
@@ -65,7 +69,9 @@ def list_held_events(
     dag_id: Annotated[str | None, Query(description="Only events held for this DAG.")] = None,
 ) -> dict[str, Any]:
     """Events that are no run yet, newest first, with the rule holding each: 'window' (waiting for
-    its partners in `(a & b).within()`) or 'missing_for' (a key's last event, watched by `missing_for()`)."""
+    its partners in `(a & b).within()`) or 'missing_for' (a key's last event, watched by `missing_for()`);
+    and the events a `cancel_on=` event cancelled while they waited for a run ('cancelled by event N':
+    no run is made from them)."""
     return page.page(lambda limit, offset: store_held.held_events(conn, limit, dag_id, offset=offset))
 
 

@@ -137,16 +137,22 @@ class Run(BaseModel):
 
 
 class HeldEvent(BaseModel):
-    """An event no run yet: a window waits for its partners, or an absence watches its key."""
+    """An event no run yet: a window waits for its partners, or an absence watches its key; or an
+    event a `cancel_on=` event cancelled while it waited for a run (no run is made from it)."""
 
     dag_id: str
     event_id: int
     asset: str | None
-    key: str | None = Field(None, description="The event's key (the window's or the absence's `key=`).")
-    held_by: str = Field(description="'window' (`within()`) or 'missing_for' (`missing_for()`).")
-    since: datetime = Field(description="When the event was queued (a window) or the key last seen (an absence).")
+    key: str | None = Field(None, description="The event's key (the window's, the absence's or the DAG's `key=`).")
+    held_by: str = Field(
+        description="'window' (`within()`), 'missing_for' (`missing_for()`) or 'cancelled by event N' (`cancel_on=`)."
+    )
+    since: datetime = Field(
+        description="When the event was queued (a window, a cancel) or the key last seen (an absence)."
+    )
     held_until: datetime = Field(
-        description="When the window closes without its partners, or the silence makes a run (an absence)."
+        description="When the window closes without its partners, the silence makes a run (an absence), "
+        "or the event was cancelled (`cancel_on=`)."
     )
     detail: str
 
@@ -174,11 +180,21 @@ class TryRecord(BaseModel):
 
 
 class WaitingFor(BaseModel):
-    """What a deferred try waits for: an event of `asset` matching `match`, or (no asset) until `deadline`."""
+    """What a deferred try waits for: an event of `asset` matching `match`, a `trigger` a triggerer runs,
+    or (neither) until `deadline`."""
 
     asset: str | None = None
     match: str | None = None
     deadline: datetime | None = Field(None, description="When the wait ends without its event (its timeout).")
+    trigger: str | None = Field(
+        None,
+        description="The trigger written for Airflow the try deferred on (`self.defer(trigger=...)`): its classpath "
+        "and kwargs, secrets masked.",
+    )
+    triggerer: str | None = Field(None, description="The triggerer running that trigger now (none: not taken yet).")
+    fired_at: datetime | None = Field(
+        None, description="When the trigger fired (or failed); the scheduler's next pass resumes the try."
+    )
 
 
 class TaskInstance(BaseModel):

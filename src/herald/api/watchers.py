@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from sqlalchemy import Engine
 
-from herald.api.deps import AUTH_RESPONSES, CONFLICT, NOT_FOUND, Conn, Db, Reader, Writer
+from herald import notify
+from herald.api.deps import AUTH_RESPONSES, CONFLICT, NOT_FOUND, Conn, Db, Reader, WakeTriggerers, Writer
 from herald.api.paging import PageParams, RowId
 from herald.api.schemas import (
     BulkReplay,
@@ -34,8 +35,9 @@ def list_watchers(_: Reader, conn: Conn, page: PageParams) -> dict[str, Any]:
     return page.page(lambda limit, offset: queries.list_watchers(conn, limit, offset=offset))
 
 
-def _paused(db: Engine, watcher_id: int, paused: bool) -> dict[str, Any]:
+def _paused(db: Engine, wake: WakeTriggerers, watcher_id: int, paused: bool) -> dict[str, Any]:
     done = watcher_commands.set_paused(db, watcher_id, paused)
+    wake(notify.WATCHERS)
     return {"id": done.watcher_id, "asset": done.asset, "name": done.name, "state": done.state, "sharing": done.sharing}
 
 
@@ -46,9 +48,9 @@ def _paused(db: Engine, watcher_id: int, paused: bool) -> dict[str, Any]:
     tags=["watchers"],
     summary="Pause a watcher",
 )
-def pause_watcher(watcher_id: RowId, _: Writer, db: Db) -> dict[str, Any]:
+def pause_watcher(watcher_id: RowId, _: Writer, db: Db, wake: WakeTriggerers) -> dict[str, Any]:
     """Stop consuming the watcher's queue: its messages wait in the broker until it is resumed."""
-    return _paused(db, watcher_id, True)
+    return _paused(db, wake, watcher_id, True)
 
 
 @router.post(
@@ -58,9 +60,9 @@ def pause_watcher(watcher_id: RowId, _: Writer, db: Db) -> dict[str, Any]:
     tags=["watchers"],
     summary="Resume a paused watcher",
 )
-def resume_watcher(watcher_id: RowId, _: Writer, db: Db) -> dict[str, Any]:
+def resume_watcher(watcher_id: RowId, _: Writer, db: Db, wake: WakeTriggerers) -> dict[str, Any]:
     """Consume the watcher's queue again, from the messages that waited."""
-    return _paused(db, watcher_id, False)
+    return _paused(db, wake, watcher_id, False)
 
 
 @router.get("/triggerers", response_model=list[Triggerer], tags=["watchers"], summary="Triggerers and what they hold")
@@ -92,10 +94,13 @@ def list_dead_letters(
     tags=["dead letters"],
     summary="Replay the dead letters of a filter",
 )
-def replay_dead_letters(body: BulkReplay, _: Writer, db: Db) -> dict[str, Any]:
+def replay_dead_letters(body: BulkReplay, _: Writer, db: Db, wake: WakeTriggerers) -> dict[str, Any]:
     """Ask for the replay of every dead letter of the filter (a watcher, a text of the reason)
     not replayed or requested yet."""
-    return {"requested": bulk.replay_dead_letters(db, body.watcher_id, body.error)}
+    requested = bulk.replay_dead_letters(db, body.watcher_id, body.error)
+    if requested:
+        wake(notify.REPLAY)
+    return {"requested": requested}
 
 
 @router.get(
@@ -120,13 +125,14 @@ def get_dead_letter(dead_letter_id: RowId, _: Reader, conn: Conn) -> dict[str, A
     tags=["dead letters"],
     summary="Replay a dead letter",
 )
-def replay_dead_letter(dead_letter_id: RowId, _: Writer, db: Db) -> dict[str, Any]:
+def replay_dead_letter(dead_letter_id: RowId, _: Writer, db: Db, wake: WakeTriggerers) -> dict[str, Any]:
     """Ask the triggerer to run the message through its watcher's trigger again (`replay_requested_at`).
 
     The triggerer owns the trigger (its `apply_function` lives in the DAG file):
     when it has replayed the message, `replayed_at` is set.
     """
     dead_letter_commands.request_replay(db, dead_letter_id)
+    wake(notify.REPLAY)
     with db.connect() as conn:
         found = queries.get_dead_letter(conn, dead_letter_id)
     assert found is not None
@@ -141,7 +147,9 @@ def replay_dead_letter(dead_letter_id: RowId, _: Writer, db: Db) -> dict[str, An
     tags=["dead letters"],
     summary="Replay every dead letter of a watcher",
 )
-def replay_dead_letters_of_watcher(watcher_id: RowId, _: Writer, db: Db) -> dict[str, Any]:
+def replay_dead_letters_of_watcher(watcher_id: RowId, _: Writer, db: Db, wake: WakeTriggerers) -> dict[str, Any]:
     """Ask the triggerer to replay every dead letter of the watcher not replayed or requested yet."""
     count = dead_letter_commands.request_replay_of_watcher(db, watcher_id)
+    if count:
+        wake(notify.REPLAY)
     return {"watcher_id": watcher_id, "requested": count}

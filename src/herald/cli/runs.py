@@ -71,14 +71,20 @@ def runs_list(
         str | None, typer.Option("--state", help="queued, running, success, failed, skipped or cancelled.")
     ] = None,
     held: Annotated[
-        bool, typer.Option("--held", help="Events no run yet, held by a window or an absence watch, instead.")
+        bool,
+        typer.Option(
+            "--held",
+            help="Events no run yet, held by a window or an absence watch, or cancelled by a cancel_on "
+            "event before a run took them, instead.",
+        ),
     ] = False,
     limit: Limit = 100,
     output: OutputOpt = Output.table,
 ) -> None:
     """Runs, newest first: short id, DAG, state, the flow-control rule holding, skipping or
     cancelling it (held by), when queued, how long, the events each consumed. With --held, the
-    events a window (`within()`) or an absence (`missing_for()`) holds before any run exists."""
+    events a window (`within()`) or an absence (`missing_for()`) holds before any run exists, and
+    those a `cancel_on=` event cancelled while a batch gathered them (held by "cancelled by event N")."""
     from herald.commands.dags import require_known_dag
     from herald.commands.runs import short_id
     from herald.store import held as store_held
@@ -123,13 +129,18 @@ def runs_list(
     if events:
         more = "+" if len(events) == limit else ""
         console.print(
-            Text(f"{len(events)}{more} event(s) held by a window or an absence: herald runs list --held", style="dim"),
+            Text(
+                f"{len(events)}{more} event(s) held by a window or an absence, or cancelled before a run: "
+                "herald runs list --held",
+                style="dim",
+            ),
             soft_wrap=True,
         )
 
 
 def _held_events(events: list[dict[str, Any]], output: Output) -> None:
-    """The events a window or an absence holds: event, DAG, rule (held by), key, since, until."""
+    """The events a window or an absence holds, or a `cancel_on=` event cancelled: event, DAG, rule
+    (held by), key, since, until."""
     if output == Output.json:
         show(events, output, [], "Held events")
         return
@@ -227,7 +238,10 @@ def _tries_table(tasks: list[dict[str, Any]]) -> Any:
 
 
 def _outcome(task: dict[str, Any]) -> Text:
-    """A task's error (its last line), else its result (or the start of it)."""
+    """A task's error (its last line), else what a deferred try waits for, else its result (or the start of it)."""
+    waiting = task.get("waiting_for") if task.get("state") == "deferred" else None
+    if waiting:
+        return Text(plain_text(_waiting_text(waiting)), style="dim")
     if task.get("error"):
         last = [line for line in str(task["error"]).strip().splitlines() if line.strip()]
         return Text(plain_text(last[-1] if last else ""), style="red")
@@ -235,6 +249,18 @@ def _outcome(task: dict[str, Any]) -> Text:
     text = "" if result is None else plain_text(str(result))
     # a view shows the start of a large result; `-o json` (or the task's log) has it whole
     return Text(text if len(text) <= RESULT_SHOWN and not task.get("result_preview") else text[:RESULT_SHOWN] + "…")
+
+
+def _waiting_text(waiting: dict[str, Any]) -> str:
+    """What a deferred try waits for, in words."""
+    deadline = f", until {when(waiting['deadline'])}" if waiting.get("deadline") else ""
+    if waiting.get("trigger"):
+        runner = f"run by {waiting['triggerer']}" if waiting.get("triggerer") else "not taken by a triggerer yet"
+        return f"waits for trigger {waiting['trigger']} ({runner}){deadline}"
+    if waiting.get("asset"):
+        matching = f" matching {waiting['match']}" if waiting.get("match") else ""
+        return f"waits for an event of {waiting['asset']}{matching}{deadline}"
+    return f"waits until {when(waiting['deadline'])}" if waiting.get("deadline") else "waits"
 
 
 def _retry(run: str, task: str | None, output: Output) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from herald import notify
 from herald.dagcheck import describe_end
 from herald.sdk.dag import DAG
 from herald.store import aliases as store_aliases
@@ -42,7 +43,7 @@ from herald.store.types import utcnow
 
 log = logging.getLogger("herald.callbacks")
 
-#: seconds between two looks at the database without a wake-up
+#: seconds from the last wake-up to the first look at the database without one (`notify.Recheck`)
 POLL = 2.0
 #: children (one per DAG file) run at once by one runner
 CONCURRENCY = 2
@@ -113,6 +114,9 @@ class DagCallbackRunner:
 
     async def run(self) -> None:
         """Claim and run requests until `stop`."""
+        # Its scheduler wakes it after every pass that asked for callbacks: the look
+        # without a wake-up is a safety net, rarer the longer nothing comes.
+        recheck = notify.Recheck(POLL)
         while not self._stopping:
             self._wake.clear()
             try:
@@ -121,10 +125,13 @@ class DagCallbackRunner:
                 log.exception("claiming DAG callback requests failed; retrying")
                 claimed = []
             if claimed:
+                recheck.reset()
                 await self._run_batch(claimed)
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL)
+            if await notify.wait_for_wake_up(self._wake, recheck.wait):
+                recheck.reset()
+            else:
+                recheck.found_nothing()
 
     async def _run_batch(self, items: list[dict[str, Any]]) -> None:
         """The claimed requests, one child per DAG file, `CONCURRENCY` children at once."""

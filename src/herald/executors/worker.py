@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from herald.airflow.baseoperator import materialise
+from herald.airflow.baseoperator import fail_resumed, materialise
 from herald.airflow.exceptions import (
     AirflowFailException,
     AirflowSensorTimeout,
@@ -40,6 +40,7 @@ from herald.airflow.runtime import (
 from herald.airflow.templating import environment, render
 from herald.dagcheck import Stamp
 from herald.executors.reaper import WorkerKeeper, die_with_parent
+from herald.sdk.airflow_triggers import TRIGGER_FAIL, decode_value
 from herald.sdk.asset_events import (
     AssetEvent,
     InletEventsAccessors,
@@ -206,13 +207,11 @@ def _secs(value: float | timedelta) -> float:
 
 
 def _resume_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The kwargs of a resumed method as the operator gets them: a time trigger's event is a pendulum DateTime."""
-    event = kwargs.get("event")
-    if isinstance(event, dict) and set(event) == {"__herald_datetime__"}:
-        import pendulum
-
-        return {**kwargs, "event": pendulum.parse(event["__herald_datetime__"])}
-    return kwargs
+    """The kwargs of a resumed method as the operator gets them: the trigger's event as it yielded it
+    (a time trigger's moment is a pendulum DateTime; datetimes, timedeltas and tuples come back as such)."""
+    if "event" not in kwargs:
+        return kwargs
+    return {**kwargs, "event": decode_value(kwargs["event"])}
 
 
 def _execute(dag: DAG, task: Task, context: dict[str, Any], resume: tuple[str, dict[str, Any]] | None = None) -> Any:
@@ -243,13 +242,17 @@ def _execute(dag: DAG, task: Task, context: dict[str, Any], resume: tuple[str, d
             op.pre_execute(context)
         if resume is not None:
             method, kwargs = resume
-            print(f"Resuming after the deferral in {type(op).__name__}.{method}")
-            value = getattr(op, method)(context=context, **_resume_kwargs(kwargs))
+            if method != TRIGGER_FAIL:
+                print(f"Resuming after the deferral in {type(op).__name__}.{method}")
+            # As Airflow's task runner: the operator's own resume_execution, which a subclass may override.
+            value = op.resume_execution(method, _resume_kwargs(kwargs), context)
         else:
             value = op.execute(context)
         if hasattr(op, "post_execute"):
             op.post_execute(context, value)
         return value
+    if resume is not None and resume[0] == TRIGGER_FAIL:
+        fail_resumed(resume[1])  # a TaskFlow task that deferred: its trigger failed or timed out
     args = render(list(task.args), context, env)
     kwargs = {**render(task.kwargs, context, env), **combination}
     options = dict(task.options)
@@ -369,9 +372,10 @@ def run_task(dags: dict[str, DAG], request: dict[str, Any], limits: SizeLimits |
         _callbacks(task, "on_success_callback", context, out)
     except TaskDeferred as deferred:
         # the worker is free now: the scheduler keeps the wait and ends it without one
-        problem = size_problem(
-            deferred.deferral.kwargs, limits.result, f"the kwargs task {task.task_id!r} resumes with"
-        )
+        deferral = deferred.deferral
+        problem = size_problem(deferral.kwargs, limits.result, f"the kwargs task {task.task_id!r} resumes with")
+        if problem is None and deferral.trigger is not None:
+            problem = size_problem(deferral.trigger_kwargs, limits.result, f"the kwargs of trigger {deferral.trigger}")
         if problem is not None:  # kept in the database while it waits: capped as a return value is
             out.write(f"Task failed: {problem}\n")
             result.update(state=TryState.FAILED, result=None, error=problem)

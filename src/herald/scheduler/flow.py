@@ -8,11 +8,13 @@ several schedulers one decides for it per pass. Then, in that pass's transaction
   condition apply within each key), gives each run its key and priority, and
   gathers a debounced key's burst into one run held until the key goes quiet;
   an event of a `cancel_on=` asset (queued for the DAG as its schedule's are)
-  cancels the queued and running runs of its key made by older events;
+  cancels the queued and running runs of its key made by older events, and the
+  older events of its key still queued (gathered in a batch: they leave the queue
+  recorded as cancelled, `store.cancelled_events`, and make no run);
 - `admit` asks the store for the runs their key's concurrency lets start, in
   order, among the keys marked since the last pass (a run of the key ended or
-  came: `store.flow.take_dirty`; every `SWEEP_EVERY` among all keys, a net under
-  the marks), and applies the other rules to them one by one: rate limit (skip),
+  came: `store.flow.lock_dirty`, cleared once decided; every `SWEEP_EVERY` among
+  all keys, a net under the marks), and applies the other rules to them one by one: rate limit (skip),
   throttle (hold), `on_new_event` (skip, or cancel the key's running run),
   `max_active_runs`, the back-pressure budget. Each run held, skipped or
   cancelled records the rule (`dag_run.held_by`).
@@ -35,9 +37,11 @@ from herald.scheduler.policy import Pending, plan_runs
 from herald.sdk.dag import DAG
 from herald.sdk.flow import FlowControl
 from herald.sdk.waits import payload_of
+from herald.store import cancelled_events as store_cancelled
 from herald.store import flow as store_flow
 from herald.store import runs as store_runs
 from herald.store import tries as store_tries
+from herald.store.cancelled_events import Cancelled
 from herald.store.flow import DEBOUNCE, RunFlow
 from herald.store.states import RunState, RunType
 
@@ -101,6 +105,10 @@ def make_runs(
     cancelled running runs are added to `stop` (to stop after the commit).
 
     Events are grouped by key first: a batch or an asset condition gathers events of one key.
+    A `cancel_on=` event cancels what its key's older events made or are still gathering:
+    their runs (queued or running), and those of them still queued (`_cancel_queued`). The
+    cancels are applied before this pass's runs are made, so a run of events that came after
+    a cancel never holds an older one, and never joins a run the cancel ends.
     """
     flow = dag.flow
     assert flow is not None and dag.asset_condition is not None
@@ -108,17 +116,25 @@ def make_runs(
     cancelling = {a.name for a in flow.cancel_on}
     cancels = [p for p in items if p.asset in cancelling]
     items = [p for p in items if p.asset not in cancelling]
-    deadline = _runs_of_events(conn, dag, flow, items, extras, now)
+    keyed = {p.event_id: _key_and_priority(dag, flow, extras.get(p.event_id)) for p in items}
+    deadline: datetime | None = None
     if cancels:
-        # after the runs of this pass's events: a cancel reaches the runs of older events
-        retry = _cancel(conn, dag, flow, cancels, extras, now, stop if stop is not None else [])
-        if retry is not None:
-            deadline = retry if deadline is None else min(deadline, retry)
+        targets = [(p, _cancel_key(dag, flow, p, extras)) for p in cancels]
+        deadline = _cancel(conn, dag, targets, now, stop if stop is not None else [])
+        items = _cancel_queued(conn, dag, items, keyed, targets, now)
+    wake_at = _runs_of_events(conn, dag, flow, items, keyed, now)
+    if wake_at is not None:
+        deadline = wake_at if deadline is None else min(deadline, wake_at)
     return deadline
 
 
 def _runs_of_events(
-    conn: Connection, dag: DAG, flow: FlowControl, items: list[Pending], extras: dict[int, Any], now: datetime
+    conn: Connection,
+    dag: DAG,
+    flow: FlowControl,
+    items: list[Pending],
+    keyed: dict[int, tuple[str | None, float]],
+    now: datetime,
 ) -> datetime | None:
     """The runs of the DAG's schedule events (`make_runs`); returns when a waiting batch is due."""
     if not items:
@@ -127,7 +143,7 @@ def _runs_of_events(
     groups: dict[str | None, list[Pending]] = defaultdict(list)
     priority: dict[int, float] = {}
     for p in items:
-        key, priority[p.event_id] = _key_and_priority(dag, flow, extras.get(p.event_id))
+        key, priority[p.event_id] = keyed[p.event_id]
         groups[key].append(p)
     deadline: datetime | None = None
     planned: list[tuple[str | None, list[Pending]]] = []
@@ -193,28 +209,27 @@ def _gather_bursts(
     store_runs.link_events(conn, links)
 
 
+def _cancel_key(dag: DAG, flow: FlowControl, p: Pending, extras: dict[int, Any]) -> str | None:
+    """The key whose runs and events a `cancel_on=` event cancels (None: it cancels nothing)."""
+    try:
+        return flow.cancel_key_of(payload_of(extras.get(p.event_id)))
+    except Exception as exc:  # a JMESPath evaluation error must not stop the scheduler
+        log.warning(
+            "DAG %s: the cancel_on key failed on event %d (%s); it cancels nothing", dag.dag_id, p.event_id, exc
+        )
+        return None
+
+
 def _cancel(
-    conn: Connection,
-    dag: DAG,
-    flow: FlowControl,
-    cancels: list[Pending],
-    extras: dict[int, Any],
-    now: datetime,
-    stop: list[int],
+    conn: Connection, dag: DAG, targets: list[tuple[Pending, str | None]], now: datetime, stop: list[int]
 ) -> datetime | None:
-    """Each `cancel_on=` event (oldest first) cancels the queued and running runs of its key made by
-    older events, then leaves the queue; returns when to try again one that found a run of its key
-    locked by another scheduler (it stays queued until then: nothing it must cancel is missed)."""
+    """Each `cancel_on=` event (oldest first, with its key) cancels the queued and running runs of
+    its key made by older events, then leaves the queue; returns when to try again one that found
+    a run of its key locked by another scheduler (it stays queued until then: nothing it must
+    cancel is missed)."""
     done: list[int] = []
     retry: datetime | None = None
-    for p in cancels:
-        try:
-            key = flow.cancel_key_of(payload_of(extras.get(p.event_id)))
-        except Exception as exc:  # a JMESPath evaluation error must not stop the scheduler
-            log.warning(
-                "DAG %s: the cancel_on key failed on event %d (%s); it cancels nothing", dag.dag_id, p.event_id, exc
-            )
-            key = None
+    for p, key in targets:
         if key is None:
             done.append(p.queue_id)
             continue
@@ -237,21 +252,63 @@ def _cancel(
     return retry
 
 
+def _cancel_queued(
+    conn: Connection,
+    dag: DAG,
+    items: list[Pending],
+    keyed: dict[int, tuple[str | None, float]],
+    targets: list[tuple[Pending, str | None]],
+    now: datetime,
+) -> list[Pending]:
+    """The DAG's queued events of a key older than a `cancel_on=` event of that key (gathered in a
+    batch, waiting on an asset condition, or come in the same pass) leave the queue cancelled by
+    the first such event after them, recorded (`store.cancelled_events`): no run is made from
+    them. Returns the events left, which make runs as usual."""
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for c, key in targets:
+        if key is not None:
+            by_key[key].append(c.event_id)
+    kept: list[Pending] = []
+    gone: list[tuple[Pending, Cancelled]] = []
+    for p in items:
+        key = keyed[p.event_id][0]
+        later = [e for e in by_key.get(key, []) if e > p.event_id] if key is not None else []
+        if not later:
+            kept.append(p)
+            continue
+        gone.append((p, Cancelled(p.event_id, key, p.queued_at, min(later))))
+    if gone:
+        store_cancelled.record(conn, dag.dag_id, [c for _, c in gone], now)
+        store_runs.consume_events(conn, [p.queue_id for p, _ in gone])
+        log.info(
+            "DAG %s: %d queued event(s) cancelled before a run took them: %s",
+            dag.dag_id,
+            len(gone),
+            ", ".join(f"{c.event_id} by {c.cancelled_by_event}" for _, c in gone),
+        )
+    return kept
+
+
 def admit(conn: Connection, dag: DAG, now: datetime, budget: int) -> Admitted:
     """Decide which queued runs of a flow DAG (its row locked) start now, within `budget` runs."""
     flow = dag.flow
     assert flow is not None
     out = Admitted()
+    if budget <= 0:
+        # nothing may start: the marks wait for a pass with room (a try ending wakes one), untouched
+        return out
     mode = flow.on_new_event
     cap = flow.max_active_runs_per_key
-    released = store_flow.release(conn, dag.dag_id, now, KEY if cap is not None else None)
     last = _swept.get(dag.dag_id)
     sweep = last is None or now - last >= SWEEP_EVERY or now < last
-    taken: list[str] | None = None
+    # only debounce and throttle hold a run until a time; a sweep looks anyway (rules changed since)
+    timed = flow.debounce is not None or flow.throttle is not None or sweep
+    released = store_flow.release(conn, dag.dag_id, now, KEY if cap is not None else None) if timed else set()
+    marks: dict[str, int] = {}
     if not sweep:
-        taken = store_flow.take_dirty(conn, dag.dag_id, DIRTY_SCAN)
-        out.more = len(taken) == DIRTY_SCAN
-    keys = None if taken is None else sorted({*taken, *released})
+        marks = store_flow.lock_dirty(conn, dag.dag_id, DIRTY_SCAN)
+        out.more = len(marks) == DIRTY_SCAN
+    keys = None if sweep else sorted({*marks, *released})
     per_key = cap if mode == "queue" else None
     candidates = store_flow.candidates(conn, dag.dag_id, per_key, now, FLOW_SCAN, keys)
     if sweep and len(candidates) < FLOW_SCAN:
@@ -259,15 +316,18 @@ def admit(conn: Connection, dag: DAG, now: datetime, budget: int) -> Admitted:
     if len(candidates) == FLOW_SCAN and keys is not None:
         out.again.update(keys)  # some of these keys' runs were not read: all of them again
     if not candidates:
-        out.next_at = store_flow.next_release(conn, dag.dag_id, now)
-        _remark(conn, dag.dag_id, out)
+        out.next_at = store_flow.next_release(conn, dag.dag_id, now) if timed else None
+        _remark(conn, dag.dag_id, out, marks)
         return out
     holds: list[tuple[int, str, datetime | None]] = []
     skips: list[tuple[int, str]] = []
     if mode == "cancel_running":
         candidates = _newest_per_key(conn, candidates, now)
     keys = sorted({c.run_key for c in candidates if c.run_key is not None})
-    running = store_flow.running_of_keys(conn, dag.dag_id, keys) if cap is not None and keys else {}
+    # with "queue" the candidates are within their key's limit already (running and queued ahead
+    # counted by `candidates`): the running runs are read only to skip or cancel against them
+    reads_running = cap is not None and keys and mode != "queue"
+    running = store_flow.running_of_keys(conn, dag.dag_id, keys) if reads_running else {}
     limits = [lim for lim in (flow.throttle, flow.rate_limit) if lim is not None]
     window = max((lim.period for lim in limits), default=0.0)
     starts = store_flow.starts_since(conn, dag.dag_id, keys, now - timedelta(seconds=window)) if limits else {}
@@ -311,17 +371,19 @@ def admit(conn: Connection, dag: DAG, now: datetime, budget: int) -> Admitted:
             starts.setdefault(key, []).append(now)
     store_flow.end_queued(conn, RunState.SKIPPED, skips, now)
     store_flow.hold(conn, [h for h, c in zip(holds, _rows_by_id(candidates, holds), strict=True) if _changed(c, h)])
-    release = store_flow.next_release(conn, dag.dag_id, now)
+    release = store_flow.next_release(conn, dag.dag_id, now) if timed else None
     if release is not None:
         out.next_at = release if out.next_at is None else min(out.next_at, release)
     out.more = (out.more or len(candidates) == FLOW_SCAN) and not full
-    _remark(conn, dag.dag_id, out)
+    _remark(conn, dag.dag_id, out, marks)
     return out
 
 
-def _remark(conn: Connection, dag_id: str, out: Admitted) -> None:
-    """The keys this pass left undecided are marked again, for the next pass (never lost)."""
-    store_flow.mark_dirty(conn, [(dag_id, k) for k in sorted(out.again)])
+def _remark(conn: Connection, dag_id: str, out: Admitted, marks: dict[str, int]) -> None:
+    """The marks this pass read are cleared, except those of the keys it left undecided, which
+    stay marked for the next pass (never lost), as do the keys marked again meanwhile."""
+    store_flow.clear_dirty(conn, dag_id, {k: v for k, v in marks.items() if k not in out.again})
+    store_flow.mark_dirty(conn, [(dag_id, k) for k in sorted(out.again) if k not in marks])
 
 
 def _key_rules(

@@ -8,7 +8,6 @@ Run creation lives in `scheduler.runs`, the try state machine in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from herald.scheduler import ends, flow, mapping, runs, waits, windows
 from herald.scheduler.mapping import MAX_MAP_LENGTH
 from herald.scheduler.requests import INLET_EVENTS_LIMIT, build_requests_or_fail
 from herald.scheduler.tries import MAX_LOST_REQUEUES, TryMachine
+from herald.sdk.airflow_triggers import TRIGGER_FAIL, encode_value
 from herald.sdk.dag import DAG
 from herald.store import flow as store_flow
 from herald.store import runs as store_runs
@@ -36,7 +36,8 @@ __all__ = ["PassOutcome", "Scheduler"]
 
 log = logging.getLogger("herald.scheduler")
 
-#: longest sleep without a wake-up (a safety net; wake-ups are the normal path)
+#: sleep without a wake-up before a pass (a safety net; wake-ups are the normal path),
+#: growing while idle up to `notify.RECHECK_LONGEST` when the workers are in this process
 IDLE_WAIT = 2.0
 #: tries waiting for a worker beyond which no new run starts (back-pressure)
 MAX_WAITING_TRIES = 2000
@@ -139,6 +140,12 @@ class Scheduler:
             requeued = await self.db.run(self._recover)
             if requeued:
                 self.executor.submit(requeued)
+        # Results of in-process workers and every change that needs a pass come with a
+        # wake-up, so the pass without one only covers a lost wake-up and backs off while
+        # idle. Workers elsewhere are another matter: a worker that dies sends nothing, and
+        # only a pass (`Executor.collect`) sees its heartbeats stop, so it stays regular.
+        longest = notify.RECHECK_LONGEST if self.executor.workers_in_process else IDLE_WAIT
+        recheck = notify.Recheck(IDLE_WAIT, longest)
         while not self._stopping:
             self._wake.clear()
             results, self._results = self._results, []
@@ -168,11 +175,13 @@ class Scheduler:
                 notify.notify(self.db.url, *channels)
             if outcome.more or self._results:
                 continue
-            timeout = IDLE_WAIT
+            timeout = recheck.wait
             if outcome.next_at is not None:
                 timeout = max(0.0, min(timeout, (outcome.next_at - utcnow()).total_seconds()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            if await notify.wait_for_wake_up(self._wake, timeout):
+                recheck.reset()
+            elif timeout >= recheck.wait:
+                recheck.found_nothing()  # a pass nobody asked for: the next one comes later
 
     def _recover(self) -> list[TaskRequest]:
         """After a restart: re-send tries that never reached a worker, fail those that did."""
@@ -210,6 +219,11 @@ class Scheduler:
             store_runs.lock_runs_of_tries(conn, [r.ti_id for r in results])
             requeued: list[int] = []
             outcome.events_created += self.machine.apply_results(conn, results, now, touched, requeued)
+            if self.machine.triggers_deferred:
+                # the triggerers take the new trigger waits at once, not at their next lease round
+                self.machine.triggers_deferred = 0
+                if not notify.notify_in(conn, notify.TRIGGERS):
+                    self._notify_after.add(notify.TRIGGERS)
             wait_at = self._resume_waits(conn, now, touched, outcome, requeued)
             timeout_at = self._time_out_runs(conn, now, outcome)
             to_queue = self.machine.advance(conn, touched, now)
@@ -291,22 +305,30 @@ class Scheduler:
     def _resume_methods(conn: Connection, resumed: waits.WaitOutcome, requeued: list[int]) -> list[TaskResult]:
         """Tries whose operator deferred to a method go back to the queue to run it (same try number).
 
-        Their wait ended well (the time came, the event matched): the method gets the event
-        as `event` (the moment of a time trigger, as Airflow's; the matched event's record).
-        Returns the results left to apply (plain waits, and timeouts, which fail as usual).
+        Their wait ended well (the time came, the event matched, the trigger fired): the
+        method gets the event as `event` (the moment of a time trigger, as Airflow's; the
+        matched event's record; the trigger's payload). A trigger that failed or timed out
+        sends its try back with `next_method="__fail__"`. Returns the results left to apply
+        (plain waits, and the other timeouts, which fail as usual).
         """
-        ended_well = [r.ti_id for r in resumed.results if r.state is TryState.SUCCESS]
+        ended_well = [
+            r.ti_id for r in resumed.results if r.state is TryState.SUCCESS and r.ti_id not in resumed.ended_by_trigger
+        ]
         methods = store_tries.next_methods(conn, ended_well) if ended_well else {}
-        if not methods:
+        if not methods and not resumed.fail_in_worker:
             return resumed.results
         again: dict[int, dict[str, Any]] = {}
         for r in resumed.results:
-            if r.ti_id in methods and r.state is TryState.SUCCESS:
+            if r.ti_id in methods and r.state is TryState.SUCCESS and r.ti_id not in resumed.ended_by_trigger:
                 moment = resumed.moments.get(r.ti_id)
-                event = {"__herald_datetime__": moment.isoformat()} if moment is not None else r.result
+                event = encode_value(moment) if moment is not None else r.result
                 again[r.ti_id] = {**methods[r.ti_id][1], "event": event}
-        requeued += store_tries.resume(conn, again)
-        return [r for r in resumed.results if r.ti_id not in again]
+        moved = store_tries.resume(conn, again)
+        # a trigger that failed or timed out: the try runs again only to fail in its worker, as in Airflow
+        moved += store_tries.resume(conn, resumed.fail_in_worker, method=TRIGGER_FAIL)
+        requeued += moved
+        gone = set(again) | set(moved)
+        return [r for r in resumed.results if r.ti_id not in gone]
 
     def _time_out_runs(self, conn: Connection, now: datetime, outcome: PassOutcome) -> datetime | None:
         """Fail the runs past their DAG's dagrun_timeout, as Airflow: unfinished tries end skipped.

@@ -250,6 +250,8 @@ class TryMachine:
         self.max_map_length = max_map_length
         #: DAG callback requests made since the scheduler last looked (it wakes the runner)
         self.callbacks_requested = 0
+        #: tries deferred on a trigger a triggerer runs, since the scheduler last looked (it wakes the triggerers)
+        self.triggers_deferred = 0
 
     def apply_results(
         self,
@@ -347,6 +349,7 @@ class TryMachine:
             if requeued is not None:
                 requeued += again
         store_waits.add(conn, deferred, now)
+        self.triggers_deferred += sum(1 for x in deferred if x.trigger is not None)
         if skips:
             self._skip(conn, skips, now)
         return self._emit_outlets(conn, outlets, now)

@@ -4,8 +4,12 @@ Each scheduler pass ends the waits whose event has come or whose deadline has
 passed, as results (`TaskResult`) that the try state machine applies in the
 same transaction: a matched try succeeds with its event as its return value;
 a timed-out one fails (its retries apply) or, with `soft_fail`, is skipped; a
-time wait succeeds at its time. Nothing is held in memory but compiled
-expressions: a restarted scheduler goes on from the database.
+time wait succeeds at its time. A trigger wait ends when a triggerer has stored
+how its trigger ended (`store.trigger_waits.fire`): its event resumes the try,
+its failure or its timeout fails it in a worker (`next_method="__fail__"`, as
+Airflow does, so the try's callbacks run), a `TaskSuccessEvent` (...) ends it.
+Nothing is held in memory but compiled expressions: a restarted scheduler goes
+on from the database.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from herald.executors.records import TaskResult
+from herald.sdk.airflow_triggers import TRIGGER_FAILURE, TRIGGER_TIMEOUT
 from herald.sdk.waits import Deferral, compile_expression, equality_of, lookup_key, payload_of, value_at
+from herald.store import trigger_waits
 from herald.store import waits as store_waits
 from herald.store.states import TryState
 from herald.store.waits import NewWait
@@ -31,6 +37,8 @@ log = logging.getLogger("herald.scheduler")
 EVENT_SCAN = 1000
 #: deadlines ended per pass
 DEADLINE_SCAN = 2000
+#: fired triggers ended per pass
+FIRED_SCAN = 2000
 
 
 @functools.lru_cache(maxsize=4096)
@@ -57,6 +65,16 @@ def matches(expression: str | None, extra: dict[str, Any] | None) -> bool:
 def new_wait(ti_id: int, wire: dict[str, Any], now: datetime) -> NewWait:
     """What to store for a try that deferred with this `Deferral.to_wire` (ValueError when it is not valid)."""
     deferral = Deferral.from_wire(wire)
+    if deferral.trigger is not None:
+        deadline = now + timedelta(seconds=deferral.timeout) if deferral.timeout is not None else None
+        reason = (
+            f"{TRIGGER_TIMEOUT}: {deferral.describe()} did not fire within {deferral.timeout:g}s"
+            if deferral.timeout is not None
+            else None
+        )
+        return NewWait(
+            ti_id, None, None, deadline, reason, trigger=deferral.trigger, trigger_kwargs=deferral.trigger_kwargs
+        )
     if deferral.asset is None:
         if deferral.timeout is not None and deferral.until is not None:
             given_up = now + timedelta(seconds=deferral.timeout)
@@ -83,6 +101,10 @@ class WaitOutcome:
         self.results: list[TaskResult] = []
         #: when each ended time wait's time came (the event an operator resuming from it gets)
         self.moments: dict[int, datetime] = {}
+        #: tries whose trigger failed or timed out: they fail in a worker, with these `__fail__` kwargs
+        self.fail_in_worker: dict[int, dict[str, Any]] = {}
+        #: tries a trigger's end event (`TaskSuccessEvent`, ...) ended: they do not resume
+        self.ended_by_trigger: set[int] = set()
         self.more = False
         self.next_at: datetime | None = None
 
@@ -111,6 +133,7 @@ def resolve(conn: Connection, now: datetime, grace: float = 0.0) -> WaitOutcome:
     if not store_waits.any_waiting(conn):
         return outcome  # the common case: one cheap query per pass
     ended: set[int] = set()
+    _fired_triggers(conn, now, outcome, ended)
     for asset_id in store_waits.awaited_assets(conn):
         _match_asset(conn, asset_id, now, grace, outcome, ended)
     first = store_waits.first_deadline(conn)
@@ -118,7 +141,11 @@ def resolve(conn: Connection, now: datetime, grace: float = 0.0) -> WaitOutcome:
         if int(row.ti_id) in ended:
             continue
         ended.add(int(row.ti_id))
-        if row.asset_id is None and row.timeout_reason is None:
+        if row.trigger_classpath is not None:
+            # as Airflow's scheduler: the try fails in a worker, so its callbacks run (retries apply)
+            outcome.fail_in_worker[int(row.ti_id)] = {"error": row.timeout_reason}
+            result = TaskResult(int(row.ti_id), TryState.FAILED, error=row.timeout_reason, ended_at=now)
+        elif row.asset_id is None and row.timeout_reason is None:
             result = TaskResult(int(row.ti_id), TryState.SUCCESS, ended_at=now, log="Time reached\n")
             outcome.moments[int(row.ti_id)] = row.deadline
         else:
@@ -130,6 +157,45 @@ def resolve(conn: Connection, now: datetime, grace: float = 0.0) -> WaitOutcome:
     if outcome.results:
         log.info("%d deferred tries resumed", len(outcome.results))
     return outcome
+
+
+def _fired_triggers(conn: Connection, now: datetime, outcome: WaitOutcome, ended: set[int]) -> None:
+    """End the trigger waits whose trigger a triggerer saw end: results for the state machine (and resumes)."""
+    if not trigger_waits.any_fired(conn):
+        return
+    found = trigger_waits.fired(conn, FIRED_SCAN)
+    outcome.more |= len(found) == FIRED_SCAN
+    for ti_id, fired, classpath in found:
+        ended.add(ti_id)
+        if fired.kind == "event":
+            log_line = f"The trigger {classpath} fired\n"
+            outcome.results.append(TaskResult(ti_id, TryState.SUCCESS, result=fired.event, ended_at=now, log=log_line))
+        elif fired.kind == "end":
+            outcome.ended_by_trigger.add(ti_id)
+            outcome.results.append(_ended_by(ti_id, fired, classpath, now))
+        else:
+            error = fired.error or f"{TRIGGER_FAILURE}: {classpath}"
+            outcome.fail_in_worker[ti_id] = {"error": error, "traceback": fired.traceback}
+            outcome.results.append(TaskResult(ti_id, TryState.FAILED, error=error, ended_at=now))
+
+
+def _ended_by(ti_id: int, fired: Any, classpath: str, now: datetime) -> TaskResult:
+    """The result of a try its trigger ended (`TaskSuccessEvent`, `TaskFailedEvent`, `TaskSkippedEvent`)."""
+    log_line = f"The trigger {classpath} ended the task as {fired.state}\n"
+    if fired.state == TryState.SUCCESS:
+        return TaskResult(
+            ti_id,
+            TryState.SUCCESS,
+            result=fired.xcoms.get("return_value"),
+            xcom=fired.xcoms,
+            ended_at=now,
+            log=log_line,
+        )
+    if fired.state == TryState.SKIPPED:
+        return TaskResult(ti_id, TryState.SKIPPED, xcom=fired.xcoms, ended_at=now, log=log_line)
+    # as Airflow sets the state: a trigger that ends its task as failed is not retried
+    error = f"the trigger {classpath} ended the task as {fired.state} (TaskFailedEvent)"
+    return TaskResult(ti_id, TryState.FAILED, error=error, retry=False, ended_at=now, log=log_line)
 
 
 def _match_asset(

@@ -124,7 +124,8 @@ class Deferral:
     """What a deferred try waits for.
 
     Attributes:
-        asset: the name of the asset whose event ends the wait, or None for a time wait.
+        asset: the name of the asset whose event ends the wait, or None for a time
+            or a trigger wait.
         match: a JMESPath expression on the event's payload; the first event (after
             the run was queued) for which it is true ends the wait. None: any event.
         until: when a time wait ends (UTC), or None.
@@ -136,6 +137,11 @@ class Deferral:
             ends the try when the wait ends (a matched event is its return value).
         kwargs: the keyword arguments `method` gets, besides `context` and `event`
             (JSON values).
+        trigger: the classpath of a trigger written for Airflow (`BaseTrigger`: its
+            `serialize()`'s first half) that a triggerer rebuilds and runs; its first
+            event ends the wait. None for an event or a time wait.
+        trigger_kwargs: the trigger's keyword arguments (`serialize()`'s second half),
+            as JSON (`herald.sdk.airflow_triggers.encode_value`).
     """
 
     asset: str | None = None
@@ -145,12 +151,17 @@ class Deferral:
     soft_fail: bool = False
     method: str | None = None
     kwargs: Mapping[str, Any] | None = None
+    trigger: str | None = None
+    trigger_kwargs: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.asset is None and self.until is None:
-            raise ValueError("a deferral waits for an asset's event or until a time; it names neither")
-        if self.asset is not None and self.until is not None:
-            raise ValueError("a deferral waits for an event (with a timeout) or until a time, not both")
+        named = [x for x in (self.asset, self.until, self.trigger) if x is not None]
+        if not named:
+            raise ValueError("a deferral waits for an asset's event, until a time or for a trigger; it names none")
+        if len(named) > 1:
+            raise ValueError("a deferral waits for an event (with a timeout), until a time or for a trigger, not two")
+        if self.trigger is not None:
+            _check_trigger(self.trigger, self.trigger_kwargs)
         if self.method is not None and (not isinstance(self.method, str) or not self.method.isidentifier()):
             raise ValueError(f"a deferral resumes in a method named by a string, got {self.method!r}")
         if self.kwargs is not None:
@@ -169,6 +180,10 @@ class Deferral:
 
     def describe(self) -> str:
         """The wait in words (for logs and the timeout's reason)."""
+        if self.trigger is not None:
+            from herald.sdk.airflow_triggers import describe_trigger
+
+            return f"trigger {describe_trigger(self.trigger, self.trigger_kwargs or {})}"
         if self.asset is None:
             return f"until {self.until.isoformat() if self.until else '?'}"
         matching = f" matching `{self.match}`" if self.match else ""
@@ -184,6 +199,11 @@ class Deferral:
             "soft_fail": self.soft_fail,
             "method": self.method,
             "kwargs": dict(self.kwargs) if self.kwargs is not None else None,
+            "trigger": (
+                {"classpath": self.trigger, "kwargs": dict(self.trigger_kwargs or {})}
+                if self.trigger is not None
+                else None
+            ),
         }
 
     @classmethod
@@ -194,6 +214,9 @@ class Deferral:
         if moment is not None and moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         timeout = data.get("timeout")
+        trigger = data.get("trigger")
+        if trigger is not None and not isinstance(trigger, Mapping):
+            raise ValueError(f"a deferral's trigger is a {{classpath, kwargs}} object, got {trigger!r}")
         return cls(
             asset=data.get("asset"),
             match=data.get("match"),
@@ -202,7 +225,25 @@ class Deferral:
             soft_fail=bool(data.get("soft_fail", False)),
             method=data.get("method"),
             kwargs=data.get("kwargs"),
+            trigger=None if trigger is None else trigger.get("classpath"),
+            trigger_kwargs=None if trigger is None else trigger.get("kwargs"),
         )
+
+
+def _check_trigger(classpath: Any, kwargs: Any) -> None:
+    """A trigger deferral names its class by a dotted path and keeps its kwargs as a JSON object."""
+    import json
+
+    module, dot, name = classpath.rpartition(".") if isinstance(classpath, str) else ("", "", "")
+    if not dot or not module or not name:
+        raise ValueError(f"a trigger's classpath is 'module.Class', got {classpath!r}")
+    if kwargs is not None:
+        if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+            raise ValueError(f"a trigger's kwargs are an object with string keys, got {kwargs!r}")
+        try:
+            json.dumps(dict(kwargs), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the kwargs of trigger {classpath} are kept in the database as JSON: {exc}") from None
 
 
 class TaskDeferred(BaseException):
@@ -211,8 +252,10 @@ class TaskDeferred(BaseException):
     A `BaseException`, as Airflow's, so that a task's `except Exception` does not
     swallow the deferral. Raised with a `Deferral`, or as Airflow's operators raise
     it (what `BaseOperator.defer` does): `TaskDeferred(trigger=..., method_name=...,
-    kwargs=..., timeout=...)`, where the trigger is one Herald's scheduler can wait
-    on without a worker (`herald.airflow.triggers`).
+    kwargs=..., timeout=...)`: a time trigger (`DateTimeTrigger`, `TimeDeltaTrigger`),
+    which the scheduler keeps, or a trigger written for Airflow (`BaseTrigger`:
+    `serialize()` and `async def run()`), which a triggerer rebuilds and runs
+    (`herald.sdk.airflow_triggers.trigger_deferral`).
     """
 
     def __init__(
@@ -226,13 +269,19 @@ class TaskDeferred(BaseException):
     ) -> None:
         if deferral is None:
             to_deferral = getattr(trigger, "to_deferral", None)
-            if to_deferral is None:
+            if to_deferral is not None:
+                deferral = to_deferral(method_name, kwargs, timeout)
+            elif callable(getattr(trigger, "serialize", None)) and callable(getattr(trigger, "run", None)):
+                from herald.sdk.airflow_triggers import trigger_deferral
+
+                deferral = trigger_deferral(trigger, method_name, kwargs, timeout)
+            else:
                 raise TypeError(
-                    f"Herald cannot wait on trigger {type(trigger).__name__}: its scheduler waits, without a "
-                    f"worker, for a time (DateTimeTrigger, TimeDeltaTrigger) or for an asset's event "
-                    f"(WaitForAssetEvent, wait_for_asset_event); a sensor in poke mode waits for anything else"
+                    f"Herald cannot wait on trigger {type(trigger).__name__}: it waits, without a worker, for a "
+                    f"time (DateTimeTrigger, TimeDeltaTrigger), for an asset's event (WaitForAssetEvent, "
+                    f"wait_for_asset_event), or for a trigger written for Airflow (a BaseTrigger with "
+                    f"serialize() and async def run() yielding TriggerEvent), which a triggerer runs"
                 )
-            deferral = to_deferral(method_name, kwargs, timeout)
         super().__init__(deferral.describe())
         self.deferral = deferral
 

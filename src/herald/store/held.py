@@ -1,4 +1,5 @@
-"""Events that are no run yet because a window or an absence watch holds them (for listings).
+"""Events that are no run yet because a window or an absence watch holds them, or never will be
+because a `cancel_on=` event consumed them (for listings).
 
 Key, throttle and debounce holds are on runs (`dag_run.held_by`). A window
 (`(a & b).within(...)`) and an absence (`a.missing_for(...)`) hold events before
@@ -7,6 +8,8 @@ an absence keeps each key's last event (`asset_key_seen`) until the key has been
 silent long enough. This module reads both back, with the rule that holds each
 event ("window" or "missing_for") and until when, from the database alone: the
 DAG's stored schedule says which rule and how long (`DAG.schedule_description`).
+The events a `cancel_on=` event took from the queue before any run did are listed
+with them, held by "cancelled by event N" (`store.cancelled_events`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from sqlalchemy import Connection, func, select
 
 from herald.sdk.asset_windows import key_of
 from herald.sdk.waits import compile_expression
+from herald.store import cancelled_events
 from herald.store import tables as t
 
 __all__ = ["MISSING_FOR", "WINDOW", "held_events"]
@@ -112,9 +116,10 @@ def _absence_events(conn: Connection, absences: dict[str, Any], limit: int) -> l
 
 
 def held_events(conn: Connection, limit: int, dag_id: str | None = None, *, offset: int = 0) -> list[dict[str, Any]]:
-    """Events held by a window or an absence watch, newest first: dag_id, event_id, asset, key,
-    held_by ("window" or "missing_for"), since (queued, or last seen), held_until (the window
-    closes, or the silence makes a run), detail."""
+    """Events held by a window or an absence watch, or consumed by a `cancel_on=` event before a
+    run took them, newest first: dag_id, event_id, asset, key, held_by ("window", "missing_for"
+    or "cancelled by event N"), since (queued, or last seen), held_until (the window closes, the
+    silence makes a run, or when the event was cancelled), detail."""
     windows, absences = _timed_dags(conn, dag_id)
     wanted = limit + offset
     found: list[dict[str, Any]] = []
@@ -122,6 +127,7 @@ def held_events(conn: Connection, limit: int, dag_id: str | None = None, *, offs
         found += _window_events(conn, windows, wanted)
     if absences:
         found += _absence_events(conn, absences, wanted)
+    found += cancelled_events.listed(conn, wanted, dag_id)
     found.sort(key=lambda r: (r["since"], r["event_id"]), reverse=True)
     return [
         {**r, "since": _iso(r["since"]), "held_until": _iso(r["held_until"])} for r in found[offset : offset + limit]
@@ -133,7 +139,8 @@ def _iso(value: datetime) -> str:
 
 
 def held_counts(conn: Connection) -> dict[tuple[str, str], int]:
-    """How many events each window or absence DAG holds: (dag_id, held_by) -> count (for metrics)."""
+    """How many events each window or absence DAG holds, and how many a `cancel_on=` event
+    consumed: (dag_id, held_by) -> count, held_by "window", "missing_for" or "cancelled" (for metrics)."""
     windows, absences = _timed_dags(conn, None)
     counts: dict[tuple[str, str], int] = {}
     if windows:
@@ -148,4 +155,5 @@ def held_counts(conn: Connection) -> dict[tuple[str, str], int]:
             .group_by(ks.c.dag_id)
         )
         counts.update({(str(d), MISSING_FOR): int(n) for d, n in conn.execute(q)})
+    counts.update({(d, cancelled_events.CANCELLED): n for d, n in cancelled_events.counts(conn).items()})
     return counts

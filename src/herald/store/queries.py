@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, LargeBinary, Text, case, cast, desc, func, null, or_, select
 
+from herald.sdk.airflow_triggers import describe_trigger
 from herald.sdk.triggers import DEFAULT_DELIVERY
 from herald.store import callbacks as store_callbacks
 from herald.store import tables as t
@@ -261,13 +262,23 @@ def _try_dict(e: Any) -> dict[str, Any]:
 
 
 def _waits_of(conn: Connection, ti_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """What each of these deferred tries waits for: the asset and match, or the time; and its deadline."""
+    """What each of these deferred tries waits for: the asset and match, the time, or the trigger (and the
+    triggerer running it); and its deadline."""
     if not ti_ids:
         return {}
     w, a = t.task_wait, t.asset
     found: dict[int, dict[str, Any]] = {}
     for row in conn.execute(
-        select(w.c.ti_id, w.c.match, w.c.deadline, a.c.name)
+        select(
+            w.c.ti_id,
+            w.c.match,
+            w.c.deadline,
+            a.c.name,
+            w.c.trigger_classpath,
+            w.c.trigger_kwargs,
+            w.c.lease_owner,
+            w.c.fired_at,
+        )
         .select_from(w.outerjoin(a, a.c.id == w.c.asset_id))
         .where(w.c.ti_id.in_(ti_ids))
     ):
@@ -275,8 +286,21 @@ def _waits_of(conn: Connection, ti_ids: list[int]) -> dict[int, dict[str, Any]]:
             "asset": row.name,
             "match": row.match,
             "deadline": _iso(row.deadline),
+            "trigger": _trigger_text(row.trigger_classpath, row.trigger_kwargs),
+            "triggerer": row.lease_owner if row.fired_at is None else None,
+            "fired_at": _iso(row.fired_at),
         }
     return found
+
+
+def _trigger_text(classpath: str | None, kwargs: Any) -> str | None:
+    """A trigger wait's trigger in words, secrets masked (its classpath alone if its kwargs are odd)."""
+    if classpath is None:
+        return None
+    try:
+        return describe_trigger(classpath, kwargs or {})
+    except Exception:  # stored by hand or by an older Herald: still show what it is
+        return classpath
 
 
 def task_log(conn: Connection, run_id: str, task_id: str, map_index: int | None = None) -> dict[str, Any] | None:

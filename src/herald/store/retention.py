@@ -8,7 +8,9 @@ What goes, once older than the cut-off:
 - events nothing needs any more: no run links them (their runs were deleted
   above, so every run that consumed them was finished and old) and no DAG
   still waits for them in `event_queue` (a partly satisfied `Asset & Asset`
-  condition, an `EventBatch` still filling up, a paused DAG);
+  condition, an `EventBatch` still filling up, a paused DAG); the record of an
+  event a `cancel_on=` event cancelled goes with it (`cancelled_event`, ON DELETE
+  CASCADE);
 - dead letters that were replayed;
 - the watchers' health samples (`watcher_sample`).
 

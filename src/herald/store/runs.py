@@ -71,6 +71,13 @@ def create_runs(
         }
         for dag_id, tick, f in zip(dag_ids, dates, flows, strict=True)
     ]
+    # thousands of runs of one pass share `now`: their 32 random bits could meet (5,000 runs: 0.3%
+    # a pass), which would fail the whole pass on the unique run_id
+    seen: set[str] = set()
+    for row, tick in zip(rows, dates, strict=True):
+        while row["run_id"] in seen:
+            row["run_id"] = new_run_id(run_type, tick or now)
+        seen.add(str(row["run_id"]))
     # a new keyed run is its key's news for admission (`store.flow.take_dirty`)
     mark_dirty(conn, [(d, f.key) for d, f in zip(dag_ids, flows, strict=True) if f is not None])
     if len(rows) == 1:

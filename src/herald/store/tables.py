@@ -220,6 +220,25 @@ flow_dirty_key = Table(
     PrimaryKeyConstraint("dag_id", "run_key"),
 )
 
+# Events a `cancel_on=` event consumed before any run took them (migration 0027): events of
+# its key still queued for the DAG (gathered by an `EventBatch`, waiting on an asset
+# condition) leave the queue here instead of making a run; listed with the held events.
+cancelled_event = Table(
+    "cancelled_event",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("dag_id", String(250), nullable=False),
+    Column("event_id", Id, ForeignKey("asset_event.id", ondelete="CASCADE"), nullable=False),
+    Column("run_key", String(250)),
+    Column("queued_at", UtcDateTime(), nullable=False),
+    Column("cancelled_by_event", Id, nullable=False),
+    Column("cancelled_at", UtcDateTime(), nullable=False),
+    Index("ix_cancelled_event_dag_id_id", "dag_id", "id"),
+    # an event's record goes with it (retention; ON DELETE CASCADE)
+    Index("ix_cancelled_event_event_id", "event_id"),
+    sqlite_autoincrement=True,
+)
+
 dag_run_event = Table(
     "dag_run_event",
     metadata,
@@ -553,9 +572,24 @@ task_wait = Table(
     Column("timeout_reason", Text),
     Column("soft_fail", Boolean, nullable=False, default=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    # A trigger written for Airflow (migration 0026): rebuilt by a triggerer from its classpath and
+    # kwargs (JSON), run by the one holding its lease (free once `lease_expires_at` passed; NULL
+    # for the other waits and once fired). The first triggerer to store how it ended (`fired`: its
+    # event, or its failure) ends it for the scheduler's next pass; `trigger_token` names this
+    # deferral, so a run of an earlier deferral of the same try never ends a later one.
+    Column("trigger_classpath", String(500)),
+    Column("trigger_kwargs", JSON),
+    Column("trigger_token", String(32)),
+    Column("lease_owner", String(200)),
+    Column("lease_expires_at", UtcDateTime()),
+    Column("fired", JSON),
+    Column("fired_at", UtcDateTime()),
     Index("ix_task_wait_asset_id_match_path_match_value", "asset_id", "match_path", "match_value"),
     Index("ix_task_wait_asset_id_caught_up", "asset_id", "caught_up"),
     Index("ix_task_wait_deadline", "deadline"),
+    Index("ix_task_wait_lease_expires_at", "lease_expires_at"),
+    Index("ix_task_wait_lease_owner", "lease_owner"),
+    Index("ix_task_wait_fired_at", "fired_at"),
 )
 
 # How far the events of each awaited asset have been matched against its caught-up waits.

@@ -120,20 +120,23 @@ def queue(conn: Connection, ti_ids: list[int]) -> None:
         )
 
 
-def resume(conn: Connection, resumed: Mapping[int, dict[str, Any]]) -> list[int]:
+def resume(conn: Connection, resumed: Mapping[int, dict[str, Any]], method: str | None = None) -> list[int]:
     """Deferred tries whose trigger fired go back to the queue under the same try number.
 
     `resumed` maps each try to the keyword arguments its `next_method` gets (the
     trigger's event among them). Only a try still `deferred` with a `next_method`
-    moves. Returns the ids queued again.
+    moves; with `method`, every try still `deferred` moves, to resume in that
+    method (`"__fail__"`: its trigger failed). Returns the ids queued again.
     """
     done: list[int] = []
     for ti_id, kwargs in resumed.items():
-        moved = conn.execute(
-            update(ti)
-            .where(ti.c.id == ti_id, ti.c.state == TryState.DEFERRED, ti.c.next_method.is_not(None))
-            .values(state=TryState.QUEUED, next_kwargs=kwargs, heartbeat_at=None)
-        ).rowcount
+        guard = [ti.c.id == ti_id, ti.c.state == TryState.DEFERRED]
+        values: dict[str, Any] = {"state": TryState.QUEUED, "next_kwargs": kwargs, "heartbeat_at": None}
+        if method is None:
+            guard.append(ti.c.next_method.is_not(None))
+        else:
+            values["next_method"] = method
+        moved = conn.execute(update(ti).where(*guard).values(values)).rowcount
         if moved:
             done.append(ti_id)
     return done

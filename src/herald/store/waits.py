@@ -20,6 +20,7 @@ from sqlalchemy import Connection, delete, func, select, update
 from herald.store import tables as t
 from herald.store.events import upsert_ignore
 from herald.store.states import TryState
+from herald.store.trigger_waits import trigger_columns
 
 w = t.task_wait
 wc = t.task_wait_cursor
@@ -42,6 +43,9 @@ class NewWait:
     soft_fail: bool = False
     match_path: str | None = None
     match_value: str | None = None
+    #: a trigger written for Airflow that a triggerer runs (`store.trigger_waits`): its classpath and kwargs
+    trigger: str | None = None
+    trigger_kwargs: Mapping[str, Any] | None = None
 
 
 def add(conn: Connection, waits: list[NewWait], now: datetime) -> None:
@@ -87,6 +91,7 @@ def add(conn: Connection, waits: list[NewWait], now: datetime) -> None:
                 "timeout_reason": x.timeout_reason,
                 "soft_fail": x.soft_fail,
                 "created_at": now,
+                **trigger_columns(x.trigger, x.trigger_kwargs, now),
             }
         )
     conn.execute(w.insert(), rows)
@@ -235,9 +240,18 @@ def events_after(conn: Connection, asset_id: int, after: int, limit: int, upto: 
 
 
 def due(conn: Connection, now: datetime, limit: int) -> list[Any]:
-    """Waits whose deadline has come (locked): ti_id, asset_id, timeout_reason, soft_fail, deadline."""
+    """Waits whose deadline has come (locked): ti_id, asset_id, timeout_reason, soft_fail, deadline,
+    trigger_classpath."""
     rows = conn.execute(
-        select(w.c.ti_id, w.c.asset_id, w.c.timeout_reason, w.c.soft_fail, w.c.deadline, ti.c.state)
+        select(
+            w.c.ti_id,
+            w.c.asset_id,
+            w.c.timeout_reason,
+            w.c.soft_fail,
+            w.c.deadline,
+            w.c.trigger_classpath,
+            ti.c.state,
+        )
         .join(ti, ti.c.id == w.c.ti_id)
         .where(w.c.deadline <= now)
         .order_by(w.c.deadline)

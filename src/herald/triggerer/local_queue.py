@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
 # Every publisher wakes the consumer (a datagram on SQLite, NOTIFY on PostgreSQL,
 # or the triggerer itself for a publish it committed), so this re-read only covers
-# a lost wake-up: one query, every FALLBACK_POLL_SECONDS, for all the idle queues
-# of the triggerer (`LocalQueuePoller`), not one per queue.
+# a lost wake-up: one query for all the idle queues of the triggerer
+# (`LocalQueuePoller`), not one per queue, FALLBACK_POLL_SECONDS after the last one
+# that found a message and less often while none does (`notify.Recheck`).
 FALLBACK_POLL_SECONDS = 2.0
 #: how long one count of every queue serves the consumers' `lag()` calls of a round
 DEPTHS_FRESH_SECONDS = 1.0
@@ -51,16 +52,20 @@ class LocalQueuePoller:
     """The fallback re-read of every `local://` queue of a triggerer, in one query.
 
     A source whose queue is empty waits on its wake-up event and tells the poller
-    (`idle`); every FALLBACK_POLL_SECONDS the poller asks the database which of
-    the idle queues hold messages (`store.local_queue.queues_with_messages`) and
-    sets the events of those only. With 100 idle watchers that is one query per
-    period instead of 100. It also counts every queue's depth in one query for
-    the consumers' `lag()`.
+    (`idle`); the poller asks the database which of the idle queues hold messages
+    (`store.local_queue.queues_with_messages`) and sets the events of those only.
+    With 100 idle watchers that is one query per period instead of 100. The
+    period is `interval` after a poll that found a message, and doubles after
+    each that found none, up to `longest`. It also counts every queue's depth in
+    one query for the consumers' `lag()`.
     """
 
-    def __init__(self, db: Database, interval: float = FALLBACK_POLL_SECONDS) -> None:
+    def __init__(
+        self, db: Database, interval: float = FALLBACK_POLL_SECONDS, longest: float = notify.RECHECK_LONGEST
+    ) -> None:
         self._db = db
         self.interval = interval
+        self._recheck = notify.Recheck(interval, longest)
         #: queue -> the events of its sources waiting for a message
         self._idle: dict[str, set[asyncio.Event]] = {}
         #: every queue a source reads (for the depths)
@@ -108,13 +113,18 @@ class LocalQueuePoller:
         return found
 
     async def run(self) -> None:
-        """Poll every `interval` until cancelled."""
+        """Poll until cancelled: soon after a poll that found a message, less often while none does."""
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(self._recheck.wait)
             try:
-                await self.poll_once()
+                found = await self.poll_once()
             except Exception as exc:  # the database is away; the consumers will say so
                 log.debug("polling the local:// queues failed: %s", exc)
+                found = set()
+            if found:
+                self._recheck.reset()
+            else:
+                self._recheck.found_nothing()
 
     async def depth(self, queue: str) -> int:
         """Messages waiting in `queue`, from one count of every tracked queue made at most DEPTHS_FRESH_SECONDS ago."""

@@ -1,4 +1,5 @@
-"""The triggerer: one consumer per (queue, options), the delivery contract, watcher health."""
+"""The triggerer: one consumer per (queue, options), the delivery contract, watcher health,
+and its share of the triggers deferred tries wait on (`task_triggers`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import logging
 import os
 import socket
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from herald import notify
+from herald.sdk.dag import DAG
 from herald.sdk.masking import mask_text, mask_url
 from herald.sdk.triggers import BaseEventTrigger, Message
 from herald.store import checkpoints, events, triggerers, watchers
@@ -29,6 +31,7 @@ from herald.triggerer.local_queue import LocalQueuePoller, LocalQueueSource
 from herald.triggerer.replay import replay_requested
 from herald.triggerer.samples import SAMPLE_INTERVAL, WatcherSampler
 from herald.triggerer.sharing import plan
+from herald.triggerer.task_triggers import DEFAULT_CAPACITY, DEFAULT_IMPORT_TIMEOUT, TaskTriggers
 from herald.triggers.local import LocalQueueTrigger
 
 log = logging.getLogger("herald.triggerer")
@@ -36,10 +39,17 @@ log = logging.getLogger("herald.triggerer")
 #: messages taken from a broker per receive (each broker may cap it lower, SQS at 10)
 BATCH_SIZE = 500
 LAG_INTERVAL = 5.0
+#: an idle consumer's lag (nothing delivered since it read 0, waiting for messages) is
+#: taken as still 0 for this long before it is read again
+IDLE_LAG_INTERVAL = 60.0
 #: events waiting for runs beyond which the triggerer stops taking messages (back-pressure)
 MAX_BACKLOG = 20_000
 BACKLOG_CHECK_INTERVAL = 0.25
-#: dead letters asked for replay are also looked for this often (a lost wake-up)
+#: the backlog is counted again after this long even when this triggerer delivered nothing
+#: (others may have filled it); sooner only after a delivery
+BACKLOG_IDLE_CHECK_INTERVAL = 10.0
+#: dead letters asked for replay are also looked for this long after the last wake-up
+#: (a lost one), less often while none comes (`notify.Recheck`)
 REPLAY_INTERVAL = 2.0
 #: local:// batches locked at once on PostgreSQL: each holds a pooled connection until
 #: its events commit, and the pool (5 + 5 overflow) serves everything else too
@@ -76,6 +86,28 @@ class Consumer:
     task: asyncio.Task[None] | None = None
     #: judges its messages off the event loop (apply_function has a time limit)
     admission: Admission = field(default_factory=lambda: Admission("consumer"))
+    #: messages delivered through it
+    delivered: int = 0
+    #: True while its loop waits in `source.receive` (a message that comes is taken at once)
+    receiving: bool = False
+    #: its last lag reading: `delivered` then, the lag, and when (loop time)
+    lag_read: tuple[int, int, float] | None = None
+
+    def idle_at_zero(self, now: float) -> bool:
+        """True when its lag is surely still 0: read as 0 lately, nothing delivered since, waiting for messages.
+
+        Waiting in `receive` it takes what comes at once (a consumer held back by
+        the backlog, or storing a batch, is not waiting there); what a lost wake-up
+        leaves behind is read within IDLE_LAG_INTERVAL.
+        """
+        read = self.lag_read
+        return (
+            read is not None
+            and self.receiving
+            and read[0] == self.delivered
+            and read[1] == 0
+            and now - read[2] < IDLE_LAG_INTERVAL
+        )
 
 
 class Triggerer:
@@ -103,6 +135,8 @@ class Triggerer:
         apply_timeout: float = DEFAULT_APPLY_TIMEOUT,
         limits: SizeLimits | None = None,
         sample_interval: float = SAMPLE_INTERVAL,
+        trigger_capacity: int = DEFAULT_CAPACITY,
+        trigger_import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
     ) -> None:
         self.db = db
         self.listener = listener
@@ -146,15 +180,41 @@ class Triggerer:
         self.limits = limits or SizeLimits()
         self._backlog = 0
         self._backlog_checked = -1e9
+        #: `received` when the backlog was last counted
+        self._backlog_received = 0
         #: called at "before_commit" and "after_commit"; raising there aborts the
         #: delivery as a crash would (fault-injection tests use it)
         self.fault: Callable[[str], None] = env_fault()
         self.sampler = WatcherSampler(db, owner, sample_interval)
         self._sample_task: asyncio.Task[None] | None = None
+        #: the triggers deferred tries wait on (`self.defer(trigger=...)`): this triggerer's share of them
+        self.task_triggers = TaskTriggers(
+            db,
+            listener,
+            owner,
+            lambda: self.live,
+            on_events,
+            capacity=trigger_capacity,
+            limits=self.limits,
+            import_timeout=trigger_import_timeout,
+        )
+        self._task_triggers_task: asyncio.Task[None] | None = None
 
-    def update(self, watchers: list[WatcherSpec], consumers_of_asset: dict[int, list[str]]) -> None:
-        """Match the watchers of the latest DAG load: consumers start once their lease is held."""
+    def update(
+        self,
+        watchers: list[WatcherSpec],
+        consumers_of_asset: dict[int, list[str]],
+        dags: Mapping[str, DAG] | None = None,
+    ) -> None:
+        """Match the watchers of the latest DAG load: consumers start once their lease is held.
+
+        `dags`: the DAGs of that load, whose files hold triggers deferred tries wait on.
+        """
         self.consumers_of_asset = consumers_of_asset
+        if dags is not None:
+            self.task_triggers.update_dags(dags)
+        if self._task_triggers_task is None:
+            self._task_triggers_task = asyncio.create_task(self.task_triggers.run(), name="task triggers")
         grouped: dict[str, list[WatcherSpec]] = {}
         for spec in watchers:
             grouped.setdefault(spec.consumer_key, []).append(spec)
@@ -254,6 +314,8 @@ class Triggerer:
             log.warning("lost the lease of %s; another triggerer holds it now", key[:80])
             for spec in self._wanted.get(key, []):
                 self._lags_written.pop(spec.id, None)
+        if owned - self.leased:
+            self._replay_wake.set()  # replays asked for while another triggerer (or none) held them
         self.leased = owned
         for key in decided.release:
             if key in owned:
@@ -308,7 +370,7 @@ class Triggerer:
     async def stop(self) -> None:
         """Cancel every consumer, wait for them to close, then give the leases and the heartbeat up."""
         tasks = [c.task for c in self.consumers.values() if c.task is not None]
-        for extra in (self._lag_task, self._lease_task, self._poll_task, self._sample_task):
+        for extra in (self._lag_task, self._lease_task, self._poll_task, self._sample_task, self._task_triggers_task):
             if extra is not None:
                 tasks.append(extra)
         for task in tasks:
@@ -332,6 +394,8 @@ class Triggerer:
             with contextlib.suppress(Exception):
                 await self.db.run(watchers.release_leases, self.db.engine, self.owner, held)
         with contextlib.suppress(Exception):
+            await self.task_triggers.stop()
+        with contextlib.suppress(Exception):
             await self.db.run(triggerers.forget, self.db.engine, self.owner)
 
     async def _consume(self, consumer: Consumer) -> None:
@@ -348,7 +412,11 @@ class Triggerer:
                 backoff.reset()
                 while True:
                     room = await self._wait_for_room()
-                    messages = await source.receive(min(BATCH_SIZE, room))
+                    consumer.receiving = True
+                    try:
+                        messages = await source.receive(min(BATCH_SIZE, room))
+                    finally:
+                        consumer.receiving = False
                     if _cancel_swallowed():
                         # Some clients (redis-py during a blocking XREADGROUP) swallow a
                         # cancellation and return normally; the consumer must stop anyway.
@@ -420,20 +488,22 @@ class Triggerer:
         self.fault("after_commit")
         await source.ack(messages)
         self.received += len(messages)
+        consumer.delivered += len(messages)
         if created:
             self.on_events()
 
-    async def _replay(self) -> None:
-        """Replay requested dead letters of the watchers whose lease this triggerer holds."""
+    async def _replay(self) -> int:
+        """Replay requested dead letters of the watchers whose lease this triggerer holds; returns the events made."""
         # A shareable consumer runs everywhere; its lease holder alone replays (no double replay).
         specs = {w.id: w for c in self.consumers.values() if c.key in self.leased for w in c.watchers}
         if not specs:
-            return
+            return 0
         created = await self.db.run(
             replay_requested, self.db.engine, specs, self.consumers_of_asset, self.max_payload_depth, self.apply_timeout
         )
         if created:
             self.on_events()
+        return created
 
     async def _wait_for_room(self) -> int:
         """Back-pressure: while the scheduler has a large backlog of events, take no more.
@@ -443,8 +513,14 @@ class Triggerer:
         """
         loop = asyncio.get_running_loop()
         while True:
-            if loop.time() - self._backlog_checked > BACKLOG_CHECK_INTERVAL:
+            since = loop.time() - self._backlog_checked
+            # Idle (nothing delivered since the count, under the limit), its own
+            # deliveries cannot have grown the backlog: counting it after every empty
+            # long poll of every consumer would be most of what an idle triggerer does.
+            due = self._backlog >= self.max_backlog or self.received != self._backlog_received
+            if since > BACKLOG_CHECK_INTERVAL and (due or since > BACKLOG_IDLE_CHECK_INTERVAL):
                 self._backlog_checked = loop.time()
+                self._backlog_received = self.received
                 try:
                     self._backlog = await self.db.run(events.backlog, self.db.engine, self.max_backlog)
                 except Exception:
@@ -454,31 +530,51 @@ class Triggerer:
             await asyncio.sleep(BACKLOG_CHECK_INTERVAL)
 
     async def _housekeeping(self) -> None:
-        last_lag = 0.0
+        """Replay the dead letters asked for (woken, else re-checked); read the lags every LAG_INTERVAL."""
         loop = asyncio.get_running_loop()
+        recheck = notify.Recheck(REPLAY_INTERVAL)
+        replay_at = lag_at = loop.time() + REPLAY_INTERVAL
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._replay_wake.wait(), REPLAY_INTERVAL)
-            self._replay_wake.clear()
-            try:
-                await self._replay()
-            except Exception as exc:
-                log.warning("replaying dead letters failed: %s", exc)
-            if loop.time() - last_lag < LAG_INTERVAL:
-                continue
-            last_lag = loop.time()
-            await self._record_lags()
+            woken = await notify.wait_for_wake_up(self._replay_wake, max(0.0, min(replay_at, lag_at) - loop.time()))
+            now = loop.time()
+            if woken or now >= replay_at:
+                self._replay_wake.clear()
+                try:
+                    replayed = await self._replay()
+                except Exception as exc:
+                    log.warning("replaying dead letters failed: %s", exc)
+                    replayed = 0
+                if woken or replayed:
+                    recheck.reset()
+                else:
+                    recheck.found_nothing()
+                replay_at = loop.time() + recheck.wait
+            if now >= lag_at:
+                lag_at = now + LAG_INTERVAL
+                await self._record_lags()
 
     async def _record_lags(self) -> None:
-        """Write the lags that changed since the last round, all in one batch (idle: no write at all)."""
+        """Write the lags that changed since the last round, all in one batch (idle: no write at all).
+
+        An idle consumer's lag is not even read (`Consumer.idle_at_zero`): with a
+        hundred idle watchers, a broker round trip each every LAG_INTERVAL was most
+        of what the triggerer did.
+        """
         lags: dict[int, int] = {}
+        now = asyncio.get_running_loop().time()
         for consumer in list(self.consumers.values()):
             if consumer.key not in self.leased:
                 continue  # a shared consumer's lag is written by its lease holder
+            if consumer.idle_at_zero(now):
+                lags.update((w.id, 0) for w in consumer.watchers)
+                continue
+            delivered = consumer.delivered
             try:
                 lag = await consumer.source.lag()
             except Exception:
+                consumer.lag_read = None
                 continue
+            consumer.lag_read = None if lag is None else (delivered, lag, now)
             if lag is not None:
                 lags.update((w.id, lag) for w in consumer.watchers)
         # A watcher read by another triggerer meanwhile may show its figure: forget what was written then.

@@ -40,7 +40,11 @@ from herald.triggers.urls import mask_url, query_options, shown_url
 
 log = logging.getLogger("herald.triggers.redis")
 
-DEFAULT_BLOCK_MS = 5000
+#: an entry that comes ends the BLOCK at once, so a long one costs no latency; it only
+#: sets how often an idle consumer asks again (with a hundred watchers, 5 s blocks were
+#: most of an idle triggerer's work) and, with READ_MARGIN_S, how soon a connection that
+#: died silently is noticed
+DEFAULT_BLOCK_MS = 30000
 DEFAULT_CLAIM_IDLE_MS = 30000
 #: how much longer than one BLOCK the client waits for its answer. redis-py (5+) gives up
 #: on any read after `socket_timeout` (5 s by default), which is exactly one BLOCK: a
@@ -58,7 +62,7 @@ class RedisStreamOptions(BrokerOptions):
         stream: the stream key.
         group: the consumer group.
         consumer: this consumer's name in the group (default `HOSTNAME-PID`).
-        block_ms: how long one XREADGROUP waits for new entries (the long poll).
+        block_ms: how long one XREADGROUP waits for new entries (the long poll; default 30 s).
         claim_idle_ms: entries pending this long with another consumer are claimed.
         start_id: where a newly created group starts (`0` or `$`).
         maxlen: the publisher trims the stream to about this many entries.
@@ -101,7 +105,8 @@ class RedisStreamTrigger(BaseEventTrigger):
         stream: the stream key.
         group: the consumer group.
         consumer: this consumer's name in the group (default `HOSTNAME-PID`).
-        block_ms: how long one XREADGROUP waits for new entries (the long poll).
+        block_ms: how long one XREADGROUP waits for new entries (the long poll;
+            default 30 s; entries that come end it at once).
         claim_idle_ms: entries pending this long with another consumer are
             claimed (XAUTOCLAIM); also how often that check runs.
         start_id: where a newly created group starts (`0`: the whole stream,

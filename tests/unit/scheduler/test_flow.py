@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from herald import DAG, Asset, Debounce, task
+from herald import DAG, Asset, Debounce, EventBatch, task
 from herald.executors.records import TaskRequest, TaskResult
 from herald.loader import DagBag
 from herald.scheduler import flow
 from herald.scheduler.scheduler import Scheduler
 from herald.store import events as store_events
 from herald.store import flow as store_flow
+from herald.store import held as store_held
 from herald.store import tables
 from herald.store.db import Database
 from herald.store.migrate import upgrade
@@ -34,11 +35,12 @@ from tests.unit.scheduler.test_pass import _Executor
 
 READINGS = Asset("readings")
 CANCELS = Asset("cancels")
+PARTS = Asset("parts")
 _dedupe = itertools.count()
 
 
-def _dag(dag_id: str, **flow: Any) -> DAG:
-    with DAG(dag_id, schedule=[READINGS], **flow) as dag:
+def _dag(dag_id: str, schedule: Any = None, **flow: Any) -> DAG:
+    with DAG(dag_id, schedule=schedule if schedule is not None else [READINGS], **flow) as dag:
 
         @task
         def evaluate() -> None:
@@ -122,6 +124,21 @@ class Harness:
             }
             for r in rows
         ]
+
+    def cancelled(self) -> dict[str, int]:
+        """The events a `cancel_on=` event consumed before a run took them: payload name -> the
+        cancelling event's id."""
+        ce, ae = tables.cancelled_event, tables.asset_event
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                select(ae.c.extra, ce.c.cancelled_by_event).join(ae, ae.c.id == ce.c.event_id).order_by(ce.c.id)
+            ).all()
+        return {str(r.extra["payload"]["n"]): int(r.cancelled_by_event) for r in rows}
+
+    def queued(self) -> int:
+        """Events still waiting in the DAG's queue."""
+        with self.db.engine.connect() as conn:
+            return len(conn.execute(select(tables.event_queue.c.id)).all())
 
     def state_of(self, name: str) -> tuple[str, str | None]:
         """(state, held_by) of the run holding the event named `name`."""
@@ -371,7 +388,93 @@ def test_cancel_on_cancels_the_queued_and_running_runs_of_its_key_made_before_it
     (second,) = h.emit({"device": "a", "n": "stop2"}, asset="cancels")
     h.emit({"device": "a", "n": "a5"})
     assert h.step() == ["a5"]
-    assert h.state_of("a4") == ("cancelled", f"cancelled by event {second}")
+    # a4 was still queued: it leaves the queue cancelled, and no run is made from it
+    assert h.cancelled() == {"a4": second}
+    assert [r for r in h.runs() if "a4" in r["names"]] == []
+
+
+def test_cancel_on_cancels_the_events_of_its_key_a_batch_is_still_gathering(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dag = _dag("batched", key="device", batch=EventBatch(max_events=3, max_wait=60), cancel_on=CANCELS)
+    h = Harness(db, dag, monkeypatch)
+    h.emit({"device": "a", "n": "a1"}, {"device": "a", "n": "a2"}, {"device": "b", "n": "b1"})
+    assert h.step() == []  # both keys' batches wait for a third event
+    (cancel,) = h.emit({"device": "a", "n": "stop"}, asset="cancels")
+    assert h.step() == []
+    # a's gathered events left the queue cancelled by the event; b's batch still gathers
+    assert h.cancelled() == {"a1": cancel, "a2": cancel}
+    assert h.queued() == 1 and h.runs() == []
+    # the decision is listed with the held events, saying which event cancelled them
+    with db.engine.connect() as conn:
+        held = store_held.held_events(conn, 10, "batched")
+        assert store_held.held_counts(conn) == {("batched", "cancelled"): 2}
+    assert {(e["event_id"], e["held_by"], e["key"]) for e in held} == {
+        (e, f"cancelled by event {cancel}", "a") for e in _ids(db, "a1", "a2")
+    }
+    # events of a after the cancel gather and run as usual, without the cancelled ones
+    h.emit({"device": "a", "n": "a3"}, {"device": "a", "n": "a4"}, {"device": "a", "n": "a5"})
+    assert h.step() == ["a5"]
+    assert [r["names"] for r in h.runs()] == [["a3", "a4", "a5"]]
+    # b's batch is released by its max_wait, with b's event alone
+    h.clock += timedelta(seconds=61)
+    assert h.step() == ["b1"]
+    assert [r["names"] for r in h.runs()] == [["a3", "a4", "a5"], ["b1"]]
+    assert h.cancelled() == {"a1": cancel, "a2": cancel}
+
+
+def test_cancel_on_in_one_pass_splits_a_batch_at_the_cancel(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    dag = _dag("split", key="device", batch=EventBatch(max_events=2, max_wait=60), cancel_on=CANCELS)
+    h = Harness(db, dag, monkeypatch)
+    h.emit({"device": "a", "n": "a1"})
+    (cancel,) = h.emit({"device": "a", "n": "stop"}, asset="cancels")
+    h.emit({"device": "a", "n": "a2"})
+    # one pass sees a1, the cancel and a2: a1 is cancelled, a2 does not make a batch with it
+    assert h.step() == []
+    assert h.cancelled() == {"a1": cancel} and h.runs() == []
+    h.emit({"device": "a", "n": "a3"})
+    assert h.step() == ["a3"]
+    assert [r["names"] for r in h.runs()] == [["a2", "a3"]]
+
+
+def test_cancel_on_cancels_the_events_an_asset_condition_holds(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    dag = _dag("pairs", schedule=READINGS & PARTS, key="device", cancel_on=CANCELS)
+    h = Harness(db, dag, monkeypatch)
+    h.emit({"device": "a", "n": "r1"})
+    assert h.step() == []  # the condition waits for a part
+    (cancel,) = h.emit({"device": "a", "n": "stop"}, asset="cancels")
+    h.step()
+    assert h.cancelled() == {"r1": cancel}
+    # a part after the cancel does not complete the cancelled reading; a new reading does
+    h.emit({"device": "a", "n": "p1"}, asset="parts")
+    assert h.step() == []
+    h.emit({"device": "a", "n": "r2"})
+    assert h.step() == ["r2"]
+    assert [r["names"] for r in h.runs()] == [["p1", "r2"]]
+
+
+def test_cancel_on_ends_an_open_debounce_burst_and_later_events_open_a_new_one(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness(db, _dag("burst", key="device", debounce=10, cancel_on=CANCELS), monkeypatch)
+    h.emit({"device": "a", "n": "a1"})
+    assert h.step() == []
+    (cancel,) = h.emit({"device": "a", "n": "stop"}, asset="cancels")
+    h.emit({"device": "a", "n": "a2"})
+    assert h.step() == []
+    # the burst of a1 ended cancelled; a2, after the cancel, opened a burst of its own
+    assert h.state_of("a1") == ("cancelled", f"cancelled by event {cancel}")
+    assert h.state_of("a2") == ("queued", "debounce")
+    h.clock += timedelta(seconds=11)
+    assert h.step() == ["a2"]
+
+
+def _ids(db: Database, *names: str) -> set[int]:
+    """The ids of the events whose payload is named `names`."""
+    ae = tables.asset_event
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(ae.c.id, ae.c.extra)).all()
+    return {int(r.id) for r in rows if r.extra["payload"].get("n") in names}
 
 
 def test_cancel_key_reads_the_cancelling_events_own_field(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -411,6 +514,23 @@ def test_a_pass_reads_only_the_keys_marked_since_the_last_and_a_sweep_reads_them
     # ...until the sweep, the net under the marks
     h.clock += flow.SWEEP_EVERY
     assert h.step() == ["a2"]
+
+
+def test_a_pass_without_room_for_a_run_leaves_the_marks_to_the_next(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(flow, "_swept", {})
+    h = Harness(db, _dag("full", key="device", max_active_runs_per_key=1), monkeypatch)
+    h.emit({"device": "a", "n": "a1"})
+    assert h.step() == ["a1"]  # the first pass of a process sweeps
+    h.emit({"device": "a", "n": "a2"}, {"device": "b", "n": "b1"})
+    h.scheduler.max_waiting_tries = 0  # the executor's queue is full: no run may start
+    assert h.step() == []
+    with db.engine.connect() as conn:
+        assert store_flow.dirty_count(conn, "full") == 2  # the new runs' marks, untouched
+    h.scheduler.max_waiting_tries = 100
+    assert h.step() == ["b1"]
+    assert h.finish("a1") == ["a2"]
 
 
 def test_keys_cut_by_the_dag_limit_stay_marked_until_they_start(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -58,8 +58,10 @@ def test_a_deferral_waits_for_an_event_or_a_time_and_travels_as_json() -> None:
     assert Deferral.from_wire(event.to_wire()) == event
     moment = Deferral(until=datetime(2030, 1, 1, tzinfo=UTC))
     assert Deferral.from_wire(moment.to_wire()) == moment
-    with pytest.raises(ValueError, match="names neither"):
+    with pytest.raises(ValueError, match="names none"):
         Deferral()
+    with pytest.raises(ValueError, match="not two"):
+        Deferral(asset="a", trigger="m.T")
     with pytest.raises(ValueError, match="JMESPath"):
         Deferral(asset="a", match="==")
     with pytest.raises(ValueError, match="timeout"):

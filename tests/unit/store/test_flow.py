@@ -209,3 +209,69 @@ def test_a_mark_made_while_a_pass_takes_the_marks_is_never_lost(engine: Engine, 
         ending.commit()
     taking_thread.join(30)
     assert taken == ["k"]
+
+
+def test_a_pass_clears_only_the_marks_it_decided_and_a_mark_made_since_stays(engine: Engine) -> None:
+    _dag(engine)
+    _runs(engine, RunFlow("a"), RunFlow("b"), RunFlow("c"))
+    with engine.begin() as conn:
+        marks = flow.lock_dirty(conn, "d", 100)
+        assert sorted(marks) == ["a", "b", "c"]
+        flow.mark_dirty(conn, [("d", "b")])  # b changed again during the pass (a cancel, a skip)
+        flow.clear_dirty(conn, "d", {k: v for k, v in marks.items() if k != "c"})  # c undecided
+    with engine.begin() as conn:
+        assert flow.take_dirty(conn, "d", 100) == ["b", "c"]
+
+
+def test_a_mark_made_while_a_pass_holds_the_marks_it_reads_is_never_lost(engine: Engine, database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("one SQLite writer at a time: a mark and a pass never overlap")
+    import threading
+
+    _dag(engine)
+    _runs(engine, RunFlow("k"))
+    with engine.connect() as taking:
+        taking.begin()
+        marks = flow.lock_dirty(taking, "d", 100)
+        assert list(marks) == ["k"]
+
+        def mark() -> None:
+            with engine.begin() as conn:
+                flow.mark_dirty(conn, [("d", "k")])
+
+        marking = threading.Thread(target=mark)
+        marking.start()
+        assert _blocked_until(marking)  # it waits for the pass's lock on the mark
+        flow.clear_dirty(taking, "d", marks)
+        taking.commit()
+    marking.join(30)
+    with engine.connect() as conn:
+        assert flow.dirty_count(conn, "d") == 1
+
+
+def test_candidates_of_marked_keys_are_those_a_read_of_every_key_finds(engine: Engine) -> None:
+    # the marked keys' candidates are read key by key (running runs counted, then each key's
+    # queued runs ranked); a read of every key ranks runs one by one: both must agree, with
+    # priorities, running runs, holds ahead of a run, and runs without a key
+    import random
+
+    rng = random.Random(16)
+    _dag(engine)
+    later = NOW + timedelta(seconds=60)
+    flows = []
+    for _ in range(120):
+        until = later if rng.random() < 0.15 else None
+        held = "throttle" if until is not None else "key"
+        key = None if rng.random() < 0.05 else f"k{rng.randrange(12)}"
+        flows.append(RunFlow(key, float(rng.choice([0, 0, 1, 5])), held, until))
+    pks = _runs(engine, *flows)
+    with engine.begin() as conn:
+        store_runs.start(conn, [pk for pk in pks if rng.random() < 0.2], NOW)
+    keys = sorted({f.key for f in flows if f.key is not None})
+    with engine.connect() as conn:
+        for per_key in (1, 2, 3):
+            for now in (NOW, later):
+                every = [int(r.id) for r in flow.candidates(conn, "d", per_key, now, 1000)]
+                marked = [int(r.id) for r in flow.candidates(conn, "d", per_key, now, 1000, keys)]
+                assert marked == every, (per_key, now)
+                assert [int(r.id) for r in flow.candidates(conn, "d", per_key, now, 5, keys)] == every[:5]

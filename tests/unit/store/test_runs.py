@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from herald.store import runs
@@ -67,3 +68,17 @@ def test_a_replay_run_consumes_the_event_it_replays(db: Db) -> None:
         linked = runs.events_of(conn, [pk(db, run_id)])
     assert run_id.startswith(f"{RunType.REPLAY}__")
     assert [(int(e.id), e.name) for e in linked] == [(event_id, "orders")]
+
+
+def test_runs_made_at_one_time_get_distinct_ids_even_when_their_random_parts_meet(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a pass makes thousands of runs at one `now`: a repeated random suffix must not fail it
+    suffixes = iter(["aaaaaaaa", "aaaaaaaa", "aaaaaaaa", "bbbbbbbb", "cccccccc"])
+    monkeypatch.setattr(runs.secrets, "token_hex", lambda n: next(suffixes))
+    now = utcnow()
+    with db.engine.begin() as conn:
+        pks = runs.create_runs(conn, ["d", "d", "d"], RunType.ASSET_TRIGGERED, now)
+    with db.engine.connect() as conn:
+        ids = conn.execute(select(dr.c.run_id).where(dr.c.id.in_(pks)).order_by(dr.c.id)).scalars().all()
+    assert [i.rsplit("_", 1)[1] for i in ids] == ["aaaaaaaa", "bbbbbbbb", "cccccccc"]

@@ -11,6 +11,9 @@ function esc(value) {
   return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
 const enc = encodeURIComponent;
+// A name (a DAG id, a run type) may wrap after "_", "." or "-" but not inside a word: its
+// cell is `td.name`, which breaks a word only when it cannot fit at all.
+const words = (name) => esc(name).replace(/([_.-])/g, "$1<wbr>");
 const badge = (state) => `<span class="badge s-${esc(state)}">${esc(String(state).replace(/_/g, " "))}</span>`;
 const runLink = (runId, text) => `<a href="#/runs/${enc(runId)}" class="mono">${esc(text ?? runId)}</a>`;
 const eventLink = (id) => `<a href="#/events/${id}" class="event-link">event ${id}</a>`;
@@ -315,7 +318,8 @@ views.dag = {
       $("#dag-graph-note", el).innerHTML = `Colours: the newest run, ${runLink(latest.run_id)} ${badge(latest.state)}`;
     }
     $("#dag-graph", el).innerHTML = graphSvg(dag.tasks, states);
-    const held = dag.schedule && (dag.schedule.within || dag.schedule.missing_for)
+    // events a window or an absence holds, and those a cancel_on event cancelled before a run took them
+    const held = dag.schedule
       ? await api(`/held_events?dag_id=${enc(dagId)}&limit=25`).catch(() => ({ items: [] })) : { items: [] };
     $("#dag-runs", el).innerHTML = heldTable(held.items) + runsTable(runs.items, false) + pager(runs);
     bindPager(el, this);
@@ -361,8 +365,8 @@ function heldTable(events) {
 function runsTable(runs, withDag = true) {
   if (!runs.length) return `<div class="empty">No runs.</div>`;
   return `<table class="runs"><thead><tr><th>Run</th>${withDag ? "<th>DAG</th>" : ""}<th>State</th><th>Type</th><th>Queued</th><th>Duration</th><th>Events</th></tr></thead><tbody>` +
-    runs.map((r) => `<tr data-run="${esc(r.run_id)}"><td>${runLink(r.run_id)}</td>${withDag ? `<td><a href="#/dags/${enc(r.dag_id)}">${esc(r.dag_id)}</a></td>` : ""}` +
-      `<td>${badge(r.state)}${r.held_by ? ` <span class="muted" title="flow control">${esc(r.held_by)}</span>` : ""}</td><td>${esc(r.run_type)}</td><td title="${esc(r.queued_at)}">${esc(ago(r.queued_at))}</td>` +
+    runs.map((r) => `<tr data-run="${esc(r.run_id)}"><td>${runLink(r.run_id)}</td>${withDag ? `<td class="name"><a href="#/dags/${enc(r.dag_id)}">${words(r.dag_id)}</a></td>` : ""}` +
+      `<td>${badge(r.state)}${r.held_by ? ` <span class="muted" title="flow control">${esc(r.held_by)}</span>` : ""}</td><td class="name">${words(r.run_type)}</td><td title="${esc(r.queued_at)}">${esc(ago(r.queued_at))}</td>` +
       `<td>${esc(duration(r.started_at, r.ended_at))}</td><td>${r.event_ids.map(eventLink).join(", ")}</td></tr>`).join("") + `</tbody></table>`;
 }
 
@@ -598,7 +602,7 @@ views.event = {
     const emitted = ev.source_dag_id ? { dag_id: ev.source_dag_id, task_id: ev.source_task_id, run_id: ev.source_run_id, map_index: ev.source_map_index, aliases: (ev.source_aliases || []).map((a) => a.name) } : null;
     $("#event-message", el).innerHTML = message ? json(message) : emitted ? json(emitted) : "(not from a message)";
     $("#event-runs", el).innerHTML = ev.runs.length ? `<table><thead><tr><th>Run</th><th>DAG</th><th>State</th></tr></thead><tbody>` +
-      ev.runs.map((r) => `<tr><td>${runLink(r.run_id)}</td><td><a href="#/dags/${enc(r.dag_id)}">${esc(r.dag_id)}</a></td><td>${badge(r.state)}</td></tr>`).join("") + `</tbody></table>`
+      ev.runs.map((r) => `<tr><td>${runLink(r.run_id)}</td><td class="name"><a href="#/dags/${enc(r.dag_id)}">${words(r.dag_id)}</a></td><td>${badge(r.state)}</td></tr>`).join("") + `</tbody></table>`
       : `<p class="muted">No run yet (a paused DAG, a batch still filling, or no DAG scheduled on ${esc(ev.asset)}).</p>`;
   },
 };

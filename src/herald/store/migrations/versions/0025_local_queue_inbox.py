@@ -2,7 +2,7 @@
 
 Revision ID: 0025
 Revises: 0022
-Create Date: 2026-12-09
+Create Date: 2026-12-07
 """
 
 from __future__ import annotations
