@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,12 +58,22 @@ class Cluster:
         self.procs[name].wait()
 
     def lease_holder(self) -> str:
-        """The name of the process holding the watcher's lease."""
+        """The name of the process holding the watcher's lease.
+
+        Waits for one: a shared watcher's lease may be free for a moment while the
+        triggerers rebalance (one gives it up, the other takes it on its next renewal).
+        """
         import psycopg
 
-        with psycopg.connect(self.herald.env["HERALD_DATABASE_URL"]) as conn:
-            owner = conn.execute("SELECT lease_owner FROM watcher").fetchone()
-        assert owner is not None and owner[0], "nobody holds the lease"
+        owner: tuple[str | None] | None = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with psycopg.connect(self.herald.env["HERALD_DATABASE_URL"]) as conn:
+                owner = conn.execute("SELECT lease_owner FROM watcher").fetchone()
+            if owner is not None and owner[0]:
+                break
+            time.sleep(0.2)
+        assert owner is not None and owner[0], "nobody took the lease in 30 s"
         pid = int(owner[0].rsplit(":", 1)[1])
         return next(name for name, proc in self.procs.items() if proc.pid == pid)
 

@@ -339,11 +339,14 @@ def test_receives_in_flight_never_hold_more_than_batches_of_messages(port: int, 
         receives = CallCounter(trigger._client, "receive_message")
         try:
             got = await trigger.receive(500)
-            await _until(lambda: len(got) + len(trigger._ready) >= 10)
-            # Given nothing acknowledged, the watcher holds two receives' worth and asks no more.
+            # Given nothing acknowledged, the watcher fills its two receives' worth and asks no
+            # more. (A receive may come back short, or two overlapping receives may both get one
+            # message, on a standard queue: then it holds fewer, never more.)
+            await _until(lambda: trigger._calls == 0 and not trigger._has_room())
             await asyncio.sleep(1.5)  # deliberate: time for a receive that should not happen
-            assert len(trigger._inflight) == 10 and receives.most <= 2
-            assert await _counts(port, queue_url) == (20, 10)
+            held = {message_id for message_id, _ in trigger._inflight.values()}
+            assert 5 <= len(trigger._inflight) <= 10 and receives.most <= 2 and len(receives.calls) <= 2
+            assert await _counts(port, queue_url) == (30 - len(held), len(held))
             seen = {m.json()["n"] for m in got}
             await trigger.ack(got)
             while len(seen) < 30:
