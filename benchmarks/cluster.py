@@ -164,7 +164,9 @@ def main() -> None:
                 kinds["celery main"] = [p.pid for p in workers]
                 kinds["celery pool"] = lambda: [pid for p in workers for pid in tree(p.pid) if pid != p.pid]
             else:
-                kinds["worker"] = under(workers)
+                # a `herald worker` process (claims, results, heartbeats) apart from its pool (the tasks)
+                kinds["worker"] = [p.pid for p in workers]
+                kinds["worker pool"] = lambda: [pid for p in workers for pid in tree(p.pid) if pid != p.pid]
             kinds |= {
                 "postgres": lambda: postgres_backends(name),
                 "publisher": [os.getpid()],

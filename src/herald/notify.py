@@ -7,9 +7,11 @@ once. A lost wake-up costs only latency: every waiter also re-checks the
 database by itself (`Recheck`), soon after it last had work and less often the
 longer it stays idle.
 
-- On PostgreSQL the channel is `pg_notify('herald', channel)`, sent inside the
-  committing transaction (delivered on commit) and heard by every process, on
-  any machine, that LISTENs.
+- On PostgreSQL the channel is `pg_notify('herald_KIND', channel)`, sent inside
+  the committing transaction (delivered on commit) and heard by every process,
+  on any machine, that LISTENs to that kind (`scheduler`, `workers`, `local`...):
+  a process hears only the kinds it waits for, so a worker is not woken by each
+  published message nor a scheduler by each claim.
 - On SQLite (one machine, one Herald process tree) it is a datagram on a Unix
   socket named after the database, 0600 in a 0700 folder (`socket_path`).
 """
@@ -39,6 +41,7 @@ REPLAY = "replay"
 WATCHERS = "watchers"
 #: a try deferred on a trigger a triggerer runs (heard by the triggerers)
 TRIGGERS = "triggers"
+#: the PostgreSQL channels are this, `_`, and the kind of Herald channel (`pg_channel`)
 PG_CHANNEL = "herald"
 
 #: seconds from a waiter's last wake-up (or last find) to its first re-check without one
@@ -159,6 +162,11 @@ def local_channel(queue: str) -> str:
     return f"local:{queue}"
 
 
+def pg_channel(channel: str) -> str:
+    """The PostgreSQL channel that carries `channel`: one per kind (`herald_local` for every local:// queue)."""
+    return f"{PG_CHANNEL}_{channel.partition(':')[0]}"
+
+
 def notify_in(conn: Connection, *channels: str) -> bool:
     """Notify from inside a transaction, delivered when it commits.
 
@@ -167,8 +175,11 @@ def notify_in(conn: Connection, *channels: str) -> bool:
     if conn.dialect.name != "postgresql":
         return False
     for channel in channels:
-        conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": PG_CHANNEL, "p": channel})
+        conn.execute(_NOTIFY, {"c": pg_channel(channel), "p": channel})
     return True
+
+
+_NOTIFY = text("SELECT pg_notify(:c, :p)")
 
 
 def notify(database_url: str, *channels: str) -> None:
@@ -192,7 +203,7 @@ def _pg_notify(database_url: str, channels: tuple[str, ...]) -> None:
     try:
         with psycopg.connect(_libpq_url(database_url), autocommit=True, connect_timeout=5) as conn:
             for channel in channels:
-                conn.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, channel))
+                conn.execute("SELECT pg_notify(%s, %s)", (pg_channel(channel), channel))
     except Exception as exc:  # a wake-up is an optimisation: never fail the caller for it
         log.debug("pg_notify failed: %s", exc)
 
@@ -272,7 +283,11 @@ class SocketListener(Listener):
 
 
 class PgListener(Listener):
-    """LISTENs on PostgreSQL; reconnects with back-off if the connection drops."""
+    """LISTENs on PostgreSQL, to the kinds of channel waited for; reconnects with back-off if the
+    connection drops."""
+
+    #: how soon a kind first waited for after the start is listened to (its waiters look meanwhile)
+    NEW_KINDS_EVERY = 1.0
 
     def __init__(self, database_url: str) -> None:
         super().__init__(database_url)
@@ -281,8 +296,12 @@ class PgListener(Listener):
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._listen(), name="pg-listen")
 
+    def _kinds(self) -> set[str]:
+        return {pg_channel(channel) for channel in self._events}
+
     async def _listen(self) -> None:
         import psycopg
+        from psycopg import sql
 
         delay = 0.2
         while True:
@@ -290,11 +309,20 @@ class PgListener(Listener):
                 async with await psycopg.AsyncConnection.connect(
                     _libpq_url(self.database_url), autocommit=True
                 ) as conn:
-                    await conn.execute(f"LISTEN {PG_CHANNEL}")
-                    delay = 0.2
-                    self.fire_all()  # anything sent while we were not listening
-                    async for note in conn.notifies():
-                        self.fire(note.payload)
+                    listening: set[str] = set()
+                    while True:
+                        new = self._kinds() - listening
+                        for kind in sorted(new):
+                            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(kind)))
+                        if new:
+                            delay = 0.2
+                            listening |= new
+                            # anything sent while we were not listening
+                            for channel in [c for c in self._events if pg_channel(c) in new]:
+                                self.fire(channel)
+                        # notifications that come between two of these loops wait in psycopg's backlog
+                        async for note in conn.notifies(timeout=self.NEW_KINDS_EVERY):
+                            self.fire(note.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -328,5 +356,6 @@ __all__ = [
     "make_listener",
     "notify",
     "notify_in",
+    "pg_channel",
     "wait_for_wake_up",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 
 from sqlalchemy import Connection, Engine
@@ -32,6 +33,8 @@ log = logging.getLogger("herald.worker")
 #: the longest time between two heartbeats of a running try
 HEARTBEAT_INTERVAL = 5.0
 IDLE_WAIT = 1.0
+#: the longest a result waits for others to go with it while the pool has work queued
+RESULT_HOLD = 0.05
 DEFAULT_QUEUE = "default"
 
 
@@ -92,12 +95,9 @@ def store_results(engine: Engine, results: list[TaskResult], holder: str | None 
 def _store(conn: Connection, results: list[TaskResult], holder: str | None) -> bool:
     """Store results (with `holder`: only of the tries that worker still holds); True when
     the schedulers' wake-up goes with the commit."""
-    if holder is not None:
-        ended = set(store_tries.not_running(conn, [r.ti_id for r in results], holder))
-        if ended:
-            log.warning("dropping the results of %d try(s) requeued as lost meanwhile", len(ended))
-            results = [r for r in results if r.ti_id not in ended]
-    store_tries.store_results(conn, [r.to_wire() for r in results])
+    stored = store_tries.store_results(conn, [r.to_wire() for r in results], holder)
+    if len(stored) < len(results):
+        log.warning("dropping the results of %d try(s) requeued as lost meanwhile", len(results) - len(stored))
     return notify.notify_in(conn, notify.SCHEDULER)
 
 
@@ -152,6 +152,8 @@ class WorkerService:
         self._running: set[int] = set()
         self._started: set[int] = set()
         self._done: list[TaskResult] = []
+        #: when the oldest result of `_done` came (monotonic)
+        self._done_since = 0.0
         self._stopping = False
 
     def update(self, dags: dict[str, DAG], files: Mapping[str, Stamp] | None = None) -> None:
@@ -173,6 +175,8 @@ class WorkerService:
 
     def _on_result(self, result: TaskResult) -> None:
         result.hostname = f"{self.name}/{result.hostname}" if result.hostname else self.name
+        if not self._done:
+            self._done_since = time.monotonic()
         self._done.append(result)
         self._running.discard(result.ti_id)
         self._started.discard(result.ti_id)
@@ -185,6 +189,11 @@ class WorkerService:
         for, in one transaction. The pool has room for `prefetch` tries per process
         beyond those running, so a process that finishes a try starts the next at
         once instead of waiting for the next claim's round trip.
+
+        While the pool has a try queued for each process, nothing is urgent: a cycle
+        waits until half the room is free, or the pool runs low, or its oldest result
+        has waited `RESULT_HOLD` seconds, so that a busy worker claims and reports in
+        batches (one transaction for many tries) instead of one cycle per try.
         """
         self.pool.start(self._on_started, self._on_result)
         heartbeat = asyncio.create_task(self._heartbeat())
@@ -193,7 +202,10 @@ class WorkerService:
             while not self._stopping:
                 self._wake.clear()
                 free = room - len(self._running)
-                if self._done or free > 0:
+                low = self.pool.waiting() < self.concurrency
+                held = time.monotonic() - self._done_since if self._done else 0.0
+                due = bool(self._done) and (low or held >= RESULT_HOLD or len(self._done) >= room // 2)
+                if due or (free > 0 and low):
                     done, self._done = self._done, []
                     try:
                         requests = await self.db.run(
@@ -207,11 +219,13 @@ class WorkerService:
                     if requests:
                         self._running.update(r.ti_id for r in requests)
                         self.pool.submit(requests)
-                        continue
-                    if self._done:
-                        continue  # results came in meanwhile
+                    if requests and len(requests) == free:
+                        continue  # more may be queued
+                    # (a result or a wake-up that came meanwhile ends this wait at once)
+                    held = 0.0
+                timeout = IDLE_WAIT if not self._done else max(0.0, RESULT_HOLD - held)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), IDLE_WAIT)
+                    await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
             await self.pool.stop(grace=grace)
             # Claimed but never started: back to the queue for another worker, not a lost try.

@@ -285,7 +285,12 @@ def _start_plain(
 
 
 def _begin(conn: Connection, dags: dict[str, DAG], started: list[tuple[int, str]], now: datetime) -> list[int]:
-    """These queued runs (run_pk, dag_id) start: their tries are created; returns those ready to queue."""
+    """These queued runs (run_pk, dag_id) start: their tries are created; returns those ready to queue.
+
+    A run another scheduler is starting meanwhile is left to it (`store.runs.start`).
+    """
+    begun = set(store_runs.start(conn, [pk for pk, _ in started], now))
+    started = [(pk, dag_id) for pk, dag_id in started if pk in begun]
     rows: list[dict[str, Any]] = []
     for run_pk, dag_id in started:
         for task in dags[dag_id].tasks.values():
@@ -301,11 +306,11 @@ def _begin(conn: Connection, dags: dict[str, DAG], started: list[tuple[int, str]
                 }
             )
     pks = [pk for pk, _ in started]
-    store_runs.start(conn, pks, now)
-    store_tries.insert_tries(conn, rows)
+    # a run that starts has no tries yet: those inserted `scheduled` are all it has ready
+    ready = store_tries.insert_tries(conn, rows)
     with_tasks = {r["run_pk"] for r in rows}
     ends.end_runs(conn, dags, RunState.SUCCESS, [pk for pk in pks if pk not in with_tasks], now, ends.SUCCESS)
-    return store_tries.scheduled_in(conn, pks)
+    return ready
 
 
 def within_max_active_tasks(conn: Connection, dags: dict[str, DAG], ti_ids: list[int]) -> list[int]:

@@ -95,6 +95,7 @@ class Scheduler:
         self.inlet_events_limit = inlet_events_limit
         self._stopping = False
         self._any_mapped = False
+        self._any_timed = False
         #: called after a pass that asked for DAG callbacks (wakes the callback runner)
         self.on_callbacks: Callable[[], None] | None = None
         # PostgreSQL makes ids visible out of order (a transaction may commit after a later
@@ -113,6 +114,8 @@ class Scheduler:
         self.machine.consumers_of_asset = consumers
         # most deployments map nothing: their passes then skip reading the tries to expand
         self._any_mapped = any(t.mapped is not None for dag in dags.values() for t in dag.tasks.values())
+        # nor do most run on a clock: their passes then skip looking for cron ticks
+        self._any_timed = any(dag.ticks is not None for dag in dags.values())
         self.wake()
 
     def wake(self) -> None:
@@ -238,8 +241,11 @@ class Scheduler:
             outcome.more |= more
             window_at, more = windows.plan(conn, dags, paused, now, self.machine.asset_ids)
             outcome.more |= more
-            cron_at, more = runs.create_cron_runs(conn, dags, paused, now, self.machine.asset_ids)
-            outcome.more |= more
+            if self._any_timed:
+                cron_at, more = runs.create_cron_runs(conn, dags, paused, now, self.machine.asset_ids)
+                outcome.more |= more
+            else:
+                cron_at = None
             budget = max(0, self.max_waiting_tries - self.executor.queued(conn))
             started_runs, more, decided = runs.start_runs(conn, dags, paused, now, budget, flow_locked)
             outcome.more |= more

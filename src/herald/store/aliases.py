@@ -22,6 +22,7 @@ from sqlalchemy import Connection, delete, insert, select
 
 from herald.store import tables as t
 from herald.store.events import insert_events, upsert_ignore
+from herald.store.sql import member, per_dialect
 
 ae, a, al = t.asset_event, t.asset, t.asset_alias
 aaa, aae = t.asset_alias_asset, t.asset_alias_event
@@ -206,14 +207,19 @@ def aliases_of_events(conn: Connection, event_ids: Iterable[int]) -> dict[int, l
     ids = sorted(set(event_ids))
     found: dict[int, list[dict[str, str]]] = defaultdict(list)
     for i in range(0, len(ids), 500):
-        for row in conn.execute(
-            select(aae.c.event_id, al.c.name, al.c.group)
-            .join(al, al.c.id == aae.c.alias_id)
-            .where(aae.c.event_id.in_(ids[i : i + 500]))
-            .order_by(aae.c.event_id, al.c.name)
-        ):
+        for row in conn.execute(_aliases_of_events(conn), {"ids": ids[i : i + 500]}):
             found[int(row.event_id)].append({"name": row.name, "group": row.group})
     return dict(found)
+
+
+@per_dialect
+def _aliases_of_events(dialect: str) -> Any:
+    return (
+        select(aae.c.event_id, al.c.name, al.c.group)
+        .join(al, al.c.id == aae.c.alias_id)
+        .where(member(dialect, aae.c.event_id, "ids"))
+        .order_by(aae.c.event_id, al.c.name)
+    )
 
 
 def event_wire(row: Any, aliases: Mapping[int, list[dict[str, str]]]) -> dict[str, Any]:
@@ -298,22 +304,28 @@ def recent_events(
 
 def events_of_runs(conn: Connection, run_pks: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
     """The events each run consumed, oldest first, in `AssetEvent.to_wire`'s form (a try's triggering events)."""
-    dre = t.dag_run_event
     pks = sorted(set(run_pks))
     if not pks:
         return {}
-    rows = conn.execute(
-        select(dre.c.run_pk, *_event_columns())
-        .join(ae, ae.c.id == dre.c.event_id)
-        .join(a, a.c.id == ae.c.asset_id)
-        .where(dre.c.run_pk.in_(pks))
-        .order_by(ae.c.id)
-    ).all()
-    aliases_of = aliases_of_events(conn, (int(r.id) for r in rows))
+    rows = conn.execute(_events_of_runs(conn), {"pks": pks}).all()
+    # only a task emits an event through aliases (`emit_task_events`): a watcher's event has none
+    aliases_of = aliases_of_events(conn, (int(r.id) for r in rows if r.source_dag_id is not None))
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         found[int(r.run_pk)].append(event_wire(r, aliases_of))
     return dict(found)
+
+
+@per_dialect
+def _events_of_runs(dialect: str) -> Any:
+    dre = t.dag_run_event
+    return (
+        select(dre.c.run_pk, *_event_columns())
+        .join(ae, ae.c.id == dre.c.event_id)
+        .join(a, a.c.id == ae.c.asset_id)
+        .where(member(dialect, dre.c.run_pk, "pks"))
+        .order_by(ae.c.id)
+    )
 
 
 def asset_names_by_uri(conn: Connection, uris: Iterable[str]) -> dict[str, str]:

@@ -57,10 +57,22 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    # No server-side prepared statements (psycopg prepares a statement run 5 times): a
+    # prepared statement may keep a generic plan made when its tables were small, and
+    # the lookups by `id = ANY(...)` of a scheduler pass became 3 to 8 times slower as
+    # the history grew (the database's CPU per run 2.4x, benchmarks/cluster_cycle.py
+    # with 8,000 runs). Unprepared, each statement is planned for the data it meets;
+    # psycopg still parses each statement text once.
+    connect_args = {"prepare_threshold": None}
     if pool_size == 0:
-        return create_engine(url, poolclass=NullPool, json_deserializer=json_loads)
+        return create_engine(url, poolclass=NullPool, json_deserializer=json_loads, connect_args=connect_args)
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, json_deserializer=json_loads
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        json_deserializer=json_loads,
+        connect_args=connect_args,
     )
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from herald.sdk.triggers import Message
 from herald.store import tables as t
+from herald.store.sql import ORDINAL, arrays, per_dialect, unnested
 from herald.store.storable import DEFAULT_MAX_DEAD_LETTER_BODY, body_head
 from herald.store.types import utcnow
 from herald.store.watchers import WatcherCounts, add_counts
@@ -110,21 +111,52 @@ def insert_events(
     if not rows:
         return []
     values = [r.to_row() if isinstance(r, NewEvent) else dict(r) for r in rows]
-    created = conn.execute(
-        upsert_ignore(conn, t.asset_event).returning(
-            t.asset_event.c.id, t.asset_event.c.asset_id, t.asset_event.c.source
-        ),
-        values,
-    ).all()
-    new = [(int(r[0]), int(r[1]), str(r[2])) for r in created]
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        # one statement text for any batch (a multi-row VALUES is a new text for each size)
+        created = conn.execute(_insert_events_pg(conn), arrays(t.asset_event, values, _EVENT_COLUMNS)).all()
+    else:
+        created = conn.execute(
+            upsert_ignore(conn, t.asset_event).returning(
+                t.asset_event.c.id, t.asset_event.c.asset_id, t.asset_event.c.source
+            ),
+            values,
+        ).all()
+    new = sorted((int(r[0]), int(r[1]), str(r[2])) for r in created)
     queue = [
         {"dag_id": dag_id, "asset_id": asset_id, "event_id": event_id, "queued_at": now}
         for event_id, asset_id, _source in new
         for dag_id in consumers.get(asset_id, ())
     ]
-    if queue:
+    if queue and postgres:
+        conn.execute(_queue_events_pg(conn), arrays(t.event_queue, queue, _QUEUE_COLUMNS))
+    elif queue:
         conn.execute(insert(t.event_queue), queue)
     return new
+
+
+_EVENT_COLUMNS = ("asset_id", "source", "dedupe_key", "extra", "timestamp")
+_QUEUE_COLUMNS = ("dag_id", "asset_id", "event_id", "queued_at")
+
+
+@per_dialect
+def _insert_events_pg(dialect: str) -> Any:
+    ae = t.asset_event
+    u = unnested(ae, _EVENT_COLUMNS)
+    rows = select(*(u.c[k] for k in _EVENT_COLUMNS)).select_from(u.source).order_by(u.c[ORDINAL])
+    return (
+        postgresql.insert(ae)
+        .from_select(list(_EVENT_COLUMNS), rows)
+        .on_conflict_do_nothing()
+        .returning(ae.c.id, ae.c.asset_id, ae.c.source)
+    )
+
+
+@per_dialect
+def _queue_events_pg(dialect: str) -> Any:
+    u = unnested(t.event_queue, _QUEUE_COLUMNS)
+    rows = select(*(u.c[k] for k in _QUEUE_COLUMNS)).select_from(u.source).order_by(u.c[ORDINAL])
+    return insert(t.event_queue).from_select(list(_QUEUE_COLUMNS), rows)
 
 
 @dataclass

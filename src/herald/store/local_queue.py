@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
 
 from herald.store.events import upsert_ignore
+from herald.store.sql import member, per_dialect
 from herald.store.tables import local_queue_inbox, local_queue_message
 from herald.store.types import utcnow
 
@@ -152,19 +153,10 @@ def claim(engine: Engine, queue: str, limit: int) -> tuple[Connection, list[Any]
     rows; None when no row is free. The caller ends the transaction: committing
     the batch's events and `remove` in it, or rolling back to give the rows back.
     """
-    t = local_queue_message
     conn = engine.connect()
     try:
         conn.begin()
-        rows = list(
-            conn.execute(
-                select(t.c.id, t.c.body, t.c.headers, t.c.created_at, t.c.publish_key)
-                .where(t.c.queue == queue)
-                .order_by(t.c.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        )
+        rows = list(conn.execute(_CLAIM, {"queue": queue, "limit": limit}))
     except BaseException:
         conn.close()
         raise
@@ -177,7 +169,27 @@ def claim(engine: Engine, queue: str, limit: int) -> tuple[Connection, list[Any]
 def remove(conn: Connection, ids: Sequence[int]) -> None:
     """Delete acknowledged messages, inside the caller's transaction."""
     if ids:
-        conn.execute(delete(local_queue_message).where(local_queue_message.c.id.in_(list(ids))))
+        conn.execute(_remove(conn), {"ids": list(ids)})
+
+
+_CLAIM = (
+    select(
+        local_queue_message.c.id,
+        local_queue_message.c.body,
+        local_queue_message.c.headers,
+        local_queue_message.c.created_at,
+        local_queue_message.c.publish_key,
+    )
+    .where(local_queue_message.c.queue == bindparam("queue"))
+    .order_by(local_queue_message.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+
+
+@per_dialect
+def _remove(dialect: str) -> Any:
+    return delete(local_queue_message).where(member(dialect, local_queue_message.c.id, "ids"))
 
 
 def depth(engine: Engine, queue: str) -> int:

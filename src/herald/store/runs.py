@@ -11,10 +11,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 
 from herald.store import tables as t
 from herald.store.flow import RunFlow, mark_dirty
+from herald.store.sql import ORDINAL, among, arrays, member, per_dialect, skip_locked, unnested
 from herald.store.states import RUN_TRANSITIONS, RunState, RunType
 from herald.store.types import utcnow
 
@@ -82,7 +83,35 @@ def create_runs(
     mark_dirty(conn, [(d, f.key) for d, f in zip(dag_ids, flows, strict=True) if f is not None])
     if len(rows) == 1:
         return [int(conn.execute(insert(dr).values(rows[0]).returning(dr.c.id)).scalar_one())]
+    if conn.dialect.name == "postgresql":
+        # The ids come from the sequence in the order of the rows (ORDER BY their position), as
+        # SQLAlchemy's own insertmanyvalues relies on for PostgreSQL: sorted, they are in order.
+        return sorted(int(i) for i in conn.execute(_create_runs_pg(conn), arrays(dr, rows, _RUN_COLUMNS)).scalars())
     return [int(r[0]) for r in conn.execute(insert(dr).returning(dr.c.id, sort_by_parameter_order=True), rows)]
+
+
+_RUN_COLUMNS = (
+    "run_id",
+    "dag_id",
+    "state",
+    "run_type",
+    "conf",
+    "queued_at",
+    "logical_date",
+    "data_interval_start",
+    "data_interval_end",
+    "run_key",
+    "priority",
+    "held_by",
+    "held_until",
+)
+
+
+@per_dialect
+def _create_runs_pg(dialect: str) -> Any:
+    u = unnested(dr, _RUN_COLUMNS)
+    rows = select(*(u.c[k] for k in _RUN_COLUMNS)).select_from(u.source).order_by(u.c[ORDINAL])
+    return insert(dr).from_select(list(_RUN_COLUMNS), rows).returning(dr.c.id)
 
 
 def trigger_run(conn: Connection, dag_id: str, conf: dict[str, Any], run_type: str = RunType.MANUAL) -> str:
@@ -113,43 +142,64 @@ def trigger_run(conn: Connection, dag_id: str, conf: dict[str, Any], run_type: s
 
 def link_events(conn: Connection, pairs: list[tuple[int, int]]) -> None:
     """Record which events each run consumed: (run_pk, event_id)."""
-    if pairs:
-        conn.execute(insert(t.dag_run_event), [{"run_pk": r, "event_id": e} for r, e in pairs])
+    if not pairs:
+        return
+    if conn.dialect.name == "postgresql":
+        rows = [{"run_pk": r, "event_id": e} for r, e in pairs]
+        conn.execute(_link_events_pg(conn), arrays(t.dag_run_event, rows, ("run_pk", "event_id")))
+        return
+    conn.execute(insert(t.dag_run_event), [{"run_pk": r, "event_id": e} for r, e in pairs])
+
+
+@per_dialect
+def _link_events_pg(dialect: str) -> Any:
+    dre = t.dag_run_event
+    u = unnested(dre, ("run_pk", "event_id"))
+    return insert(dre).from_select(["run_pk", "event_id"], select(u.c["run_pk"], u.c["event_id"]).select_from(u.source))
 
 
 def pending_events(conn: Connection, dag_ids: list[str], limit: int) -> list[Any]:
     """Events waiting for runs of these DAGs, oldest first, locked (SKIP LOCKED)."""
+    return list(conn.execute(_pending_events(conn), {"dag_ids": list(dag_ids), "limit": limit}).all())
+
+
+@per_dialect
+def _pending_events(dialect: str) -> Any:
     eq = t.event_queue
-    return list(
-        conn.execute(
-            select(eq.c.id, eq.c.dag_id, eq.c.event_id, eq.c.asset_id, eq.c.queued_at)
-            .where(eq.c.dag_id.in_(dag_ids))
-            .order_by(eq.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
+    return (
+        select(eq.c.id, eq.c.dag_id, eq.c.event_id, eq.c.asset_id, eq.c.queued_at)
+        .where(member(dialect, eq.c.dag_id, "dag_ids"))
+        .order_by(eq.c.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
     )
 
 
 def consume_events(conn: Connection, queue_ids: list[int]) -> None:
     """Events a run now holds leave the queue."""
-    eq = t.event_queue
     for i in range(0, len(queue_ids), _CHUNK):
-        conn.execute(delete(eq).where(eq.c.id.in_(queue_ids[i : i + _CHUNK])))
+        conn.execute(_consume_events(conn), {"ids": queue_ids[i : i + _CHUNK]})
+
+
+@per_dialect
+def _consume_events(dialect: str) -> Any:
+    eq = t.event_queue
+    return delete(eq).where(member(dialect, eq.c.id, "ids"))
 
 
 def due_crons(conn: Connection, now: datetime) -> tuple[list[Any], datetime | None]:
     """DAGs whose cron time has come (locked), and the earliest cron time still ahead."""
-    d = t.dag
-    due = conn.execute(
-        select(d.c.dag_id, d.c.next_cron_at)
-        .where(d.c.is_active, d.c.next_cron_at <= now)
-        .with_for_update(skip_locked=True)
-    ).all()
-    earliest: datetime | None = conn.execute(
-        select(func.min(d.c.next_cron_at)).where(d.c.is_active, d.c.next_cron_at > now)
-    ).scalar()
+    due = conn.execute(_DUE_CRONS, {"now": now}).all()
+    earliest: datetime | None = conn.execute(_NEXT_CRON, {"now": now}).scalar()
     return list(due), earliest
+
+
+_DUE_CRONS = (
+    select(t.dag.c.dag_id, t.dag.c.next_cron_at)
+    .where(t.dag.c.is_active, t.dag.c.next_cron_at <= bindparam("now"))
+    .with_for_update(skip_locked=True)
+)
+_NEXT_CRON = select(func.min(t.dag.c.next_cron_at)).where(t.dag.c.is_active, t.dag.c.next_cron_at > bindparam("now"))
 
 
 def set_next_cron(conn: Connection, dag_id: str, when: datetime | None) -> None:
@@ -208,19 +258,34 @@ def timed_out(conn: Connection, timeouts: dict[str, float], now: datetime) -> tu
 
 def paused_dags(conn: Connection) -> set[str]:
     """The ids of paused DAGs."""
-    return set(conn.execute(select(t.dag.c.dag_id).where(t.dag.c.is_paused)).scalars())
+    return set(conn.execute(_PAUSED).scalars())
+
+
+_PAUSED = select(t.dag.c.dag_id).where(t.dag.c.is_paused)
 
 
 def queued_runs(conn: Connection, limit: int, exclude: Iterable[str] = ()) -> list[Any]:
-    """Runs waiting to start, oldest first, locked (SKIP LOCKED): id, dag_id.
+    """Runs waiting to start, oldest first: id, dag_id.
 
-    The runs of the DAGs in `exclude` (those with flow rules: `store.flow.candidates`) are not read.
+    Not locked: a backlog of queued runs is read, not locked, at every pass (a row lock
+    is a write); `start` locks the few that start. The runs of the DAGs in `exclude`
+    (those with flow rules: `store.flow.candidates`) are not read.
     """
-    q = select(dr.c.id, dr.c.dag_id).where(dr.c.state == RunState.QUEUED)
     skipped = sorted(set(exclude))
     if skipped:
-        q = q.where(dr.c.dag_id.not_in(skipped))
-    return list(conn.execute(q.order_by(dr.c.id).limit(limit).with_for_update(skip_locked=True)).all())
+        return list(conn.execute(_queued_runs_but(conn), {"limit": limit, "skipped": skipped}).all())
+    return list(conn.execute(_QUEUED_RUNS, {"limit": limit}).all())
+
+
+def _queued_runs(dialect: str | None) -> Any:
+    q = select(dr.c.id, dr.c.dag_id).where(dr.c.state == RunState.QUEUED)
+    if dialect is not None:
+        q = q.where(~member(dialect, dr.c.dag_id, "skipped"))
+    return q.order_by(dr.c.id).limit(bindparam("limit"))
+
+
+_QUEUED_RUNS = _queued_runs(None)
+_queued_runs_but = per_dialect(_queued_runs)
 
 
 def active_counts(conn: Connection, dag_ids: set[str]) -> dict[str, int]:
@@ -240,14 +305,36 @@ def active_counts(conn: Connection, dag_ids: set[str]) -> dict[str, int]:
     }
 
 
-def start(conn: Connection, run_pks: list[int], now: datetime) -> None:
-    """Queued runs start."""
-    if run_pks:
-        conn.execute(
-            update(dr)
-            .where(dr.c.id.in_(run_pks), dr.c.state.in_(_from(RunState.RUNNING)))
-            .values(state=RunState.RUNNING, started_at=now, held_by=None, held_until=None)
+def start(conn: Connection, run_pks: list[int], now: datetime) -> list[int]:
+    """Queued runs start; returns those that did, in id order.
+
+    A run another transaction holds (another scheduler starting it: SKIP LOCKED), or
+    that is no longer queued, does not start here: only the runs returned get tries.
+    """
+    started: list[int] = []
+    for i in range(0, len(run_pks), _CHUNK):
+        started += conn.execute(_start(conn), {"ids": run_pks[i : i + _CHUNK], "now": now}).scalars()
+    return sorted(int(i) for i in started)
+
+
+@per_dialect
+def _start(dialect: str) -> Any:
+    # Found by id alone (the primary key) and the state checked on the row locked: a state
+    # index holds an entry for each old version of a busy table's rows until a vacuum, and
+    # a plan reading `state = 'queued'` through it reads them all. A run started meanwhile by
+    # another scheduler is locked until this commit, and not moved.
+    free = skip_locked(select(dr.c.id, dr.c.state).where(member(dialect, dr.c.id, "ids")), "free")
+    return (
+        update(dr)
+        .where(dr.c.id == free.c.id, free.c.state.in_(_from(RunState.RUNNING)))
+        .values(
+            state=RunState.RUNNING,
+            started_at=bindparam("now", type_=dr.c.started_at.type),
+            held_by=None,
+            held_until=None,
         )
+        .returning(dr.c.id)
+    )
 
 
 def finish(
@@ -263,18 +350,26 @@ def finish(
     allowed = [RunState.RUNNING.value] + ([RunState.QUEUED.value] if queued else [])
     allowed = [s for s in allowed if s in _from(state)]
     moved: list[tuple[int, str]] = []
+    stmt = _finish(conn)
     for i in range(0, len(run_pks), _CHUNK):
         chunk = run_pks[i : i + _CHUNK]
-        rows = conn.execute(
-            update(dr)
-            .where(dr.c.id.in_(chunk), dr.c.state.in_(allowed))
-            .values(state=state, ended_at=now)
-            .returning(dr.c.id, dr.c.dag_id, dr.c.run_key)
-        ).all()
+        rows = conn.execute(stmt, {"ids": chunk, "allowed": allowed, "new_state": state.value, "now": now}).all()
         moved += [(int(r.id), str(r.dag_id)) for r in rows]
         # a keyed run's end may let the next run of its key start (admission reads marked keys)
         mark_dirty(conn, [(str(r.dag_id), r.run_key) for r in rows])
     return moved
+
+
+@per_dialect
+def _finish(dialect: str) -> Any:
+    return (
+        update(dr)
+        .where(member(dialect, dr.c.id, "ids"), member(dialect, dr.c.state, "allowed"))
+        .values(
+            state=bindparam("new_state", type_=dr.c.state.type), ended_at=bindparam("now", type_=dr.c.ended_at.type)
+        )
+        .returning(dr.c.id, dr.c.dag_id, dr.c.run_key)
+    )
 
 
 def requeue(conn: Connection, run_pk: int) -> bool:
@@ -312,9 +407,14 @@ def lock_runs_of_tries(conn: Connection, ti_ids: list[int]) -> None:
     after the other both see every finished task (READ COMMITTED). No-op on SQLite."""
     if not ti_ids or conn.dialect.name == "sqlite":
         return
+    conn.execute(_lock_runs_of_tries(conn), {"ids": ti_ids}).all()
+
+
+@per_dialect
+def _lock_runs_of_tries(dialect: str) -> Any:
     ti = t.task_instance
-    runs = select(ti.c.run_pk).where(ti.c.id.in_(ti_ids)).scalar_subquery()
-    conn.execute(select(dr.c.id).where(dr.c.id.in_(runs)).order_by(dr.c.id).with_for_update()).all()
+    runs = select(ti.c.run_pk).where(member(dialect, ti.c.id, "ids")).scalar_subquery()
+    return select(dr.c.id).where(dr.c.id.in_(runs)).order_by(dr.c.id).with_for_update()
 
 
 def has_runs(conn: Connection, dag_id: str) -> bool:
@@ -333,35 +433,43 @@ def run_ids(conn: Connection, run_pks: Iterable[int]) -> dict[int, str]:
     pks = sorted(set(run_pks))
     if not pks:
         return {}
-    return {int(r.id): r.run_id for r in conn.execute(select(dr.c.id, dr.c.run_id).where(dr.c.id.in_(pks)))}
+    return {int(r.id): r.run_id for r in conn.execute(_run_ids(conn), {"pks": pks})}
+
+
+@per_dialect
+def _run_ids(dialect: str) -> Any:
+    return select(dr.c.id, dr.c.run_id).where(member(dialect, dr.c.id, "pks"))
 
 
 def for_requests(conn: Connection, ti_ids: list[int]) -> list[Any]:
     """Each try with its run (what a request carries), in try id order."""
+    return list(conn.execute(_for_requests(conn), {"ids": ti_ids}).all())
+
+
+@per_dialect
+def _for_requests(dialect: str) -> Any:
     ti = t.task_instance
-    return list(
-        conn.execute(
-            select(
-                ti.c.id,
-                ti.c.run_pk,
-                ti.c.dag_id,
-                ti.c.task_id,
-                ti.c.map_index,
-                ti.c.try_number,
-                ti.c.next_method,
-                ti.c.next_kwargs,
-                dr.c.run_id,
-                dr.c.run_type,
-                dr.c.conf,
-                dr.c.started_at,
-                dr.c.logical_date,
-                dr.c.data_interval_start,
-                dr.c.data_interval_end,
-            )
-            .join(dr, dr.c.id == ti.c.run_pk)
-            .where(ti.c.id.in_(ti_ids))
-            .order_by(ti.c.id)
-        ).all()
+    return (
+        select(
+            ti.c.id,
+            ti.c.run_pk,
+            ti.c.dag_id,
+            ti.c.task_id,
+            ti.c.map_index,
+            ti.c.try_number,
+            ti.c.next_method,
+            ti.c.next_kwargs,
+            dr.c.run_id,
+            dr.c.run_type,
+            dr.c.conf,
+            dr.c.started_at,
+            dr.c.logical_date,
+            dr.c.data_interval_start,
+            dr.c.data_interval_end,
+        )
+        .join(dr, dr.c.id == ti.c.run_pk)
+        .where(member(dialect, ti.c.id, "ids"))
+        .order_by(ti.c.id)
     )
 
 
@@ -373,7 +481,7 @@ def events_of(conn: Connection, run_pks: Iterable[int]) -> list[Any]:
             select(dre.c.run_pk, ae.c.id, ae.c.timestamp, ae.c.extra, ae.c.source, a.c.name, a.c.uri)
             .join(ae, ae.c.id == dre.c.event_id)
             .join(a, a.c.id == ae.c.asset_id)
-            .where(dre.c.run_pk.in_(sorted(set(run_pks))))
+            .where(among(conn, dre.c.run_pk, sorted(set(run_pks))))
             .order_by(ae.c.id)
         ).all()
     )

@@ -187,6 +187,8 @@ dag_run = Table(
     # the asset event that cancelled the run (`cancel_on=`, migration 0019)
     Column("cancelled_by_event", Id),
     Index("ix_dag_run_state_dag_id", "state", "dag_id"),
+    # a pass starts the oldest queued runs: `state = 'queued' ORDER BY id` (migration 0028)
+    Index("ix_dag_run_state_id", "state", "id"),
     Index("ix_dag_run_dag_id_id", "dag_id", "id"),
     # a DAG's runs over time (the DAG page's chart, migration 0017)
     Index("ix_dag_run_dag_id_queued_at", "dag_id", "queued_at"),
@@ -279,7 +281,8 @@ task_instance = Table(
     Column("next_method", String(250)),
     Column("next_kwargs", JSON),
     UniqueConstraint("run_pk", "task_id", "map_index"),
-    Index("ix_task_instance_state", "state"),
+    # claims read the oldest queued tries in order: `state = 'queued' ORDER BY id` (migration 0028)
+    Index("ix_task_instance_state_id", "state", "id"),
     sqlite_autoincrement=True,
 )
 

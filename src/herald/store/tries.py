@@ -7,15 +7,17 @@ Batches are one statement (executemany), never one round trip per try.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, cast, delete, func, insert, null, or_, select, tuple_, update
 
 from herald.store import tables as t
 from herald.store import try_history
+from herald.store.sql import ORDINAL, among, arrays, member, per_dialect, skip_locked, unnested
 from herald.store.states import TRY_TRANSITIONS, TryEnd, TryState, sources
 from herald.store.storable import clean_text
 from herald.store.types import utcnow
@@ -29,13 +31,31 @@ def _from(new: TryState) -> list[str]:
     return sorted(s.value for s in sources(TRY_TRANSITIONS, new))
 
 
-def insert_tries(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def insert_tries(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     """The tries of started runs (`run_pk`, `dag_id`, `task_id`, `state`, `max_tries`, `queue`).
 
     Each task starts as one try with map index -1; a mapped task is expanded later (`expand`).
+    Returns the ids of those inserted `scheduled` (ready to queue), in id order.
     """
-    if rows:
-        conn.execute(insert(ti), [{"try_number": 0, "map_index": -1, **r} for r in rows])
+    if not rows:
+        return []
+    full = [{"try_number": 0, "map_index": -1, **r} for r in rows]
+    if conn.dialect.name == "postgresql":
+        inserted = conn.execute(_insert_tries_pg(conn), arrays(ti, full, _TRY_COLUMNS)).all()
+    else:
+        inserted = conn.execute(_INSERT_TRY, full).all()
+    return sorted(int(r.id) for r in inserted if r.state == TryState.SCHEDULED)
+
+
+_TRY_COLUMNS = ("run_pk", "dag_id", "task_id", "map_index", "state", "try_number", "max_tries", "queue")
+_INSERT_TRY = insert(ti).returning(ti.c.id, ti.c.state)
+
+
+@per_dialect
+def _insert_tries_pg(dialect: str) -> Any:
+    u = unnested(ti, _TRY_COLUMNS)
+    rows = select(*(u.c[k] for k in _TRY_COLUMNS)).select_from(u.source).order_by(u.c[ORDINAL])
+    return insert(ti).from_select(list(_TRY_COLUMNS), rows).returning(ti.c.id, ti.c.state)
 
 
 def expand(conn: Connection, ti_id: int, count: int) -> list[int]:
@@ -95,7 +115,7 @@ def end_unstarted(conn: Connection, new: TryState, ti_ids: list[int], error: str
     for i in range(0, len(ti_ids), _CHUNK):
         moved = conn.execute(
             update(ti)
-            .where(ti.c.id.in_(ti_ids[i : i + _CHUNK]), ti.c.state.in_(guard))
+            .where(among(conn, ti.c.id, ti_ids[i : i + _CHUNK]), ti.c.state.in_(guard))
             .values(state=new, ended_at=now, error=error)
             .returning(ti.c.id)
         ).scalars()
@@ -104,20 +124,25 @@ def end_unstarted(conn: Connection, new: TryState, ti_ids: list[int], error: str
 
 def queue(conn: Connection, ti_ids: list[int]) -> None:
     """Hand tries to the executor: `queued`, under the next try number."""
-    if ti_ids:
-        conn.execute(
-            update(ti)
-            .where(ti.c.id.in_(ti_ids), ti.c.state.in_([TryState.SCHEDULED, TryState.UP_FOR_RETRY]))
-            .values(
-                state=TryState.QUEUED,
-                try_number=ti.c.try_number + 1,
-                next_try_at=None,
-                heartbeat_at=None,
-                # a new try starts in `execute`, not where an earlier try deferred to
-                next_method=None,
-                next_kwargs=None,
-            )
+    for i in range(0, len(ti_ids), _CHUNK):
+        conn.execute(_queue(conn), {"ids": ti_ids[i : i + _CHUNK]})
+
+
+@per_dialect
+def _queue(dialect: str) -> Any:
+    return (
+        update(ti)
+        .where(member(dialect, ti.c.id, "ids"), ti.c.state.in_([TryState.SCHEDULED, TryState.UP_FOR_RETRY]))
+        .values(
+            state=TryState.QUEUED,
+            try_number=ti.c.try_number + 1,
+            next_try_at=None,
+            heartbeat_at=None,
+            # a new try starts in `execute`, not where an earlier try deferred to
+            next_method=None,
+            next_kwargs=None,
         )
+    )
 
 
 def resume(conn: Connection, resumed: Mapping[int, dict[str, Any]], method: str | None = None) -> list[int]:
@@ -149,7 +174,7 @@ def next_methods(conn: Connection, ti_ids: Iterable[int]) -> dict[int, tuple[str
     for i in range(0, len(ids), _CHUNK):
         for row in conn.execute(
             select(ti.c.id, ti.c.next_method, ti.c.next_kwargs).where(
-                ti.c.id.in_(ids[i : i + _CHUNK]), ti.c.next_method.is_not(None)
+                among(conn, ti.c.id, ids[i : i + _CHUNK]), ti.c.next_method.is_not(None)
             )
         ):
             found[int(row.id)] = (str(row.next_method), dict(row.next_kwargs or {}))
@@ -173,20 +198,16 @@ def read(conn: Connection, ti_ids: Iterable[int]) -> dict[int, Any]:
     rows: dict[int, Any] = {}
     ids = sorted(set(ti_ids))
     for i in range(0, len(ids), _CHUNK):
-        for row in conn.execute(
-            select(
-                ti.c.id,
-                ti.c.run_pk,
-                ti.c.dag_id,
-                ti.c.task_id,
-                ti.c.map_index,
-                ti.c.try_number,
-                ti.c.max_tries,
-                ti.c.state,
-            ).where(ti.c.id.in_(ids[i : i + _CHUNK]))
-        ):
+        for row in conn.execute(_read(conn), {"ids": ids[i : i + _CHUNK]}):
             rows[int(row.id)] = row
     return rows
+
+
+@per_dialect
+def _read(dialect: str) -> Any:
+    return select(
+        ti.c.id, ti.c.run_pk, ti.c.dag_id, ti.c.task_id, ti.c.map_index, ti.c.try_number, ti.c.max_tries, ti.c.state
+    ).where(member(dialect, ti.c.id, "ids"))
 
 
 def write_ends(conn: Connection, changes: list[dict[str, Any]]) -> None:
@@ -197,13 +218,21 @@ def write_ends(conn: Connection, changes: list[dict[str, Any]]) -> None:
     `TryEnd`: the try is over) is kept in the try history, one statement for the batch.
     """
     groups: dict[tuple[TryState, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
+    postgres = conn.dialect.name == "postgresql"
     for change in changes:
         values = {k: _clean(k, v) for k, v in change.items() if k not in ("id", "state", "reason")}
         state = TryState(change["state"])
-        groups[(state, tuple(sorted(values)))].append(
-            {"b_id": change["id"], **{f"b_{k}": v for k, v in values.items()}}
-        )
+        if postgres:
+            groups[(state, tuple(sorted(values)))].append({"id": change["id"], **values})
+        else:
+            groups[(state, tuple(sorted(values)))].append(
+                {"b_id": change["id"], **{f"b_{k}": v for k, v in values.items()}}
+            )
     for (state, keys), params in groups.items():
+        if postgres:
+            # one UPDATE ... FROM unnest(...) for the group: executemany runs one statement per row
+            conn.execute(_write_ends_pg(state, keys), arrays(ti, params, ("id", *keys)))
+            continue
         conn.execute(
             update(ti)
             # OR of equalities, not IN: an expanding IN cannot be used with executemany.
@@ -217,6 +246,17 @@ def write_ends(conn: Connection, changes: list[dict[str, Any]]) -> None:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _write_ends_pg(state: TryState, keys: tuple[str, ...]) -> Any:
+    """The UPDATE of one shape of change (PostgreSQL): the new values come as one array per column."""
+    u = unnested(ti, ("id", *keys))
+    return (
+        update(ti)
+        .where(ti.c.id == u.c["id"], ti.c.state.in_(_from(state)))
+        .values({"state": state.value, **{k: u.c[k] for k in keys}})
+    )
+
+
 def decide(conn: Connection, new: TryState, ti_ids: list[int], now: datetime) -> None:
     """Decide tries that have not started (`scheduled`, `skipped`, `upstream_failed`)."""
     if not ti_ids:
@@ -226,7 +266,7 @@ def decide(conn: Connection, new: TryState, ti_ids: list[int], now: datetime) ->
     if new.finished:
         values["ended_at"] = now
     for i in range(0, len(ti_ids), _CHUNK):
-        q = update(ti).where(ti.c.id.in_(ti_ids[i : i + _CHUNK]), ti.c.state.in_(guard)).values(values)
+        q = update(ti).where(among(conn, ti.c.id, ti_ids[i : i + _CHUNK]), ti.c.state.in_(guard)).values(values)
         if not new.finished:
             conn.execute(q)
             continue
@@ -239,12 +279,15 @@ def of_runs(conn: Connection, run_pks: Iterable[int]) -> list[Any]:
     pks = sorted(set(run_pks))
     if not pks:
         return []
-    return list(
-        conn.execute(
-            select(ti.c.id, ti.c.run_pk, ti.c.dag_id, ti.c.task_id, ti.c.map_index, ti.c.state)
-            .where(ti.c.run_pk.in_(pks))
-            .order_by(ti.c.run_pk, ti.c.task_id, ti.c.map_index)
-        ).all()
+    return list(conn.execute(_of_runs(conn), {"pks": pks}).all())
+
+
+@per_dialect
+def _of_runs(dialect: str) -> Any:
+    return (
+        select(ti.c.id, ti.c.run_pk, ti.c.dag_id, ti.c.task_id, ti.c.map_index, ti.c.state)
+        .where(member(dialect, ti.c.run_pk, "pks"))
+        .order_by(ti.c.run_pk, ti.c.task_id, ti.c.map_index)
     )
 
 
@@ -266,12 +309,14 @@ def scheduled_in(conn: Connection, run_pks: list[int]) -> list[int]:
     """The `scheduled` tries of these runs, in id order."""
     if not run_pks:
         return []
-    return [
-        int(i)
-        for i in conn.execute(
-            select(ti.c.id).where(ti.c.run_pk.in_(run_pks), ti.c.state == TryState.SCHEDULED).order_by(ti.c.id)
-        ).scalars()
-    ]
+    return [int(i) for i in conn.execute(_scheduled_in(conn), {"pks": run_pks}).scalars()]
+
+
+@per_dialect
+def _scheduled_in(dialect: str) -> Any:
+    return (
+        select(ti.c.id).where(member(dialect, ti.c.run_pk, "pks"), ti.c.state == TryState.SCHEDULED).order_by(ti.c.id)
+    )
 
 
 def due_retries(conn: Connection, now: datetime) -> tuple[list[int], datetime | None]:
@@ -280,23 +325,33 @@ def due_retries(conn: Connection, now: datetime) -> tuple[list[int], datetime | 
     A `scheduled` try found here was set by a user's retry, or held back by its DAG's
     max_active_tasks in an earlier pass.
     """
-    due = [
-        int(i)
-        for i in conn.execute(
-            select(ti.c.id)
-            .where(
-                or_(
-                    and_(ti.c.state == TryState.UP_FOR_RETRY, ti.c.next_try_at <= now),
-                    ti.c.state == TryState.SCHEDULED,
-                )
-            )
-            .with_for_update(skip_locked=True)
-        ).scalars()
-    ]
-    later = conn.execute(
-        select(func.min(ti.c.next_try_at)).where(ti.c.state == TryState.UP_FOR_RETRY, ti.c.next_try_at > now)
-    ).scalar()
+    due: list[int] = []
+    later: datetime | None = None
+    for ti_id, at in conn.execute(_DUE_RETRIES, {"now": now}):
+        if ti_id is not None:
+            due.append(int(ti_id))
+        else:
+            later = at
     return due, later
+
+
+# One round trip: the due tries (locked), then one row with the next retry's time.
+_DUE = (
+    select(ti.c.id, cast(null(), ti.c.next_try_at.type).label("next_try_at"))
+    .where(
+        or_(
+            and_(ti.c.state == TryState.UP_FOR_RETRY, ti.c.next_try_at <= bindparam("now")),
+            ti.c.state == TryState.SCHEDULED,
+        )
+    )
+    .with_for_update(skip_locked=True)
+    .cte("due")
+)
+_DUE_RETRIES = select(_DUE.c.id, _DUE.c.next_try_at).union_all(
+    select(null(), func.min(ti.c.next_try_at)).where(
+        ti.c.state == TryState.UP_FOR_RETRY, ti.c.next_try_at > bindparam("now")
+    )
+)
 
 
 def in_state(conn: Connection, state: TryState) -> list[int]:
@@ -306,8 +361,12 @@ def in_state(conn: Connection, state: TryState) -> list[int]:
 
 def count_queued(conn: Connection, limit: int) -> int:
     """Queued tries, counted up to `limit` (no need to count a long backlog to the end)."""
-    sub = select(ti.c.id).where(ti.c.state == TryState.QUEUED).limit(limit).subquery()
-    return int(conn.execute(select(func.count()).select_from(sub)).scalar_one())
+    return int(conn.execute(_COUNT_QUEUED, {"limit": limit}).scalar_one())
+
+
+_COUNT_QUEUED = select(func.count()).select_from(
+    select(ti.c.id).where(ti.c.state == TryState.QUEUED).limit(bindparam("limit")).subquery()
+)
 
 
 def queued_rows(conn: Connection) -> list[Any]:
@@ -330,7 +389,7 @@ def successes(conn: Connection, run_pks: Iterable[int]) -> list[Any]:
     return list(
         conn.execute(
             select(ti.c.run_pk, ti.c.task_id, ti.c.map_index, ti.c.result, ti.c.xcom)
-            .where(ti.c.run_pk.in_(pks), ti.c.state == TryState.SUCCESS)
+            .where(among(conn, ti.c.run_pk, pks), ti.c.state == TryState.SUCCESS)
             .order_by(ti.c.run_pk, ti.c.task_id, ti.c.map_index)
         ).all()
     )
@@ -370,7 +429,7 @@ def dags_of(conn: Connection, ti_ids: list[int]) -> dict[int, str]:
     """The DAG of each of these tries."""
     found: dict[int, str] = {}
     for i in range(0, len(ti_ids), _CHUNK):
-        for row in conn.execute(select(ti.c.id, ti.c.dag_id).where(ti.c.id.in_(ti_ids[i : i + _CHUNK]))):
+        for row in conn.execute(select(ti.c.id, ti.c.dag_id).where(among(conn, ti.c.id, ti_ids[i : i + _CHUNK]))):
             found[int(row.id)] = row.dag_id
     return found
 
@@ -410,11 +469,23 @@ def not_running(conn: Connection, ti_ids: list[int], name: str | None = None) ->
     """
     if not ti_ids:
         return []
-    q = select(ti.c.id).where(ti.c.id.in_(ti_ids), ti.c.state == TryState.RUNNING)
-    if name is not None:
-        q = q.where(ti.c.hostname == name)
-    still = set(conn.execute(q).scalars())
+    if name is None:
+        still = set(conn.execute(_running(conn), {"ids": ti_ids}).scalars())
+    else:
+        still = set(conn.execute(_running_on(conn), {"ids": ti_ids, "name": name}).scalars())
     return [i for i in ti_ids if i not in still]
+
+
+@per_dialect
+def _running(dialect: str) -> Any:
+    return select(ti.c.id).where(member(dialect, ti.c.id, "ids"), ti.c.state == TryState.RUNNING)
+
+
+@per_dialect
+def _running_on(dialect: str) -> Any:
+    return select(ti.c.id).where(
+        member(dialect, ti.c.id, "ids"), ti.c.state == TryState.RUNNING, ti.c.hostname == bindparam("name")
+    )
 
 
 # -- workers of their own (`herald worker`, Celery) -------------------------------------------
@@ -423,19 +494,42 @@ def not_running(conn: Connection, ti_ids: list[int], name: str | None = None) ->
 def claim_for_worker(
     conn: Connection, limit: int, queues: list[str] | None, default_queue: str, name: str
 ) -> list[int]:
-    """Take up to `limit` queued tries (of `queues`, or of the default queue) for worker `name`."""
-    now = utcnow()
-    q = select(ti.c.id).where(ti.c.state == TryState.QUEUED)
-    mine = ti.c.queue.in_(queues) if queues else or_(ti.c.queue.is_(None), ti.c.queue == default_queue)
-    q = q.where(mine)
-    ids = [int(i) for i in conn.execute(q.order_by(ti.c.id).limit(limit).with_for_update(skip_locked=True)).scalars()]
-    if ids:
-        conn.execute(
-            update(ti)
-            .where(ti.c.id.in_(ids), ti.c.state == TryState.QUEUED)
-            .values(state=TryState.RUNNING, started_at=now, hostname=name, heartbeat_at=now)
-        )
-    return ids
+    """Take up to `limit` queued tries (of `queues`, or of the default queue) for worker `name`.
+
+    One statement: the oldest queued tries are locked (SKIP LOCKED: another worker's
+    claim takes others) and marked running in the same UPDATE. Returns their ids in order.
+    """
+    params: dict[str, Any] = {"limit": limit, "now": utcnow(), "name": name}
+    if queues:
+        stmt = _claim_of_queues(conn)
+        params["queues"] = queues
+    else:
+        stmt = _claim_default(conn)
+        params["default"] = default_queue
+    return sorted(int(i) for i in conn.execute(stmt, params).scalars())
+
+
+def _claim(dialect: str, of_queues: bool) -> Any:
+    mine = (
+        member(dialect, ti.c.queue, "queues")
+        if of_queues
+        else or_(ti.c.queue.is_(None), ti.c.queue == bindparam("default"))
+    )
+    oldest = skip_locked(
+        select(ti.c.id).where(ti.c.state == TryState.QUEUED, mine).order_by(ti.c.id).limit(bindparam("limit")),
+        "oldest",
+    )
+    now = bindparam("now", type_=ti.c.started_at.type)
+    return (
+        update(ti)
+        .where(ti.c.id.in_(select(oldest.c.id)), ti.c.state == TryState.QUEUED)
+        .values(state=TryState.RUNNING, started_at=now, hostname=bindparam("name"), heartbeat_at=now)
+        .returning(ti.c.id)
+    )
+
+
+_claim_of_queues = per_dialect(lambda d: _claim(d, of_queues=True))
+_claim_default = per_dialect(lambda d: _claim(d, of_queues=False))
 
 
 def release(conn: Connection, ti_ids: list[int], name: str) -> list[int]:
@@ -449,7 +543,7 @@ def release(conn: Connection, ti_ids: list[int], name: str) -> list[int]:
         int(i)
         for i in conn.execute(
             update(ti)
-            .where(ti.c.id.in_(ti_ids), ti.c.state == TryState.RUNNING, ti.c.hostname == name)
+            .where(among(conn, ti.c.id, ti_ids), ti.c.state == TryState.RUNNING, ti.c.hostname == name)
             .values(state=TryState.QUEUED, started_at=None, heartbeat_at=None, hostname=None)
             .returning(ti.c.id)
         ).scalars()
@@ -479,7 +573,7 @@ def claim_tries(conn: Connection, tries: Sequence[tuple[int, int]], name: str) -
 def heartbeat(conn: Connection, ti_ids: list[int], name: str | None = None) -> None:
     """These running tries are alive (those worker `name` holds, when given)."""
     if ti_ids:
-        q = update(ti).where(ti.c.id.in_(ti_ids), ti.c.state == TryState.RUNNING)
+        q = update(ti).where(among(conn, ti.c.id, ti_ids), ti.c.state == TryState.RUNNING)
         if name is not None:
             q = q.where(ti.c.hostname == name)
         conn.execute(q.values(heartbeat_at=utcnow()))
@@ -510,13 +604,14 @@ def heartbeat_tries(conn: Connection, tries: Sequence[tuple[int, int]], name: st
 
 def lost(conn: Connection, now: datetime, timeout: float) -> list[Any]:
     """Running tries whose worker has been silent for `timeout` seconds (locked): id, hostname."""
-    return list(
-        conn.execute(
-            select(ti.c.id, ti.c.hostname)
-            .where(ti.c.state == TryState.RUNNING, ti.c.heartbeat_at < now - timedelta(seconds=timeout))
-            .with_for_update(skip_locked=True)
-        ).all()
-    )
+    return list(conn.execute(_LOST, {"before": now - timedelta(seconds=timeout)}).all())
+
+
+_LOST = (
+    select(ti.c.id, ti.c.hostname)
+    .where(ti.c.state == TryState.RUNNING, ti.c.heartbeat_at < bindparam("before", type_=ti.c.heartbeat_at.type))
+    .with_for_update(skip_locked=True)
+)
 
 
 # -- lost workers ------------------------------------------------------------------------------
@@ -533,7 +628,7 @@ def requeue_counts(conn: Connection, tries: Iterable[tuple[int, int]]) -> dict[t
         chunk = set(wanted[i : i + _CHUNK])
         for r in conn.execute(
             select(rq.c.ti_id, rq.c.try_number, func.count().label("n"))
-            .where(rq.c.ti_id.in_(sorted({ti_id for ti_id, _ in chunk})))
+            .where(among(conn, rq.c.ti_id, sorted({ti_id for ti_id, _ in chunk})))
             .group_by(rq.c.ti_id, rq.c.try_number)
         ):
             key = (int(r.ti_id), int(r.try_number))
@@ -611,7 +706,7 @@ def requeues_of(conn: Connection, ti_ids: Iterable[int]) -> dict[int, list[Any]]
     for i in range(0, len(ids), _CHUNK):
         for r in conn.execute(
             select(rq.c.ti_id, rq.c.try_number, rq.c.reason, rq.c.hostname, rq.c.requeued_at)
-            .where(rq.c.ti_id.in_(ids[i : i + _CHUNK]))
+            .where(among(conn, rq.c.ti_id, ids[i : i + _CHUNK]))
             .order_by(rq.c.id)
         ):
             found[int(r.ti_id)].append(r)
@@ -638,10 +733,46 @@ _RESULT_COLUMNS = (
 )
 
 
-def store_results(conn: Connection, results: list[dict[str, Any]]) -> None:
-    """Results of a worker process, for a scheduler to apply (`TaskResult.to_wire` dicts)."""
-    if results:
-        conn.execute(insert(tr), [{k: _clean(k, r.get(k)) for k in _RESULT_COLUMNS} for r in results])
+def store_results(conn: Connection, results: list[dict[str, Any]], holder: str | None = None) -> list[int]:
+    """Results of a worker process, for a scheduler to apply (`TaskResult.to_wire` dicts).
+
+    With `holder`, only the results of tries that worker still holds (running under
+    its name) are kept: a try requeued as lost while its worker was silent, and
+    perhaps running elsewhere since, keeps no late result. Returns the tries whose
+    results were stored. One statement on PostgreSQL, whatever the batch.
+    """
+    if not results:
+        return []
+    rows = [{k: _clean(k, r.get(k)) for k in _RESULT_COLUMNS} for r in results]
+    if conn.dialect.name == "postgresql":
+        stmt = _store_held(conn) if holder is not None else _store_all(conn)
+        params: dict[str, Any] = arrays(tr, rows, _RESULT_COLUMNS)
+        if holder is not None:
+            params["holder"] = holder
+        return [int(i) for i in conn.execute(stmt, params).scalars()]
+    if holder is not None:
+        ended = set(not_running(conn, [int(r["ti_id"]) for r in rows], holder))
+        rows = [r for r in rows if int(r["ti_id"]) not in ended]
+    if rows:
+        conn.execute(_INSERT_RESULT, rows)
+    return [int(r["ti_id"]) for r in rows]
+
+
+_INSERT_RESULT = insert(tr)
+
+
+def _results_from(dialect: str, holder: bool) -> Any:
+    u = unnested(tr, _RESULT_COLUMNS)
+    rows = select(*(u.c[k] for k in _RESULT_COLUMNS)).select_from(u.source)
+    if holder:
+        rows = rows.join(
+            ti, and_(ti.c.id == u.c["ti_id"], ti.c.state == TryState.RUNNING, ti.c.hostname == bindparam("holder"))
+        )
+    return insert(tr).from_select(list(_RESULT_COLUMNS), rows.order_by(u.c[ORDINAL])).returning(tr.c.ti_id)
+
+
+_store_all = per_dialect(lambda d: _results_from(d, holder=False))
+_store_held = per_dialect(lambda d: _results_from(d, holder=True))
 
 
 def _clean(column: str, value: Any) -> Any:
@@ -652,12 +783,17 @@ def _clean(column: str, value: Any) -> Any:
 
 
 def claim_results(conn: Connection, limit: int) -> list[dict[str, Any]]:
-    """Take (and delete) up to `limit` stored results, so that no other scheduler applies them."""
-    rows = conn.execute(select(tr).order_by(tr.c.id).limit(limit).with_for_update(skip_locked=True)).all()
-    if not rows:
-        return []
-    conn.execute(delete(tr).where(tr.c.id.in_([r.id for r in rows])))
-    return [{k: getattr(r, k) for k in _RESULT_COLUMNS} for r in rows]
+    """Take (and delete) up to `limit` stored results, so that no other scheduler applies them.
+
+    One statement: the oldest results are locked (SKIP LOCKED: another scheduler takes
+    others) and deleted, their rows returned. In the order they were stored.
+    """
+    rows = conn.execute(_CLAIM_RESULTS, {"limit": limit}).all()
+    return [{k: getattr(r, k) for k in _RESULT_COLUMNS} for r in sorted(rows, key=lambda r: int(r.id))]
+
+
+_OLDEST_RESULTS = skip_locked(select(tr.c.id).order_by(tr.c.id).limit(bindparam("limit")), "oldest")
+_CLAIM_RESULTS = delete(tr).where(tr.c.id.in_(select(_OLDEST_RESULTS.c.id))).returning(tr)
 
 
 # -- users' actions (API, CLI) ----------------------------------------------------------------

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, insert, literal, select
+from sqlalchemy import Connection, String, bindparam, insert, select
 
 from herald.store import tables as t
+from herald.store.sql import member, per_dialect
 from herald.store.states import TryEnd, TryState
 from herald.store.storable import clean_text
 
@@ -48,13 +49,25 @@ def record_ends(conn: Connection, ends: Sequence[tuple[int, TryState, TryEnd]]) 
 def _copy(conn: Connection, ti_ids: Sequence[int], reason: TryEnd, state: TryState | None = None) -> None:
     """Copy these tries (those in `state`, when given) into the history as ended for `reason`."""
     ids = sorted(set(ti_ids))
+    stmt = _copy_in_state(conn) if state is not None else _copy_any(conn)
     for i in range(0, len(ids), _CHUNK):
-        copied = select(*(ti.c[c] for c in _COPIED), literal(TryEnd(reason).value, String(20))).where(
-            ti.c.id.in_(ids[i : i + _CHUNK])
-        )
+        params = {"ids": ids[i : i + _CHUNK], "reason": TryEnd(reason).value}
         if state is not None:
-            copied = copied.where(ti.c.state == state.value)
-        conn.execute(insert(tt).from_select([*_COPIED, "reason"], copied))
+            params["state"] = state.value
+        conn.execute(stmt, params)
+
+
+def _copying(dialect: str, in_state: bool) -> Any:
+    copied = select(*(ti.c[c] for c in _COPIED), bindparam("reason", type_=String(20))).where(
+        member(dialect, ti.c.id, "ids")
+    )
+    if in_state:
+        copied = copied.where(ti.c.state == bindparam("state"))
+    return insert(tt).from_select([*_COPIED, "reason"], copied)
+
+
+_copy_in_state = per_dialect(lambda d: _copying(d, in_state=True))
+_copy_any = per_dialect(lambda d: _copying(d, in_state=False))
 
 
 def record_decided(conn: Connection, ti_ids: Sequence[int], reason: TryEnd) -> None:

@@ -125,7 +125,10 @@ def _before(conn: Connection, asset_id: int, since: datetime | None) -> int:
 
 def any_waiting(conn: Connection) -> bool:
     """True when at least one wait is stored."""
-    return conn.execute(select(w.c.ti_id).limit(1)).first() is not None
+    return conn.execute(_ANY_WAITING).first() is not None
+
+
+_ANY_WAITING = select(w.c.ti_id).limit(1)
 
 
 def awaited_assets(conn: Connection) -> list[int]:

@@ -116,22 +116,35 @@ def set_lags(engine: Engine, lags: Mapping[int, int]) -> None:
 
 def add_counts(conn: Connection, counts: Mapping[int, WatcherCounts], now: datetime) -> None:
     """Add a batch's counts to each watcher, inside the delivery's transaction."""
-    w = t.watcher
     for watcher_id, c in counts.items():
         conn.execute(
-            update(w)
-            .where(w.c.id == watcher_id)
-            .values(
-                received=w.c.received + c.received,
-                events=w.c.events + c.events,
-                deduped=w.c.deduped + c.deduped,
-                skipped=w.c.skipped + c.skipped,
-                dead_lettered=w.c.dead_lettered + c.dead_lettered,
-                last_message_at=now,
-                # consuming again means the trouble is over: a running watcher shows no old error
-                last_error=None,
-            )
+            _ADD_COUNTS,
+            {
+                "watcher": watcher_id,
+                "add_received": c.received,
+                "add_events": c.events,
+                "add_deduped": c.deduped,
+                "add_skipped": c.skipped,
+                "add_dead": c.dead_lettered,
+                "now": now,
+            },
         )
+
+
+_ADD_COUNTS = (
+    update(t.watcher)
+    .where(t.watcher.c.id == bindparam("watcher"))
+    .values(
+        received=t.watcher.c.received + bindparam("add_received"),
+        events=t.watcher.c.events + bindparam("add_events"),
+        deduped=t.watcher.c.deduped + bindparam("add_deduped"),
+        skipped=t.watcher.c.skipped + bindparam("add_skipped"),
+        dead_lettered=t.watcher.c.dead_lettered + bindparam("add_dead"),
+        last_message_at=bindparam("now", type_=t.watcher.c.last_message_at.type),
+        # consuming again means the trouble is over: a running watcher shows no old error
+        last_error=None,
+    )
+)
 
 
 def claim_leases(engine: Engine, owner: str, wanted: Mapping[str, Sequence[int]], ttl: float) -> set[str]:

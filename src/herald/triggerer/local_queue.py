@@ -171,6 +171,8 @@ class LocalQueueSource:
         self._claim_lock = threading.Lock()
         #: this source holds one of `claims` (from the claim until ack or close)
         self._holding = False
+        #: the last batch took every message there was: the next one comes with a wake-up
+        self._drained = False
 
     async def open(self) -> None:
         if self._event is None and self._poller is not None:
@@ -183,11 +185,16 @@ class LocalQueueSource:
         # left are always the ones not yet delivered (ids that commit out of
         # order on PostgreSQL cannot be skipped).
         assert self._event is not None, "open() first"
+        if self._drained and not self._event.is_set():
+            # nothing was published since: a read now would find nothing (a transaction, for
+            # nothing, after each batch)
+            await self._wait(self._event)
         self._event.clear()
         rows = await self._take(max_messages)
         if not rows:
             await self._wait(self._event)
             rows = await self._take(max_messages)
+        self._drained = len(rows) < max_messages
         return [
             Message(
                 body=bytes(body),

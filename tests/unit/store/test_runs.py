@@ -70,6 +70,23 @@ def test_a_replay_run_consumes_the_event_it_replays(db: Db) -> None:
     assert [(int(e.id), e.name) for e in linked] == [(event_id, "orders")]
 
 
+def test_a_run_starts_once_and_a_run_another_scheduler_is_starting_is_left_to_it(db: Db) -> None:
+    first, second = (pk(db, db.add_run(RunState.QUEUED, {})) for _ in range(2))
+    if db.engine.dialect.name == "postgresql":
+        # the first transaction is still open: the second skips its run, waits for nothing
+        with db.engine.begin() as one, db.engine.begin() as other:
+            assert runs.start(one, [first], utcnow()) == [first]
+            assert runs.start(other, [first, second], utcnow()) == [second]
+    else:  # one writer at a time
+        with db.engine.begin() as conn:
+            assert runs.start(conn, [first], utcnow()) == [first]
+        with db.engine.begin() as conn:
+            assert runs.start(conn, [first, second], utcnow()) == [second]
+    with db.engine.begin() as conn:
+        assert runs.start(conn, [first, second], utcnow()) == []  # running already: not started twice
+    assert {r.state for r in db.all(select(dr.c.state))} == {RunState.RUNNING}
+
+
 def test_runs_made_at_one_time_get_distinct_ids_even_when_their_random_parts_meet(
     db: Db, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -145,3 +145,52 @@ def test_a_stopping_worker_gives_back_only_the_tries_it_holds_and_counts_no_requ
     assert tuple(row(db, task["extract"])) == (TryState.QUEUED, 1, None)  # the same try, nothing ran
     assert tuple(row(db, task["load"])) == (TryState.RUNNING, 1, "w2")
     assert db.all(select(t.task_requeue.c.id)) == []
+
+
+def test_two_workers_claiming_at_once_take_the_oldest_tries_each_its_own(db: Db) -> None:
+    run = db.add_run(RunState.RUNNING, {f"t{i}": TryState.SCHEDULED for i in range(6)})
+    task = sorted(ids(db, run).values())
+    with db.engine.begin() as conn:
+        tries.queue(conn, task)
+    if db.engine.dialect.name == "postgresql":
+        # the first claim's transaction is still open: the second skips its tries, waits for nothing
+        with db.engine.begin() as first, db.engine.begin() as second:
+            mine = tries.claim_for_worker(first, 2, None, "default", "w1")
+            theirs = tries.claim_for_worker(second, 3, None, "default", "w2")
+        assert (mine, theirs) == (task[:2], task[2:5])
+    else:  # one writer at a time: one claim after the other
+        with db.engine.begin() as conn:
+            assert tries.claim_for_worker(conn, 2, None, "default", "w1") == task[:2]
+        with db.engine.begin() as conn:
+            assert tries.claim_for_worker(conn, 3, None, "default", "w2") == task[2:5]
+    assert [tuple(row(db, i))[::2] for i in task] == [
+        *[(TryState.RUNNING, "w1")] * 2,
+        *[(TryState.RUNNING, "w2")] * 3,
+        (TryState.QUEUED, None),
+    ]
+
+
+def test_a_worker_s_results_are_stored_only_for_the_tries_it_still_holds_and_read_back_whole(db: Db) -> None:
+    run = db.add_run(RunState.RUNNING, {"extract": TryState.SCHEDULED, "load": TryState.SCHEDULED})
+    task = ids(db, run)
+    with db.engine.begin() as conn:
+        tries.queue(conn, list(task.values()))
+        tries.claim_for_worker(conn, 2, None, "default", "w1")
+        conn.execute(t.task_instance.update().where(ti.c.id == task["load"]).values(hostname="w2"))
+    # JSON values of every shape: a list is a value, not an array of values
+    sent = {
+        "ti_id": task["extract"],
+        "try_number": 1,
+        "state": "success",
+        "result": [1, [2, "x"], None],
+        "xcom": {"k": ["v"]},
+        "skip": [],
+        "log": "line\n",
+        "defer": None,
+    }
+    late = {"ti_id": task["load"], "try_number": 1, "state": "success", "result": "late", "log": ""}
+    with db.engine.begin() as conn:
+        assert tries.store_results(conn, [sent, late], "w1") == [task["extract"]]
+    with db.engine.begin() as conn:
+        (stored,) = tries.claim_results(conn, 10)
+    assert {k: stored[k] for k in sent} == sent

@@ -1,0 +1,122 @@
+"""Statement shapes that keep one SQL text per statement, whatever the size of a batch.
+
+SQLAlchemy renders `column IN (...)` with one parameter per value, and a
+multi-row INSERT with one per value of each row, so a batch of 7 and one of 8
+are two statements: psycopg parses each new text again (a large one is never
+cached) and PostgreSQL never gets to prepare it. On PostgreSQL these pass each
+list as one array parameter instead: `column = ANY(:values)` (`among`,
+`member`), and `unnest(:a, :b, ...)` for the rows of a batch (`unnested`,
+`arrays`): one text for every batch, parsed once by psycopg and prepared by the
+server after a few executions (psycopg's `prepare_threshold`). SQLite keeps the
+plain forms.
+
+`per_dialect` builds a hot statement once per kind of database and reuses it:
+SQLAlchemy then skips building the statement and computing its cache key on
+every call, which costs more than running it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import JSON, BindParameter, ColumnElement, Connection, Table, Text, any_, bindparam, cast, func
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.selectable import CTE, Select, TableValuedAlias
+
+T = TypeVar("T")
+
+#: the ordinal column of `unnested` (the position of a row in its batch, from 1)
+ORDINAL = "ordinal"
+#: the arrays' parameters are named after their columns with this before (a parameter named as a
+#: column is SQLAlchemy's own in an INSERT or an UPDATE)
+_ARRAY = "each_"
+
+
+def among(conn: Connection, column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN values`, as one array parameter on PostgreSQL (one statement text for any length)."""
+    wanted = list(values)
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, wanted, type_=ARRAY(column.type)))
+    return column.in_(wanted)
+
+
+def member(dialect: str, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """`column IN :name` for a statement built once (`per_dialect`): the list is given when it runs."""
+    if dialect == "postgresql":
+        return column == any_(array_param(name, column))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def array_param(name: str, column: ColumnElement[Any]) -> BindParameter[Any]:
+    """A parameter holding a list of `column`'s values (PostgreSQL)."""
+    return bindparam(name, type_=ARRAY(column.type))
+
+
+@dataclass(frozen=True)
+class Unnested:
+    """The rows of a batch as a table (`unnested`): `source` to select from, `c` its columns by name."""
+
+    source: TableValuedAlias
+    c: Mapping[str, ColumnElement[Any]]
+
+
+def unnested(table: Table, names: Sequence[str]) -> Unnested:
+    """`unnest(:name, ...) WITH ORDINALITY` (PostgreSQL): the rows of a batch given as one array per
+    column (`arrays`), each typed as `table`'s column of that name, numbered from 1 in `ORDINAL`.
+
+    A JSON column's values travel as their JSON text (an array parameter of JSON values would
+    read a JSON list as a nested array) and are cast back.
+    """
+    texts = {n for n in names if isinstance(table.c[n].type, JSON)}
+    source = (
+        func.unnest(*(bindparam(f"{_ARRAY}{n}", type_=ARRAY(Text() if n in texts else table.c[n].type)) for n in names))
+        .table_valued(*names, with_ordinality=ORDINAL)
+        .render_derived()
+    )
+    columns: dict[str, ColumnElement[Any]] = {
+        n: cast(source.c[n], table.c[n].type) if n in texts else source.c[n] for n in names
+    }
+    columns[ORDINAL] = source.c[ORDINAL]
+    return Unnested(source, columns)
+
+
+def arrays(table: Table, rows: Iterable[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """The parameters of `unnested(table, names)`: one list per column, the rows in order.
+
+    A JSON column's values are written as JSON text (None as JSON's null, as SQLAlchemy stores it).
+    """
+    out: dict[str, list[Any]] = {f"{_ARRAY}{n}": [] for n in names}
+    columns = [(n, out[f"{_ARRAY}{n}"], isinstance(table.c[n].type, JSON)) for n in names]
+    for row in rows:
+        for n, values, as_json in columns:
+            value = row.get(n)
+            values.append(json.dumps(value) if as_json else value)
+    return out
+
+
+def skip_locked(rows: Select[Any], name: str) -> CTE:
+    """`rows` locked (SKIP LOCKED: rows another transaction holds are left out) as a CTE, for the
+    statement that writes them to select from: one round trip to take a batch.
+
+    Materialized: PostgreSQL may run an `IN (subquery)` again for each row it joins,
+    and with SKIP LOCKED each run may pick other rows (more than the LIMIT taken at once).
+    """
+    return rows.with_for_update(skip_locked=True).cte(name).prefix_with("MATERIALIZED", dialect="postgresql")
+
+
+def per_dialect(build: Callable[[str], T]) -> Callable[[Connection], T]:
+    """`build(dialect_name)` once per kind of database, then the same statement each call."""
+    built: dict[str, T] = {}
+
+    def get(conn: Connection) -> T:
+        name = conn.dialect.name
+        found = built.get(name)
+        if found is None:
+            found = built[name] = build(name)
+        return found
+
+    get.__doc__ = build.__doc__
+    return get
