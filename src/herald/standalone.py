@@ -48,6 +48,10 @@ class StoppedWhileLoading(Exception):
     """A stop was requested before the first load of the DAGs folder finished."""
 
 
+class CannotStart(Exception):
+    """The process cannot start (its API port is taken, ...): the message says what and how to fix it."""
+
+
 class Service:
     """What every Herald process shares: settings, database, wake-ups, signals."""
 
@@ -75,6 +79,9 @@ class Service:
             await self.serve(db, listener, self._stop)
         except StoppedWhileLoading:
             self.say("Herald stopped while loading the DAGs folder.")
+        except CannotStart as exc:
+            self.say(f"[bold red]error:[/] {exc}")
+            raise SystemExit(1) from None
         finally:
             listener.stop()
             db.close()
@@ -139,16 +146,31 @@ class Service:
         )
         config = uvicorn.Config(app, host=self.settings.api_host, port=port, log_level="warning", lifespan="off")
         server = ApiServer(config)
-        # Server.serve() would take over SIGINT/SIGTERM; Herald owns them and stops
-        # the API itself, so run the inner coroutine that does not touch signals.
-        task = asyncio.create_task(server._serve(), name="api")
+
+        async def serve() -> None:
+            # Server.serve() would take over SIGINT/SIGTERM; Herald owns them and stops
+            # the API itself, so run the inner coroutine that does not touch signals.
+            # uvicorn ends with sys.exit(1) when it cannot bind: inside a task that
+            # SystemExit would escape the event loop and leave Herald's threads running.
+            try:
+                await server._serve()
+            except SystemExit:
+                return
+
+        task = asyncio.create_task(serve(), name="api")
         for _ in range(250):
             if server.started or task.done():
                 break
             await asyncio.sleep(0.02)
-        if task.done() and not server.started:
-            self.say(f"warning: the API could not listen on {self.settings.api_host}:{port}")
-            return None, None
+        if not server.started:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            host = self.settings.api_host
+            raise CannotStart(
+                f"the API cannot listen on {host}:{port} (is another Herald or program using it?); "
+                f"choose another port with --port or HERALD_API_PORT"
+            )
         return server, task
 
     @staticmethod
@@ -272,6 +294,14 @@ class Standalone(Service):
         self.port = settings.api_port if port is None else port
 
     async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
+        # The API's port first: when it is taken, Herald says so before starting anything else.
+        server, server_task = await self.serve_api(db, self.port)
+        try:
+            await self._serve(db, listener, stop)
+        finally:
+            await self.stop_api(server, server_task)
+
+    async def _serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
         settings = self.settings
         settings.dags_path.mkdir(parents=True, exist_ok=True)
         executor: Executor
@@ -327,7 +357,6 @@ class Standalone(Service):
         callbacks_task = asyncio.create_task(callbacks.run(), name="dag-callbacks")
         alerts = _Alerts(settings, db)
         cleaner = _retention(settings, db)
-        server, server_task = await self.serve_api(db, self.port)
         watch = asyncio.create_task(source.watch(), name="dag-reload")
         s = settings
         runs_on = (
@@ -361,7 +390,6 @@ class Standalone(Service):
                 await asyncio.wait_for(scheduler_task, 10)
             await _stop_runner(callbacks, callbacks_task)
             await alerts.stop()
-            await self.stop_api(server, server_task)
             self.say("Herald stopped.")
 
 
@@ -521,8 +549,6 @@ class ApiProcess(Service):
 
     async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
         server, task = await self.serve_api(db, self.port)
-        if server is None:
-            raise SystemExit(1)
         if self.admin_token:
             # made on this first start and stored hashed: this is the only time it can be read
             self.say(f"Web UI: http://{self.settings.api_host}:{self.port}/  admin token: {self.admin_token}")

@@ -30,6 +30,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortTaken(Exception):
+    """Another process listens on the port chosen for Herald's API."""
+
+
 class Herald:
     """One Herald installation: a home, a DAGs folder, a database, and its standalone process."""
 
@@ -61,8 +65,22 @@ class Herald:
     # -- the process ----------------------------------------------------------------------
 
     def start(self, extra_env: dict[str, str] | None = None, wait: bool = True) -> None:
-        """Start `herald standalone` and (unless `wait=False`) wait until its API answers."""
+        """Start `herald standalone` and (unless `wait=False`) wait until its API answers.
+
+        Tests running side by side pick their ports apart (`free_port`): when another
+        process took this one in between, Herald exits saying so and starts again on a
+        new port (three tries).
+        """
+        for _ in range(2):
+            try:
+                return self._start(extra_env, wait)
+            except PortTaken:
+                self.port = free_port()
+        return self._start(extra_env, wait)
+
+    def _start(self, extra_env: dict[str, str] | None, wait: bool) -> None:
         env = {**self.env, **(extra_env or {})}
+        offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [HERALD, "standalone", "--port", str(self.port)],
@@ -74,6 +92,8 @@ class Herald:
         deadline = time.monotonic() + 60
         while wait and time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "the API cannot listen on" in self.log.read_bytes()[offset:].decode(errors="replace"):
+                    raise PortTaken(self.port)
                 raise AssertionError(f"herald standalone exited with {self.proc.returncode}:\n{self.output()}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/health", timeout=1) as r:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import Herald
+from tests.e2e.conftest import HERALD, Herald
 from tests.e2e.standalone_per_db import drop_database, fresh_database
 
 MANUAL_DAG = """
@@ -89,6 +91,24 @@ def test_wrong_arguments_exit_2_with_a_message(one_home: Herald, args: list[str]
     assert result.returncode == 2, result
     assert message in result.stderr + result.stdout
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_taken_api_port_is_said_and_the_process_exits_1(one_home: Herald) -> None:
+    commands = ["standalone"]
+    if one_home.env["HERALD_DATABASE_URL"].startswith("postgresql"):
+        commands.append("api")  # beside other processes: PostgreSQL only
+    for command in commands:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = subprocess.run(
+                [HERALD, command, "--port", str(port)], env=one_home.env, capture_output=True, text=True, timeout=60
+            )
+        out = result.stdout + result.stderr
+        assert result.returncode == 1, (command, out)
+        assert f"the API cannot listen on 127.0.0.1:{port}" in out and "--port or HERALD_API_PORT" in out
+        assert "Traceback" not in out
 
 
 def test_listings_print_one_json_array(herald: Herald) -> None:
