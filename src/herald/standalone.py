@@ -294,14 +294,6 @@ class Standalone(Service):
         self.port = settings.api_port if port is None else port
 
     async def serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
-        # The API's port first: when it is taken, Herald says so before starting anything else.
-        server, server_task = await self.serve_api(db, self.port)
-        try:
-            await self._serve(db, listener, stop)
-        finally:
-            await self.stop_api(server, server_task)
-
-    async def _serve(self, db: Database, listener: notify.Listener, stop: asyncio.Event) -> None:
         settings = self.settings
         settings.dags_path.mkdir(parents=True, exist_ok=True)
         executor: Executor
@@ -358,24 +350,29 @@ class Standalone(Service):
         alerts = _Alerts(settings, db)
         cleaner = _retention(settings, db)
         watch = asyncio.create_task(source.watch(), name="dag-reload")
-        s = settings
-        runs_on = (
-            "Celery workers (herald worker with HERALD_EXECUTOR=celery)"
-            if s.executor == "celery"
-            else f"{s.worker_count} local worker process(es)"
-        )
-        self.running(
-            f"Herald is running.\n"
-            f"  API:          http://{s.api_host}:{self.port}/api/v1/health\n"
-            f"  Web UI:       http://{s.api_host}:{self.port}/  admin token: "
-            f"{self.admin_token or '(shown on first start only; more: herald tokens create --scope write)'}\n"
-            f"  DAGs folder:  {s.dags_path} ({len(bag.dags)} DAG(s), {len(bag.errors)} import error(s))\n"
-            f"  Database:     {_mask(s.db_url)}\n"
-            f"  Tasks run on: {runs_on}\n"
-            f"  Look at:      herald runs list | herald watchers list | herald dags errors\n"
-            f"  Stop with Ctrl-C."
-        )
+        server: Any = None
+        server_task: asyncio.Task[None] | None = None
         try:
+            # Up once the DAGs are loaded (a health check that answers means they are); a taken
+            # port stops what started above and Herald exits saying so (CannotStart).
+            server, server_task = await self.serve_api(db, self.port)
+            s = settings
+            runs_on = (
+                "Celery workers (herald worker with HERALD_EXECUTOR=celery)"
+                if s.executor == "celery"
+                else f"{s.worker_count} local worker process(es)"
+            )
+            self.running(
+                f"Herald is running.\n"
+                f"  API:          http://{s.api_host}:{self.port}/api/v1/health\n"
+                f"  Web UI:       http://{s.api_host}:{self.port}/  admin token: "
+                f"{self.admin_token or '(shown on first start only; more: herald tokens create --scope write)'}\n"
+                f"  DAGs folder:  {s.dags_path} ({len(bag.dags)} DAG(s), {len(bag.errors)} import error(s))\n"
+                f"  Database:     {_mask(s.db_url)}\n"
+                f"  Tasks run on: {runs_on}\n"
+                f"  Look at:      herald runs list | herald watchers list | herald dags errors\n"
+                f"  Stop with Ctrl-C."
+            )
             await stop.wait()
         finally:
             self.say("Stopping Herald: closing watchers, letting running tasks finish...")
@@ -390,6 +387,7 @@ class Standalone(Service):
                 await asyncio.wait_for(scheduler_task, 10)
             await _stop_runner(callbacks, callbacks_task)
             await alerts.stop()
+            await self.stop_api(server, server_task)
             self.say("Herald stopped.")
 
 

@@ -37,6 +37,7 @@ class Sleepy(BaseTrigger):
         return ("waiting_triggers.Sleepy", {"seconds": self.seconds, "payload": self.payload})
 
     async def run(self):
+        self.log.info("sleeping %ss", self.seconds)
         await asyncio.sleep(self.seconds)
         yield TriggerEvent(self.payload)
 """
@@ -84,10 +85,12 @@ class WaitFor(BaseOperator):
     def execute(self, context):
         made = {"file": lambda: FileAppears(self.path), "sleepy": lambda: Sleepy(0.2, {"slept": True}),
                 "boom": Boom}[self.trigger]()
+        print(f"deferring on {self.trigger}")
         self.defer(trigger=made, method_name="execute_complete", kwargs={"asked": context["ti"].try_number},
                    timeout=self.defer_timeout)
 
     def execute_complete(self, context, event=None, asked=None):
+        print(f"resumed with {event}")
         if self.path:
             with open(self.path + ".resumed", "a") as f:
                 f.write("resumed\\n")
@@ -163,6 +166,16 @@ def test_a_trigger_from_a_module_beside_the_dag_resumes_the_task(herald: Herald)
     run_id = _trigger(herald, "sleepy")
     herald.wait_for(lambda: _task(herald, run_id)["state"] == "success", 60, "the resumed task")
     assert _task(herald, run_id)["result"] == {"event": {"slept": True}, "asked": 1, "try": 1}
+    # One log for the try, as Airflow shows it: before the deferral, the trigger's own lines, after.
+    code, log = herald.cli("tasks", "logs", run_id, "wait")
+    lines = [
+        "deferring on sleepy",
+        "INFO waiting_triggers.Sleepy: sleeping 0.2s",
+        "The trigger waiting_triggers.Sleepy",
+        "resumed with {'slept': True}",
+    ]
+    assert code == 0 and all(line in log for line in lines), log
+    assert [log.index(line) for line in lines] == sorted(log.index(line) for line in lines), log
 
 
 def test_a_trigger_that_raises_fails_the_task_once_per_try(herald: Herald) -> None:

@@ -329,9 +329,11 @@ class Scheduler:
                 moment = resumed.moments.get(r.ti_id)
                 event = encode_value(moment) if moment is not None else r.result
                 again[r.ti_id] = {**methods[r.ti_id][1], "event": event}
-        moved = store_tries.resume(conn, again)
+        # what the trigger logged goes into the try's log, between what came before and after
+        logs = {r.ti_id: r.log for r in resumed.results if r.log}
+        moved = store_tries.resume(conn, again, logs=logs)
         # a trigger that failed or timed out: the try runs again only to fail in its worker, as in Airflow
-        moved += store_tries.resume(conn, resumed.fail_in_worker, method=TRIGGER_FAIL)
+        moved += store_tries.resume(conn, resumed.fail_in_worker, method=TRIGGER_FAIL, logs=logs)
         requeued += moved
         gone = set(again) | set(moved)
         return [r for r in resumed.results if r.ti_id not in gone]

@@ -280,7 +280,12 @@ class TryMachine:
         )
         lost: list[tuple[int, int, str, str | None]] = []
         lost_ids: set[int] = set()
+        # A try that deferred keeps one log: what it printed before, its trigger's lines, what came after.
+        carried = [i for i, row in rows.items() if states[i] is TryState.DEFERRED or row.next_method is not None]
+        earlier = store_tries.logs_of(conn, carried) if carried else {}
         for r in results:
+            if r.ti_id in earlier:
+                r.log = earlier[r.ti_id] + (r.log or "")
             r.capped(self.limits)
             row = rows.get(r.ti_id)
             if row is None or states[r.ti_id] not in _RUNNABLE:

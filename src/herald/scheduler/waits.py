@@ -168,7 +168,7 @@ def _fired_triggers(conn: Connection, now: datetime, outcome: WaitOutcome, ended
     for ti_id, fired, classpath in found:
         ended.add(ti_id)
         if fired.kind == "event":
-            log_line = f"The trigger {classpath} fired\n"
+            log_line = f"{fired.log}The trigger {classpath} fired\n"
             outcome.results.append(TaskResult(ti_id, TryState.SUCCESS, result=fired.event, ended_at=now, log=log_line))
         elif fired.kind == "end":
             outcome.ended_by_trigger.add(ti_id)
@@ -176,12 +176,12 @@ def _fired_triggers(conn: Connection, now: datetime, outcome: WaitOutcome, ended
         else:
             error = fired.error or f"{TRIGGER_FAILURE}: {classpath}"
             outcome.fail_in_worker[ti_id] = {"error": error, "traceback": fired.traceback}
-            outcome.results.append(TaskResult(ti_id, TryState.FAILED, error=error, ended_at=now))
+            outcome.results.append(TaskResult(ti_id, TryState.FAILED, error=error, ended_at=now, log=fired.log))
 
 
 def _ended_by(ti_id: int, fired: Any, classpath: str, now: datetime) -> TaskResult:
     """The result of a try its trigger ended (`TaskSuccessEvent`, `TaskFailedEvent`, `TaskSkippedEvent`)."""
-    log_line = f"The trigger {classpath} ended the task as {fired.state}\n"
+    log_line = f"{fired.log}The trigger {classpath} ended the task as {fired.state}\n"
     if fired.state == TryState.SUCCESS:
         return TaskResult(
             ti_id,

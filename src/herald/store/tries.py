@@ -145,13 +145,19 @@ def _queue(dialect: str) -> Any:
     )
 
 
-def resume(conn: Connection, resumed: Mapping[int, dict[str, Any]], method: str | None = None) -> list[int]:
+def resume(
+    conn: Connection,
+    resumed: Mapping[int, dict[str, Any]],
+    method: str | None = None,
+    logs: Mapping[int, str] | None = None,
+) -> list[int]:
     """Deferred tries whose trigger fired go back to the queue under the same try number.
 
     `resumed` maps each try to the keyword arguments its `next_method` gets (the
     trigger's event among them). Only a try still `deferred` with a `next_method`
     moves; with `method`, every try still `deferred` moves, to resume in that
-    method (`"__fail__"`: its trigger failed). Returns the ids queued again.
+    method (`"__fail__"`: its trigger failed). `logs` adds to a try's log what
+    happened while it waited (its trigger's log lines). Returns the ids queued again.
     """
     done: list[int] = []
     for ti_id, kwargs in resumed.items():
@@ -161,6 +167,9 @@ def resume(conn: Connection, resumed: Mapping[int, dict[str, Any]], method: str 
             guard.append(ti.c.next_method.is_not(None))
         else:
             values["next_method"] = method
+        added = (logs or {}).get(ti_id)
+        if added:
+            values["log"] = func.coalesce(ti.c.log, "") + added
         moved = conn.execute(update(ti).where(*guard).values(values)).rowcount
         if moved:
             done.append(ti_id)
@@ -206,8 +215,27 @@ def read(conn: Connection, ti_ids: Iterable[int]) -> dict[int, Any]:
 @per_dialect
 def _read(dialect: str) -> Any:
     return select(
-        ti.c.id, ti.c.run_pk, ti.c.dag_id, ti.c.task_id, ti.c.map_index, ti.c.try_number, ti.c.max_tries, ti.c.state
+        ti.c.id,
+        ti.c.run_pk,
+        ti.c.dag_id,
+        ti.c.task_id,
+        ti.c.map_index,
+        ti.c.try_number,
+        ti.c.max_tries,
+        ti.c.state,
+        ti.c.next_method,
     ).where(member(dialect, ti.c.id, "ids"))
+
+
+def logs_of(conn: Connection, ti_ids: Iterable[int]) -> dict[int, str]:
+    """The logs stored so far for these tries (a deferred try's, before it resumed), by id."""
+    ids = sorted(set(ti_ids))
+    found: dict[int, str] = {}
+    for i in range(0, len(ids), _CHUNK):
+        for row in conn.execute(select(ti.c.id, ti.c.log).where(among(conn, ti.c.id, ids[i : i + _CHUNK]))):
+            if row.log:
+                found[int(row.id)] = str(row.log)
+    return found
 
 
 def write_ends(conn: Connection, changes: list[dict[str, Any]]) -> None:

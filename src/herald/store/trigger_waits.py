@@ -73,6 +73,7 @@ class Fired:
         xcoms: the values an "end" pushes (`return_value` is the try's result).
         error: what failed, for "error".
         traceback: the trigger's traceback lines, for "error".
+        log: what the trigger logged while it ran (capped), for the try's log.
     """
 
     kind: str
@@ -81,14 +82,20 @@ class Fired:
     xcoms: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     traceback: list[str] = field(default_factory=list)
+    log: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         """The `fired` column's JSON."""
+        wire: dict[str, Any]
         if self.kind == "event":
-            return {"kind": "event", "event": self.event}
-        if self.kind == "end":
-            return {"kind": "end", "state": self.state, "xcoms": self.xcoms}
-        return {"kind": "error", "error": self.error, "traceback": self.traceback}
+            wire = {"kind": "event", "event": self.event}
+        elif self.kind == "end":
+            wire = {"kind": "end", "state": self.state, "xcoms": self.xcoms}
+        else:
+            wire = {"kind": "error", "error": self.error, "traceback": self.traceback}
+        if self.log:
+            wire["log"] = self.log
+        return wire
 
     @classmethod
     def from_wire(cls, data: Any) -> Fired:
@@ -96,13 +103,15 @@ class Fired:
         if not isinstance(data, Mapping) or data.get("kind") not in ("event", "end", "error"):
             return cls("error", error=f"the trigger's stored outcome is not readable: {data!r}")
         kind = str(data["kind"])
+        log = str(data.get("log") or "")
         if kind == "event":
-            return cls(kind, event=data.get("event"))
+            return cls(kind, event=data.get("event"), log=log)
         if kind == "end":
             xcoms = data.get("xcoms")
-            return cls(kind, state=str(data.get("state")), xcoms=dict(xcoms) if isinstance(xcoms, Mapping) else {})
+            xcoms = dict(xcoms) if isinstance(xcoms, Mapping) else {}
+            return cls(kind, state=str(data.get("state")), xcoms=xcoms, log=log)
         lines = data.get("traceback")
-        return cls(kind, error=str(data.get("error")), traceback=[str(x) for x in lines or []])
+        return cls(kind, error=str(data.get("error")), traceback=[str(x) for x in lines or []], log=log)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from herald import notify
@@ -60,6 +60,7 @@ from herald.store.storable import DEPTH_CEILING, SizeLimits, json_problem, size_
 from herald.store.trigger_waits import Claimed, Fired
 from herald.store.triggerers import LEASE_TTL
 from herald.store.types import utcnow
+from herald.triggerer import trigger_logs
 
 log = logging.getLogger("herald.triggerer")
 
@@ -280,29 +281,36 @@ class TaskTriggers:
     async def _run(self, entry: _Running, report: Callable[[Fired], None]) -> None:
         """Build the trigger, run it to its first event, report how it ended, clean up (on the triggers' loop)."""
         claim = entry.claim
-        try:
-            trigger = await self._build(claim)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # the user's module or constructor: this try fails, nothing else
-            report(_failure(claim, exc, "could not be built"))
-            return
-        entry.trigger = trigger
-        events: Any = None
-        try:
+        with trigger_logs.capturing(self.limits.log) as captured:
+
+            def told(fired: Fired) -> None:  # the outcome, with what the trigger logged (secrets in URLs masked)
+                report(replace(fired, log=mask_text(captured.getvalue())))
+
             try:
-                events = trigger.run()
-                fired: Fired | None = None
-                async for event in events:
-                    fired = self._outcome(claim, event)
-                    break
-                report(fired or _ended_without_event(claim))
+                trigger = await self._build(claim)
             except asyncio.CancelledError:
                 raise
-            except BaseException as exc:  # what run() raises fails this try alone (its retries apply)
-                report(_failure(claim, exc, "raised"))
-        finally:
-            await _clean_up(trigger, events)
+            except BaseException as exc:  # the user's module or constructor: this try fails, nothing else
+                told(_failure(claim, exc, "could not be built"))
+                return
+            entry.trigger = trigger
+            with contextlib.suppress(Exception):
+                trigger_logs.watch_logger(trigger.log)
+            events: Any = None
+            try:
+                try:
+                    events = trigger.run()
+                    fired: Fired | None = None
+                    async for event in events:
+                        fired = self._outcome(claim, event)
+                        break
+                    told(fired or _ended_without_event(claim))
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:  # what run() raises fails this try alone (its retries apply)
+                    told(_failure(claim, exc, "raised"))
+            finally:
+                await _clean_up(trigger, events)
 
     async def _build(self, claim: Claimed) -> Any:
         """`cls(**kwargs)` of the claim's classpath, told which try it runs for."""
