@@ -135,7 +135,18 @@ def insert_events(
     return new
 
 
-_EVENT_COLUMNS = ("asset_id", "source", "dedupe_key", "extra", "timestamp")
+_EVENT_COLUMNS = (
+    "asset_id",
+    "source",
+    "dedupe_key",
+    "extra",
+    "timestamp",
+    # a task's outlet event names its try (Airflow's AssetEvent.source_*)
+    "source_dag_id",
+    "source_task_id",
+    "source_run_id",
+    "source_map_index",
+)
 _QUEUE_COLUMNS = ("dag_id", "asset_id", "event_id", "queued_at")
 
 

@@ -90,7 +90,12 @@ def arrays(table: Table, rows: Iterable[Mapping[str, Any]], names: Sequence[str]
     """
     out: dict[str, list[Any]] = {f"{_ARRAY}{n}": [] for n in names}
     columns = [(n, out[f"{_ARRAY}{n}"], isinstance(table.c[n].type, JSON)) for n in names]
+    known = set(names)
     for row in rows:
+        if not known.issuperset(row):
+            # a value the statement has no column for would be lost without a word (SQLite's
+            # executemany would store it): a caller passing a new column must name it
+            raise ValueError(f"{table.name}: no array for {sorted(set(row) - known)} among {list(names)}")
         for n, values, as_json in columns:
             value = row.get(n)
             values.append(json.dumps(value) if as_json else value)
