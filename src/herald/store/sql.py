@@ -10,6 +10,10 @@ list as one array parameter instead: `column = ANY(:values)` (`among`,
 server after a few executions (psycopg's `prepare_threshold`). SQLite keeps the
 plain forms.
 
+On SQLite the hot batch writes (`sqlite_insert`, `sqlite_values`) hand the
+rows to the driver, each value through its column's own conversion: what
+SQLAlchemy would store, without its building of a parameter dict per row.
+
 `per_dialect` builds a hot statement once per kind of database and reuses it:
 SQLAlchemy then skips building the statement and computing its cache key on
 every call, which costs more than running it.
