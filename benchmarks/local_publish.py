@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Stamps, herald, task_dag, write_result
+from common import Stamps, cpu_seconds, herald, task_dag, tree, write_result
 
 PUBLISHER = """
 import json, sys, time
@@ -59,8 +59,10 @@ def main() -> None:
     n = args.messages
     with herald("local-publish", workers=args.workers) as h:
         h.write_dag("bench", task_dag(h.stamps_path, ["local://lp"]))
-        h.start_standalone()
+        standalone = h.start_standalone()
         h.watchers_running(1)
+        pids = tree(standalone.pid)
+        cpu_before = cpu_seconds([standalone.pid]), cpu_seconds(pids)
         stamps = Stamps(h.stamps_path)
         mode = "direct" if args.direct else "inbox"
         share = n // args.publishers
@@ -85,6 +87,8 @@ def main() -> None:
         if not stamps.wait_count(n, timeout=max(120.0, n / 20)):
             raise SystemExit(f"only {len(stamps.seen)} of {n} tasks started:\n{h.logs()}")
         last_start = max(stamps.seen.values())
+        herald_cpu = cpu_seconds([standalone.pid]) - cpu_before[0]
+        tree_cpu = cpu_seconds(pids) - cpu_before[1]
         publish_s = times["last"] - times["first"]
         total_s = last_start - times["first"]
         result = {
@@ -97,11 +101,15 @@ def main() -> None:
             "first_publish_to_last_task_start_s": round(total_s, 2),
             "runs_per_s": round(n / total_s, 1),
             "tasks_started": len(stamps.seen),
+            "standalone_cpu_ms_per_run": round(herald_cpu / n * 1000, 3),
+            "herald_cpu_ms_per_run": round(tree_cpu / n * 1000, 3),
         }
         print(
             f"{n} single publishes ({mode}, {args.publishers} publisher(s)) while herald standalone runs: "
             f"{result['publish_per_s']} msg/s published, "
-            f"{result['runs_per_s']} runs/s from the first publish to the last task start ({total_s:.2f} s)"
+            f"{result['runs_per_s']} runs/s from the first publish to the last task start ({total_s:.2f} s); "
+            f"CPU per run: standalone {result['standalone_cpu_ms_per_run']} ms, "
+            f"with its workers {result['herald_cpu_ms_per_run']} ms"
         )
         write_result(f"local_publish_{mode}_{args.publishers}", result)
 

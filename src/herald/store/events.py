@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from herald.sdk.triggers import Message
 from herald.store import tables as t
-from herald.store.sql import ORDINAL, arrays, per_dialect, unnested
+from herald.store.sql import ORDINAL, arrays, per_dialect, sqlite_insert, unnested
 from herald.store.storable import DEFAULT_MAX_DEAD_LETTER_BODY, body_head
 from herald.store.types import utcnow
 from herald.store.watchers import WatcherCounts, add_counts
@@ -112,9 +112,13 @@ def insert_events(
         return []
     values = [r.to_row() if isinstance(r, NewEvent) else dict(r) for r in rows]
     postgres = conn.dialect.name == "postgresql"
+    sqlite_rows = conn.dialect.name == "sqlite" and all(isinstance(r, NewEvent) for r in rows)
     if postgres:
         # one statement text for any batch (a multi-row VALUES is a new text for each size)
         created = conn.execute(_insert_events_pg(conn), arrays(t.asset_event, values, _EVENT_COLUMNS)).all()
+    elif sqlite_rows:
+        # a watcher's batch: the driver takes the rows (no per-row parameter building in SQLAlchemy)
+        created = sqlite_insert(conn, t.asset_event, _EVENT_COLUMNS, values, ignore=True, returning=_EVENT_BACK)
     else:
         created = conn.execute(
             upsert_ignore(conn, t.asset_event).returning(
@@ -130,6 +134,8 @@ def insert_events(
     ]
     if queue and postgres:
         conn.execute(_queue_events_pg(conn), arrays(t.event_queue, queue, _QUEUE_COLUMNS))
+    elif queue and conn.dialect.name == "sqlite":
+        sqlite_insert(conn, t.event_queue, _QUEUE_COLUMNS, queue)
     elif queue:
         conn.execute(insert(t.event_queue), queue)
     return new
@@ -148,6 +154,7 @@ _EVENT_COLUMNS = (
     "source_map_index",
 )
 _QUEUE_COLUMNS = ("dag_id", "asset_id", "event_id", "queued_at")
+_EVENT_BACK = ("id", "asset_id", "source")
 
 
 @per_dialect

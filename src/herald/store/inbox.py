@@ -71,16 +71,27 @@ class InboxError(Exception):
     """The inbox file cannot be used (another schema version, not an inbox)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InboxRow:
-    """One message committed to the inbox and not moved yet."""
+    """One message committed to the inbox and not moved yet, as stored (a move copies it without decoding it)."""
 
     id: int
     queue: str
     body: bytes
-    headers: dict[str, str]
-    created_at: datetime
+    #: its headers as the inbox stores them: `json.dumps` of a dict of strings
+    headers_json: str
+    #: when it was published (`time.time()`)
+    published_at: float
     publish_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        headers: dict[str, str] = json.loads(self.headers_json)
+        return headers
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.fromtimestamp(self.published_at, UTC)
 
 
 def inbox_path(database_url: str) -> str | None:
@@ -199,9 +210,7 @@ class Inbox:
             " WHERE id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         ).fetchall()
-        return [
-            InboxRow(int(i), q, bytes(b), json.loads(h), datetime.fromtimestamp(c, UTC), k) for i, q, b, h, c, k in rows
-        ]
+        return [InboxRow(i, q, b, h, c, k) for i, q, b, h, c, k in rows]
 
     def drop(self, up_to: int) -> None:
         """Delete the messages moved already, up to id `up_to` (with the lock held)."""

@@ -108,11 +108,37 @@ def move_in(engine: Engine, inbox: str, rows: Sequence[InboxRow]) -> tuple[int, 
         fresh = [r for r in rows if r.id > mark]
         if not fresh:
             return mark, set()
-        put_in(conn, inbox_publishes(fresh))
+        if conn.dialect.name == "sqlite":
+            _insert_moved(conn, fresh)
+        else:
+            put_in(conn, inbox_publishes(fresh))
         top = max(r.id for r in fresh)
         conn.execute(upsert_ignore(conn, t).values(inbox=inbox, moved_up_to=top))
         conn.execute(update(t).where(t.c.inbox == inbox).values(moved_up_to=top))
     return top, {r.queue for r in fresh}
+
+
+_INSERT_MOVED = (
+    "INSERT INTO local_queue_message (queue, body, headers, created_at, publish_key)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
+
+def _insert_moved(conn: Connection, rows: Sequence[InboxRow]) -> None:
+    """Insert the inbox's rows with one executemany of the driver (SQLite), skipping keys stored already.
+
+    What `put_in` stores, without its cost per row (~12 us against ~5): no ids
+    returned, and the headers kept as the inbox's JSON text (`json.dumps` of a
+    dict of strings, what the JSON column stores). The time goes through the
+    column's own conversion, so it is stored as every other write stores it.
+    """
+    dialect = conn.dialect
+    stamp = local_queue_message.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert stamp is not None
+    conn.exec_driver_sql(
+        _INSERT_MOVED,
+        [(r.queue, r.body, r.headers_json, stamp(r.created_at), r.publish_key) for r in rows],
+    )
 
 
 def inbox_publishes(rows: Sequence[InboxRow]) -> list[Publish]:

@@ -10,6 +10,10 @@ list as one array parameter instead: `column = ANY(:values)` (`among`,
 server after a few executions (psycopg's `prepare_threshold`). SQLite keeps the
 plain forms.
 
+On SQLite the hot batch writes (`sqlite_insert`, `sqlite_values`) hand the
+rows to the driver, each value through its column's own conversion: what
+SQLAlchemy would store, without its building of a parameter dict per row.
+
 `per_dialect` builds a hot statement once per kind of database and reuses it:
 SQLAlchemy then skips building the statement and computing its cache key on
 every call, which costs more than running it.
@@ -125,3 +129,69 @@ def per_dialect(build: Callable[[str], T]) -> Callable[[Connection], T]:
 
     get.__doc__ = build.__doc__
     return get
+
+
+#: rows per multi-row INSERT ... RETURNING on SQLite (`sqlite_insert`), as SQLAlchemy's insertmanyvalues pages
+_SQLITE_PAGE = 500
+
+
+def sqlite_insert(
+    conn: Connection,
+    table: Table,
+    names: Sequence[str],
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    ignore: bool = False,
+    returning: Sequence[str] = (),
+) -> list[Any]:
+    """INSERT `rows` (their `names` columns) into `table` on SQLite through the driver, as SQLAlchemy would store them.
+
+    Why: an executemany through SQLAlchemy builds each row's parameters in Python
+    (`construct_params`, then each column's conversion): ~60% of the cost of a
+    large INSERT's batch of events, measured. Here each column's own conversion
+    (its type's bind processor: JSON text, the datetime format) is applied to the
+    values directly and the driver takes the rows: one `executemany`, or with
+    `returning`, multi-row `INSERT ... RETURNING` statements of up to
+    _SQLITE_PAGE rows (returned rows in no given order). `ignore` skips rows that
+    break a unique constraint (ON CONFLICT DO NOTHING). Columns left out get
+    their database defaults only: no Python-side default is applied.
+    """
+    params = sqlite_values(conn, table, names, rows)
+    if not params:
+        return []
+    quote = conn.dialect.identifier_preparer.quote
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) VALUES "
+    one = "(" + ", ".join(["?"] * len(names)) + ")"
+    tail = " ON CONFLICT DO NOTHING" if ignore else ""
+    if not returning:
+        conn.exec_driver_sql(head + one + tail, params)
+        return []
+    back = " RETURNING " + ", ".join(quote(n) for n in returning)
+    out: list[Any] = []
+    for i in range(0, len(params), _SQLITE_PAGE):
+        page = params[i : i + _SQLITE_PAGE]
+        sql = head + ", ".join([one] * len(page)) + tail + back
+        out += conn.exec_driver_sql(sql, tuple(v for row in page for v in row)).all()
+    return out
+
+
+def sqlite_values(
+    conn: Connection, table: Table, names: Sequence[str], rows: Iterable[Mapping[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """Each row's `names` values as the driver takes them: each through its column's own conversion."""
+    processors = _bind_processors(conn, table, tuple(names))
+    return [tuple(p(row[n]) if p is not None else row[n] for n, p in processors) for row in rows]
+
+
+_processors: dict[tuple[str, str, tuple[str, ...]], list[tuple[str, Callable[[Any], Any] | None]]] = {}
+
+
+def _bind_processors(
+    conn: Connection, table: Table, names: tuple[str, ...]
+) -> list[tuple[str, Callable[[Any], Any] | None]]:
+    key = (conn.dialect.name, table.name, names)
+    found = _processors.get(key)
+    if found is None:
+        dialect = conn.dialect
+        found = _processors[key] = [(n, table.c[n].type.dialect_impl(dialect).bind_processor(dialect)) for n in names]
+    return found

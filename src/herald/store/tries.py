@@ -17,7 +17,7 @@ from sqlalchemy import Connection, and_, bindparam, cast, delete, func, insert, 
 
 from herald.store import tables as t
 from herald.store import try_history
-from herald.store.sql import ORDINAL, among, arrays, member, per_dialect, skip_locked, unnested
+from herald.store.sql import ORDINAL, among, arrays, member, per_dialect, skip_locked, sqlite_values, unnested
 from herald.store.states import TRY_TRANSITIONS, TryEnd, TryState, sources
 from herald.store.storable import clean_text
 from herald.store.types import utcnow
@@ -261,6 +261,15 @@ def write_ends(conn: Connection, changes: list[dict[str, Any]]) -> None:
             # one UPDATE ... FROM unnest(...) for the group: executemany runs one statement per row
             conn.execute(_write_ends_pg(state, keys), arrays(ti, params, ("id", *keys)))
             continue
+        if conn.dialect.name == "sqlite":
+            # the driver's executemany: SQLAlchemy's building of each row's parameters cost more than the UPDATE
+            guard = _from(state)
+            rows = sqlite_values(conn, ti, keys, ({k: p[f"b_{k}"] for k in keys} for p in params))
+            conn.exec_driver_sql(
+                _write_ends_sqlite(keys, len(guard)),
+                [(state.value, *row, p["b_id"], *guard) for row, p in zip(rows, params, strict=True)],
+            )
+            continue
         conn.execute(
             update(ti)
             # OR of equalities, not IN: an expanding IN cannot be used with executemany.
@@ -272,6 +281,13 @@ def write_ends(conn: Connection, changes: list[dict[str, Any]]) -> None:
     try_history.record_ends(
         conn, [(c["id"], TryState(c["state"]), TryEnd(c["reason"])) for c in changes if c.get("reason") is not None]
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _write_ends_sqlite(keys: tuple[str, ...], guards: int) -> str:
+    """The UPDATE of one shape of change (SQLite, qmark): state, `keys`, then the id and the guard's states."""
+    sets = "".join(f', "{k}" = ?' for k in keys)
+    return f"UPDATE task_instance SET state = ?{sets} WHERE id = ? AND state IN ({', '.join(['?'] * guards)})"
 
 
 @functools.lru_cache(maxsize=64)
