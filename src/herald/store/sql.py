@@ -180,7 +180,14 @@ def sqlite_values(
 ) -> list[tuple[Any, ...]]:
     """Each row's `names` values as the driver takes them: each through its column's own conversion."""
     processors = _bind_processors(conn, table, tuple(names))
-    return [tuple(p(row[n]) if p is not None else row[n] for n, p in processors) for row in rows]
+    known = set(names)
+    out: list[tuple[Any, ...]] = []
+    for row in rows:
+        if not known.issuperset(row):  # as `arrays`: a value without its column is an error, not lost
+            raise ValueError(f"{table.name}: no column for {sorted(set(row) - known)} among {list(names)}")
+        # a column a row leaves out is NULL (the batch's columns are the same for every row)
+        out.append(tuple(p(row.get(n)) if p is not None else row.get(n) for n, p in processors))
+    return out
 
 
 _processors: dict[tuple[str, str, tuple[str, ...]], list[tuple[str, Callable[[Any], Any] | None]]] = {}
