@@ -17,6 +17,7 @@ What would violate this: an INSERT into `asset_event`, `event_queue` or
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,8 +63,14 @@ def message_extra(message: Message) -> dict[str, Any]:
         else:
             meta["key"] = raw
     meta["dedupe_key"] = message.dedupe_key
-    meta["received_at"] = message.received_at.isoformat()
+    meta["received_at"] = _iso(message.received_at)
     return meta
+
+
+@functools.lru_cache(maxsize=16)
+def _iso(at: datetime) -> str:
+    """`at.isoformat()`, remembered: a batch's messages share the time they were received."""
+    return at.isoformat()
 
 
 @dataclass(frozen=True)

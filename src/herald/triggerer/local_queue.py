@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -195,6 +196,7 @@ class LocalQueueSource:
             await self._wait(self._event)
             rows = await self._take(max_messages)
         self._drained = len(rows) < max_messages
+        received_at = datetime.now(UTC)  # one read: one time for its batch
         return [
             Message(
                 body=bytes(body),
@@ -209,6 +211,7 @@ class LocalQueueSource:
                     "message_id": int(row_id),
                     "published_at": created_at.isoformat(),
                 },
+                received_at=received_at,
                 handle=int(row_id),
             )
             for row_id, body, headers, created_at, publish_key in rows
