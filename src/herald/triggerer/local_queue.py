@@ -197,6 +197,7 @@ class LocalQueueSource:
             rows = await self._take(max_messages)
         self._drained = len(rows) < max_messages
         received_at = datetime.now(UTC)  # one read: one time for its batch
+        published: dict[datetime, str] = {}  # one publish's messages share their time
         return [
             Message(
                 body=bytes(body),
@@ -209,7 +210,8 @@ class LocalQueueSource:
                     "broker": "local",
                     "queue": self.queue,
                     "message_id": int(row_id),
-                    "published_at": created_at.isoformat(),
+                    "published_at": published.get(created_at)
+                    or published.setdefault(created_at, created_at.isoformat()),
                 },
                 received_at=received_at,
                 handle=int(row_id),
