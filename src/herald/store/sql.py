@@ -135,7 +135,7 @@ def insert_rows(
     *,
     skip_conflicts: bool = False,
     returning: Sequence[str] = (),
-) -> list[tuple[Any, ...]]:
+) -> list[Sequence[Any]]:
     """A multi-row INSERT of `rows` (values in the order of `names`) on SQLite, run by the driver itself.
 
     The values are converted by their columns' types as SQLAlchemy would (a JSON
@@ -180,13 +180,13 @@ def insert_rows(
     if returning:
         tail += " RETURNING " + ", ".join(quote(n) for n in returning)
     width = len(names)
-    found: list[tuple[Any, ...]] = []
+    found: list[Sequence[Any]] = []
     for start in range(0, count, _ROWS_PER_INSERT):
         n = min(_ROWS_PER_INSERT, count - start)
         params = tuple(converted[start * width : (start + n) * width])
         result = conn.exec_driver_sql(head + ", ".join([one] * n) + tail, params)
         if returning:
-            found.extend(tuple(r) for r in result)
+            found.extend(result.all())
     return found
 
 
