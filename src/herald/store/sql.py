@@ -143,7 +143,7 @@ def insert_rows(
     distinct value object once per call: a batch's rows that share one `now`
     convert it once. SQLAlchemy's own executemany converts every value of every row
     through its generic parameter machinery, which cost more than the insert itself
-    (a triggerer's batch of 500 events). `skip_conflicts` adds ON CONFLICT DO NOTHING;
+    (a triggerer's batch of events). `skip_conflicts` adds ON CONFLICT DO NOTHING;
     returns the `returning` columns of the rows inserted.
     """
     dialect = conn.dialect
