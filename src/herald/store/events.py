@@ -17,6 +17,7 @@ What would violate this: an INSERT into `asset_event`, `event_queue` or
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from herald.sdk.triggers import Message
 from herald.store import tables as t
-from herald.store.sql import ORDINAL, arrays, per_dialect, sqlite_insert, unnested
+from herald.store.sql import ORDINAL, arrays, insert_rows, per_dialect, unnested
 from herald.store.storable import DEFAULT_MAX_DEAD_LETTER_BODY, body_head
 from herald.store.types import utcnow
 from herald.store.watchers import WatcherCounts, add_counts
@@ -62,8 +63,14 @@ def message_extra(message: Message) -> dict[str, Any]:
         else:
             meta["key"] = raw
     meta["dedupe_key"] = message.dedupe_key
-    meta["received_at"] = message.received_at.isoformat()
+    meta["received_at"] = _iso(message.received_at)
     return meta
+
+
+@functools.lru_cache(maxsize=16)
+def _iso(at: datetime) -> str:
+    """`at.isoformat()`, remembered: a batch's messages share the time they were received."""
+    return at.isoformat()
 
 
 @dataclass(frozen=True)
@@ -110,34 +117,49 @@ def insert_events(
     """
     if not rows:
         return []
-    values = [r.to_row() if isinstance(r, NewEvent) else dict(r) for r in rows]
     postgres = conn.dialect.name == "postgresql"
-    sqlite_rows = conn.dialect.name == "sqlite" and all(isinstance(r, NewEvent) for r in rows)
+    created: Sequence[Sequence[Any]]
     if postgres:
+        values = [r.to_row() if isinstance(r, NewEvent) else dict(r) for r in rows]
         # one statement text for any batch (a multi-row VALUES is a new text for each size)
         created = conn.execute(_insert_events_pg(conn), arrays(t.asset_event, values, _EVENT_COLUMNS)).all()
-    elif sqlite_rows:
-        # a watcher's batch: the driver takes the rows (no per-row parameter building in SQLAlchemy)
-        created = sqlite_insert(conn, t.asset_event, _EVENT_COLUMNS, values, ignore=True, returning=_EVENT_BACK)
-    else:
+    elif all(isinstance(r, NewEvent) for r in rows):
+        # a watcher's batch: the driver's multi-row INSERT, each value converted once
+        created = insert_rows(
+            conn,
+            t.asset_event,
+            _WATCHER_EVENT_COLUMNS,
+            ((r.asset_id, r.source, r.dedupe_key, r.extra, r.timestamp) for r in rows if isinstance(r, NewEvent)),
+            skip_conflicts=True,
+            returning=("id", "asset_id", "source"),
+        )
+    else:  # rows that may carry more columns (a task's events: source_dag_id...)
         created = conn.execute(
             upsert_ignore(conn, t.asset_event).returning(
                 t.asset_event.c.id, t.asset_event.c.asset_id, t.asset_event.c.source
             ),
-            values,
+            [r.to_row() if isinstance(r, NewEvent) else dict(r) for r in rows],
         ).all()
     new = sorted((int(r[0]), int(r[1]), str(r[2])) for r in created)
-    queue = [
-        {"dag_id": dag_id, "asset_id": asset_id, "event_id": event_id, "queued_at": now}
-        for event_id, asset_id, _source in new
-        for dag_id in consumers.get(asset_id, ())
-    ]
-    if queue and postgres:
-        conn.execute(_queue_events_pg(conn), arrays(t.event_queue, queue, _QUEUE_COLUMNS))
-    elif queue and conn.dialect.name == "sqlite":
-        sqlite_insert(conn, t.event_queue, _QUEUE_COLUMNS, queue)
-    elif queue:
-        conn.execute(insert(t.event_queue), queue)
+    if postgres:
+        queue = [
+            {"dag_id": dag_id, "asset_id": asset_id, "event_id": event_id, "queued_at": now}
+            for event_id, asset_id, _source in new
+            for dag_id in consumers.get(asset_id, ())
+        ]
+        if queue:
+            conn.execute(_queue_events_pg(conn), arrays(t.event_queue, queue, _QUEUE_COLUMNS))
+    else:
+        insert_rows(
+            conn,
+            t.event_queue,
+            _QUEUE_COLUMNS,
+            (
+                (dag_id, asset_id, event_id, now)
+                for event_id, asset_id, _source in new
+                for dag_id in consumers.get(asset_id, ())
+            ),
+        )
     return new
 
 
@@ -153,6 +175,8 @@ _EVENT_COLUMNS = (
     "source_run_id",
     "source_map_index",
 )
+#: the columns of an event a watcher (or a replay) makes: it names no task try
+_WATCHER_EVENT_COLUMNS = _EVENT_COLUMNS[:5]
 _QUEUE_COLUMNS = ("dag_id", "asset_id", "event_id", "queued_at")
 _EVENT_BACK = ("id", "asset_id", "source")
 

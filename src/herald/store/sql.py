@@ -10,7 +10,7 @@ list as one array parameter instead: `column = ANY(:values)` (`among`,
 server after a few executions (psycopg's `prepare_threshold`). SQLite keeps the
 plain forms.
 
-On SQLite the hot batch writes (`sqlite_insert`, `sqlite_values`) hand the
+On SQLite the hot batch writes (`insert_rows`, `sqlite_values`) hand the
 rows to the driver, each value through its column's own conversion: what
 SQLAlchemy would store, without its building of a parameter dict per row.
 
@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import JSON, BindParameter, ColumnElement, Connection, Table, Text, any_, bindparam, cast, func
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import StatementError
 from sqlalchemy.sql.selectable import CTE, Select, TableValuedAlias
 
 T = TypeVar("T")
@@ -131,50 +132,6 @@ def per_dialect(build: Callable[[str], T]) -> Callable[[Connection], T]:
     return get
 
 
-#: rows per multi-row INSERT ... RETURNING on SQLite (`sqlite_insert`), as SQLAlchemy's insertmanyvalues pages
-_SQLITE_PAGE = 500
-
-
-def sqlite_insert(
-    conn: Connection,
-    table: Table,
-    names: Sequence[str],
-    rows: Iterable[Mapping[str, Any]],
-    *,
-    ignore: bool = False,
-    returning: Sequence[str] = (),
-) -> list[Any]:
-    """INSERT `rows` (their `names` columns) into `table` on SQLite through the driver, as SQLAlchemy would store them.
-
-    Why: an executemany through SQLAlchemy builds each row's parameters in Python
-    (`construct_params`, then each column's conversion): ~60% of the cost of a
-    large INSERT's batch of events, measured. Here each column's own conversion
-    (its type's bind processor: JSON text, the datetime format) is applied to the
-    values directly and the driver takes the rows: one `executemany`, or with
-    `returning`, multi-row `INSERT ... RETURNING` statements of up to
-    _SQLITE_PAGE rows (returned rows in no given order). `ignore` skips rows that
-    break a unique constraint (ON CONFLICT DO NOTHING). Columns left out get
-    their database defaults only: no Python-side default is applied.
-    """
-    params = sqlite_values(conn, table, names, rows)
-    if not params:
-        return []
-    quote = conn.dialect.identifier_preparer.quote
-    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) VALUES "
-    one = "(" + ", ".join(["?"] * len(names)) + ")"
-    tail = " ON CONFLICT DO NOTHING" if ignore else ""
-    if not returning:
-        conn.exec_driver_sql(head + one + tail, params)
-        return []
-    back = " RETURNING " + ", ".join(quote(n) for n in returning)
-    out: list[Any] = []
-    for i in range(0, len(params), _SQLITE_PAGE):
-        page = params[i : i + _SQLITE_PAGE]
-        sql = head + ", ".join([one] * len(page)) + tail + back
-        out += conn.exec_driver_sql(sql, tuple(v for row in page for v in row)).all()
-    return out
-
-
 def sqlite_values(
     conn: Connection, table: Table, names: Sequence[str], rows: Iterable[Mapping[str, Any]]
 ) -> list[tuple[Any, ...]]:
@@ -202,3 +159,73 @@ def _bind_processors(
         dialect = conn.dialect
         found = _processors[key] = [(n, table.c[n].type.dialect_impl(dialect).bind_processor(dialect)) for n in names]
     return found
+
+
+#: rows per multi-row INSERT of `insert_rows` (SQLite allows 32,766 parameters per statement)
+_ROWS_PER_INSERT = 1000
+
+
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    names: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    skip_conflicts: bool = False,
+    returning: Sequence[str] = (),
+) -> list[Sequence[Any]]:
+    """A multi-row INSERT of `rows` (values in the order of `names`) on SQLite, run by the driver itself.
+
+    The values are converted by their columns' types as SQLAlchemy would (a JSON
+    column's value serialised, a datetime written in SQLite's format), but each
+    distinct value object once per call: a batch's rows that share one `now`
+    convert it once. SQLAlchemy's own executemany converts every value of every row
+    through its generic parameter machinery, which cost more than the insert itself
+    (a triggerer's batch of events). `skip_conflicts` adds ON CONFLICT DO NOTHING;
+    returns the `returning` columns of the rows inserted.
+    """
+    dialect = conn.dialect
+    assert dialect.name == "sqlite", "insert_rows is SQLite's (PostgreSQL takes `unnested` batches)"
+    processors = [table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+    converted: list[Any] = []
+    last: list[tuple[Any, Any]] = [(_NOTHING, None)] * len(names)
+    count = 0
+    for row in rows:
+        count += 1
+        for i, value in enumerate(row):
+            process = processors[i]
+            if process is None:
+                converted.append(value)
+                continue
+            seen, out = last[i]
+            if value is not seen:
+                try:
+                    out = process(value)
+                except Exception as exc:  # refused for what it carries, as SQLAlchemy reports it
+                    raise StatementError(
+                        f"({type(exc).__name__}) {exc}", f"INSERT INTO {table.name}", None, exc
+                    ) from exc
+                last[i] = (value, out)
+            converted.append(out)
+    if not count:
+        return []
+    quote = dialect.identifier_preparer.quote
+    head = (
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({', '.join(quote(n) for n in names)}) VALUES "
+    )
+    one = "(" + ", ".join("?" * len(names)) + ")"
+    tail = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
+    if returning:
+        tail += " RETURNING " + ", ".join(quote(n) for n in returning)
+    width = len(names)
+    found: list[Sequence[Any]] = []
+    for start in range(0, count, _ROWS_PER_INSERT):
+        n = min(_ROWS_PER_INSERT, count - start)
+        params = tuple(converted[start * width : (start + n) * width])
+        result = conn.exec_driver_sql(head + ", ".join([one] * n) + tail, params)
+        if returning:
+            found.extend(result.all())
+    return found
+
+
+_NOTHING = object()

@@ -112,6 +112,8 @@ def json_problem(
     strings, and only JSON types. It runs on every message and result, so
     scalars are checked in line and only containers go on the stack.
     """
+    if type(value) is dict and max_depth >= 1 and _plain_flat(value, nul):
+        return None  # the common case (headers, where a message came from, most payloads), in one pass
     chars = _UNSTORABLE_CHARS if nul else _SURROGATES
     stack: list[tuple[Any, int]] = [([value], -1)]  # a wrapper, so the value itself is checked as a child
     while stack:
@@ -147,6 +149,24 @@ def json_problem(
                 if problem is not None:
                     return problem
     return None
+
+
+def _plain_flat(value: dict[Any, Any], nul: bool) -> bool:
+    """True for a dict of ASCII text keys whose values are ASCII text, finite numbers, booleans or
+    None (without NUL when `nul` is set): storable as it is. False says nothing: `json_problem` looks closer."""
+    for key, child in value.items():
+        if type(key) is not str or not key.isascii() or (nul and "\x00" in key):
+            return False
+        kind = type(child)
+        if kind is str:
+            if not child.isascii() or (nul and "\x00" in child):
+                return False
+        elif kind is float:
+            if not math.isfinite(child):
+                return False
+        elif not (kind is int or kind is bool or child is None):
+            return False
+    return True
 
 
 def _other_problem(

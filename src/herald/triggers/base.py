@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import types
 import typing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -49,6 +51,7 @@ __all__ = [
     "PublisherPool",
     "decode_body",
     "header_text",
+    "millis_text",
     "normalize_headers",
     "parse_options",
     "publishers",
@@ -56,6 +59,17 @@ __all__ = [
 ]
 
 log = logging.getLogger("herald.triggers")
+
+
+@functools.lru_cache(maxsize=256)
+def millis_text(millis: int) -> str:
+    """A broker's timestamp in milliseconds since the epoch as ISO 8601 text (UTC).
+
+    Remembered: the messages of a batch mostly share their millisecond, and
+    formatting a date costs more than the rest of building a message.
+    """
+    return datetime.fromtimestamp(millis / 1000, UTC).isoformat()
+
 
 OptionsT = TypeVar("OptionsT", bound="BrokerOptions")
 

@@ -47,6 +47,7 @@ from herald.triggers.base import (
     BrokerOptions,
     Message,
     Publisher,
+    millis_text,
     normalize_headers,
     parse_options,
 )
@@ -508,9 +509,10 @@ class KafkaTrigger(BaseEventTrigger):
     async def receive(self, max_messages: int) -> list[Message]:
         client = self._require_client()
         records = await client.fetch(max_messages, self.poll_timeout)
-        return [self._message(r, client.revocations.get((r.topic, r.partition), 0)) for r in records]
+        received_at = datetime.now(UTC)  # one fetch: one time for its batch
+        return [self._message(r, client.revocations.get((r.topic, r.partition), 0), received_at) for r in records]
 
-    def _message(self, record: Record, epoch: int) -> Message:
+    def _message(self, record: Record, epoch: int, received_at: datetime) -> Message:
         metadata: dict[str, Any] = {
             "broker": "kafka",
             "topic": record.topic,
@@ -519,13 +521,14 @@ class KafkaTrigger(BaseEventTrigger):
             "group_id": self.group_id,
         }
         if record.timestamp_ms is not None and record.timestamp_ms >= 0:
-            metadata["published_at"] = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC).isoformat()
+            metadata["published_at"] = millis_text(record.timestamp_ms)
         return Message(
             body=record.value if record.value is not None else b"",
             dedupe_key=f"{record.topic}:{record.partition}:{record.offset}",
             key=record.key,
             headers=normalize_headers(record.headers),
             metadata=metadata,
+            received_at=received_at,
             handle=((record.topic, record.partition), record.offset, epoch),
         )
 

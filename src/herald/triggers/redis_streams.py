@@ -35,7 +35,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
-from herald.triggers.base import BaseEventTrigger, BrokerOptions, BrokerPublisher, Message, parse_options
+from herald.triggers.base import (
+    BaseEventTrigger,
+    BrokerOptions,
+    BrokerPublisher,
+    Message,
+    millis_text,
+    parse_options,
+)
 from herald.triggers.urls import mask_url, query_options, shown_url
 
 log = logging.getLogger("herald.triggers.redis")
@@ -217,19 +224,20 @@ class RedisStreamTrigger(BaseEventTrigger):
     async def _messages(self, entries: list[tuple[Any, Any]]) -> list[Message]:
         messages: list[Message] = []
         gone: list[str] = []
+        received_at = datetime.now(UTC)  # one receive: one time for its batch
         for raw_id, fields in entries:
             entry_id = _text(raw_id)
             if fields is None:
                 # Trimmed (MAXLEN) or deleted after it was delivered: nothing left to deliver.
                 gone.append(entry_id)
                 continue
-            messages.append(self._message(entry_id, fields))
+            messages.append(self._message(entry_id, fields, received_at))
         if gone:
             log.warning("stream %s: entries %s were deleted before delivery; acknowledging them", self.stream, gone)
             await self._require_client().xack(self.stream, self.group, *gone)
         return messages
 
-    def _message(self, entry_id: str, fields: dict[Any, Any]) -> Message:
+    def _message(self, entry_id: str, fields: dict[Any, Any], received_at: datetime) -> Message:
         decoded = {_text(k): v for k, v in fields.items()}
         if "body" in decoded:
             raw = decoded.pop("body")
@@ -247,9 +255,14 @@ class RedisStreamTrigger(BaseEventTrigger):
         }
         millis, _, _seq = entry_id.partition("-")
         if millis.isdigit():
-            metadata["published_at"] = datetime.fromtimestamp(int(millis) / 1000, UTC).isoformat()
+            metadata["published_at"] = millis_text(int(millis))
         return Message(
-            body=body, dedupe_key=f"{self.stream}:{entry_id}", headers=headers, metadata=metadata, handle=entry_id
+            body=body,
+            dedupe_key=f"{self.stream}:{entry_id}",
+            headers=headers,
+            metadata=metadata,
+            received_at=received_at,
+            handle=entry_id,
         )
 
     async def ack(self, messages: list[Message]) -> None:
