@@ -140,9 +140,14 @@ def test_two_triggerers_share_ten_watchers_a_third_takes_its_share_and_a_killed_
     assert all(w["state"] == "running" for w in herald.cli_json("watchers", "list"))
 
 
-def consumed_by_both(cluster: Cluster, publish: Callable[[int], None], rounds: int = 40) -> None:
-    """Publish a round at a time until both triggerers have delivered messages of the shared queue."""
-    for _ in range(rounds):
+def consumed_by_both(cluster: Cluster, publish: Callable[[int], None], timeout: float = 60) -> None:
+    """Publish a round at a time until both triggerers have delivered messages of the shared queue.
+
+    By time, not rounds: a Kafka group's rebalance, or a triggerer's counts written
+    with its heartbeat, take longer on a loaded machine.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         publish(60)
         delivered = {name: row["received"] for name, row in alive(cluster).items()}
         if len(delivered) == 2 and all(n > 0 for n in delivered.values()):
