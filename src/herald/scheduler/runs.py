@@ -8,6 +8,7 @@ as tries finish (each result wakes the scheduler).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -220,6 +221,19 @@ def _gated_run(
     return True
 
 
+@dataclass
+class Ready:
+    """Tries of started runs: `ready` to queue (`store.tries.queue`), and `queued` already."""
+
+    ready: list[int] = field(default_factory=list)
+    queued: list[int] = field(default_factory=list)
+
+    def __iadd__(self, other: Ready) -> Ready:
+        self.ready += other.ready
+        self.queued += other.queued
+        return self
+
+
 def start_runs(
     conn: Connection,
     dags: dict[str, DAG],
@@ -227,11 +241,11 @@ def start_runs(
     now: datetime,
     budget: int,
     flow_locked: set[str] | None = None,
-) -> tuple[list[int], bool, flow.Admitted]:
-    """Start queued runs within `max_active_runs` and `budget`; returns their ready tries,
-    whether more runs may start at once, and what flow control decided for the DAGs with
-    flow rules whose rows this transaction holds (`flow_locked`): tries to stop, when to
-    look again."""
+) -> tuple[Ready, bool, flow.Admitted]:
+    """Start queued runs within `max_active_runs` and `budget`; returns their tries ready to queue
+    (and queued already), whether more runs may start at once, and what flow control decided
+    for the DAGs with flow rules whose rows this transaction holds (`flow_locked`): tries to
+    stop, when to look again."""
     with_flow = {d for d, dag in dags.items() if dag.flow is not None}
     ready, more, begun = _start_plain(conn, dags, paused, now, budget, with_flow)
     decided = flow.Admitted(more=more)
@@ -253,12 +267,12 @@ def start_runs(
 
 def _start_plain(
     conn: Connection, dags: dict[str, DAG], paused: set[str], now: datetime, budget: int, exclude: set[str]
-) -> tuple[list[int], bool, int]:
+) -> tuple[Ready, bool, int]:
     """Start queued runs of the DAGs without flow rules, oldest first; returns their ready tries,
     whether more may start at once, and how many runs started."""
     queued = store_runs.queued_runs(conn, RUN_SCAN, exclude)
     if not queued:
-        return [], False, 0
+        return Ready(), False, 0
     limited = {r.dag_id for r in queued if (d := dags.get(r.dag_id)) is not None and d.max_active_runs}
     active = store_runs.active_counts(conn, limited)
     started: list[tuple[int, str]] = []
@@ -279,38 +293,46 @@ def _start_plain(
         started.append((int(row.id), row.dag_id))
     store_runs.finish(conn, RunState.FAILED, missing, now, queued=True)
     if not started:
-        return [], False, 0
+        return Ready(), False, 0
     ready = _begin(conn, dags, started, now)
     return ready, len(queued) == RUN_SCAN and len(started) < budget, len(started)
 
 
-def _begin(conn: Connection, dags: dict[str, DAG], started: list[tuple[int, str]], now: datetime) -> list[int]:
-    """These queued runs (run_pk, dag_id) start: their tries are created; returns those ready to queue.
+def _begin(conn: Connection, dags: dict[str, DAG], started: list[tuple[int, str]], now: datetime) -> Ready:
+    """These queued runs (run_pk, dag_id) start: their tries are created; returns those ready to queue
+    and those queued already.
 
-    A run another scheduler is starting meanwhile is left to it (`store.runs.start`).
+    A task without upstream tasks is ready at once; unless it is mapped (expanded first) or its
+    DAG bounds its active tasks (`within_max_active_tasks` decides), its first try is
+    inserted `queued`, as queueing it in this pass would leave it. A run another scheduler is
+    starting meanwhile is left to it (`store.runs.start`).
     """
     begun = set(store_runs.start(conn, [pk for pk, _ in started], now))
     started = [(pk, dag_id) for pk, dag_id in started if pk in begun]
     rows: list[dict[str, Any]] = []
     for run_pk, dag_id in started:
-        for task in dags[dag_id].tasks.values():
+        dag = dags[dag_id]
+        for task in dag.tasks.values():
+            # Without upstream tasks every trigger rule lets a task run at once.
+            state = TryState.NONE if task.upstream else TryState.SCHEDULED
+            direct = state == TryState.SCHEDULED and task.mapped is None and dag.max_active_tasks is None
             rows.append(
                 {
                     "run_pk": run_pk,
                     "dag_id": dag_id,
-                    # Without upstream tasks every trigger rule lets a task run at once.
-                    "state": TryState.NONE if task.upstream else TryState.SCHEDULED,
+                    "state": TryState.QUEUED if direct else state,
+                    "try_number": 1 if direct else 0,
                     "max_tries": task.retries + 1,
                     "queue": task.queue,
                     "task_id": task.task_id,
                 }
             )
     pks = [pk for pk, _ in started]
-    # a run that starts has no tries yet: those inserted `scheduled` are all it has ready
-    ready = store_tries.insert_tries(conn, rows)
+    # a run that starts has no tries yet: those inserted `scheduled` or `queued` are all it has ready
+    inserted = store_tries.insert_tries(conn, rows)
     with_tasks = {r["run_pk"] for r in rows}
     ends.end_runs(conn, dags, RunState.SUCCESS, [pk for pk in pks if pk not in with_tasks], now, ends.SUCCESS)
-    return ready
+    return Ready(inserted.ready, inserted.queued)
 
 
 def within_max_active_tasks(conn: Connection, dags: dict[str, DAG], ti_ids: list[int]) -> list[int]:

@@ -250,17 +250,21 @@ class Scheduler:
             started_runs, more, decided = runs.start_runs(conn, dags, paused, now, budget, flow_locked)
             outcome.more |= more
             outcome.cancel += decided.cancel
-            to_queue += started_runs
+            to_queue += started_runs.ready
             retry_ids, retry_at = store_tries.due_retries(conn, now)
             to_queue += retry_ids
             to_queue = self._expand(conn, sorted(set(to_queue)), now)
             to_queue = runs.within_max_active_tasks(conn, dags, to_queue)
-            if to_queue or requeued:
+            if to_queue or requeued or started_runs.queued:
                 store_tries.queue(conn, to_queue)
                 if self.executor.needs_requests:
-                    # a requeued try (its worker was lost) is queued already, under its own number
+                    # a requeued try (its worker was lost) is queued already, under its own number;
+                    # so is the first try of a task its run's start inserted `queued`
                     outcome.requests, outcome.failed = build_requests_or_fail(
-                        conn, dags, [*to_queue, *requeued], inlet_events_limit=self.inlet_events_limit
+                        conn,
+                        dags,
+                        [*sorted([*to_queue, *started_runs.queued]), *requeued],
+                        inlet_events_limit=self.inlet_events_limit,
                     )
                     outcome.more |= bool(outcome.failed)
                 channel = self.executor.wake_channel
