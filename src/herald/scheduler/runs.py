@@ -32,6 +32,31 @@ RUN_SCAN = 2000
 CATCHUP_QUEUE = 100
 
 
+@dataclass
+class Ready:
+    """Tries of started runs: `ready` to queue (`store.tries.queue`), and `queued` already."""
+
+    ready: list[int] = field(default_factory=list)
+    queued: list[int] = field(default_factory=list)
+
+    def __iadd__(self, other: Ready) -> Ready:
+        self.ready += other.ready
+        self.queued += other.queued
+        return self
+
+
+@dataclass
+class AssetRuns:
+    """What `create_asset_runs` did: when to look again, whether more events wait, the runs it started."""
+
+    deadline: datetime | None
+    more: bool
+    ready: Ready = field(default_factory=Ready)
+    begun: int = 0
+    #: no run of a DAG without flow rules waited queued when the runs were made
+    none_queued: bool = False
+
+
 def flow_dags(dags: dict[str, DAG], paused: set[str]) -> set[str]:
     """The DAGs with flow rules (`key=`, `priority=`, ...) that may run now."""
     return {d for d, dag in dags.items() if dag.flow is not None and d not in paused}
@@ -45,14 +70,19 @@ def create_asset_runs(
     now: datetime,
     flow_locked: set[str] | None = None,
     stop: list[int] | None = None,
-) -> tuple[datetime | None, bool]:
+    budget: int = 0,
+) -> AssetRuns:
     """Runs for the queued events, by each DAG's asset condition and batch policy.
+
+    Up to `budget` runs start at once, as `start_runs` would start them in this pass, when
+    their DAG has no `max_active_runs` and no run waits queued before them (one row version
+    and one statement less per run): their tries are returned.
 
     A DAG with flow rules makes runs only when this transaction holds its row
     (`flow_locked`, from `store.flow.lock_dags`): its keys, bursts and order are decided
     by one scheduler at a time; its `cancel_on=` events cancel runs, whose tries to stop
     after the commit are added to `stop`. Returns when a batch that is not full yet is
-    due, and whether more events wait.
+    due, whether more events wait, and the runs started.
     """
     locked = flow_locked or set()
     # Only DAGs that can run now: a paused DAG's backlog must not hide the others'.
@@ -67,7 +97,7 @@ def create_asset_runs(
         and (dag.flow is None or d in locked)
     ]
     if not runnable:
-        return None, False
+        return AssetRuns(None, False)
     rows = store_runs.pending_events(conn, runnable, EVENT_SCAN)
     pending = _pending(conn, dags, rows, asset_ids)
     deadline: datetime | None = None
@@ -85,15 +115,39 @@ def create_asset_runs(
         if wake_at is not None:
             deadline = wake_at if deadline is None else min(deadline, wake_at)
         planned += [(dag_id, run_events) for run_events in planned_runs]
+    made = AssetRuns(deadline, len(rows) == EVENT_SCAN)
     if planned:
+        running = _start_at_once(conn, dags, [dag_id for dag_id, _ in planned], budget)
+        made.none_queued = any(running)
         # All the pass's runs in one INSERT (ids back in order), their events in one, one DELETE.
-        run_pks = store_runs.create_runs(conn, [dag_id for dag_id, _ in planned], RunType.ASSET_TRIGGERED, now)
+        run_pks = store_runs.create_runs(
+            conn, [dag_id for dag_id, _ in planned], RunType.ASSET_TRIGGERED, now, running=running
+        )
         store_runs.link_events(
             conn,
             [(run_pk, p.event_id) for run_pk, (_, evs) in zip(run_pks, planned, strict=True) for p in evs],
         )
         store_runs.consume_events(conn, [p.queue_id for _, evs in planned for p in evs])
-    return deadline, len(rows) == EVENT_SCAN
+        started = [(pk, dag_id) for pk, (dag_id, _), now_ in zip(run_pks, planned, running, strict=True) if now_]
+        if started:
+            made.ready += _make_tries(conn, dags, started, now)
+            made.begun = len(started)
+    return made
+
+
+def _start_at_once(conn: Connection, dags: dict[str, DAG], dag_ids: list[str], budget: int) -> list[bool]:
+    """Which of these new runs (DAGs without flow rules) start at once: as `start_runs` would in this
+    pass when no run waits queued before them, within `budget`, their DAG without `max_active_runs`."""
+    running = [False] * len(dag_ids)
+    eligible = [i for i, d in enumerate(dag_ids) if dags[d].max_active_runs is None][:budget]
+    if not eligible:
+        return running
+    with_flow = {d for d, dag in dags.items() if dag.flow is not None}
+    if store_runs.queued_runs(conn, 1, with_flow):
+        return running  # older runs first: they start in this pass's `start_runs`, these after them
+    for i in eligible:
+        running[i] = True
+    return running
 
 
 def _pending(
@@ -221,19 +275,6 @@ def _gated_run(
     return True
 
 
-@dataclass
-class Ready:
-    """Tries of started runs: `ready` to queue (`store.tries.queue`), and `queued` already."""
-
-    ready: list[int] = field(default_factory=list)
-    queued: list[int] = field(default_factory=list)
-
-    def __iadd__(self, other: Ready) -> Ready:
-        self.ready += other.ready
-        self.queued += other.queued
-        return self
-
-
 def start_runs(
     conn: Connection,
     dags: dict[str, DAG],
@@ -241,13 +282,18 @@ def start_runs(
     now: datetime,
     budget: int,
     flow_locked: set[str] | None = None,
+    none_queued: bool = False,
 ) -> tuple[Ready, bool, flow.Admitted]:
     """Start queued runs within `max_active_runs` and `budget`; returns their tries ready to queue
     (and queued already), whether more runs may start at once, and what flow control decided
     for the DAGs with flow rules whose rows this transaction holds (`flow_locked`): tries to
-    stop, when to look again."""
+    stop, when to look again. `none_queued`: this pass found no run of a DAG without flow
+    rules queued and made none since (the queued runs are not read again)."""
     with_flow = {d for d, dag in dags.items() if dag.flow is not None}
-    ready, more, begun = _start_plain(conn, dags, paused, now, budget, with_flow)
+    if none_queued:
+        ready, more, begun = Ready(), False, 0
+    else:
+        ready, more, begun = _start_plain(conn, dags, paused, now, budget, with_flow)
     decided = flow.Admitted(more=more)
     budget -= begun
     for dag_id in sorted((flow_locked or set()) - paused):
@@ -308,7 +354,11 @@ def _begin(conn: Connection, dags: dict[str, DAG], started: list[tuple[int, str]
     starting meanwhile is left to it (`store.runs.start`).
     """
     begun = set(store_runs.start(conn, [pk for pk, _ in started], now))
-    started = [(pk, dag_id) for pk, dag_id in started if pk in begun]
+    return _make_tries(conn, dags, [(pk, dag_id) for pk, dag_id in started if pk in begun], now)
+
+
+def _make_tries(conn: Connection, dags: dict[str, DAG], started: list[tuple[int, str]], now: datetime) -> Ready:
+    """The tries of these runs, which started in this transaction (a run without tasks ends at once)."""
     rows: list[dict[str, Any]] = []
     for run_pk, dag_id in started:
         dag = dags[dag_id]

@@ -42,8 +42,13 @@ def create_runs(
     logical_dates: Sequence[datetime] | None = None,
     interval: timedelta = timedelta(),
     flow: Sequence[RunFlow] | None = None,
+    running: Sequence[bool] | None = None,
 ) -> list[int]:
     """Queue one run per entry of `dag_ids` (one INSERT); returns their ids in the order given.
+
+    `running` marks the runs that start at once (`running`, started at `now`: one row
+    version where queueing then starting it makes two); the scheduler inserts them so
+    only when nothing queued waits before them (`queued_runs`).
 
     `logical_dates` (scheduled runs) gives each run its tick: its logical date, the end
     of its data interval, which starts `interval` earlier (Airflow 3's trigger timetables
@@ -54,11 +59,13 @@ def create_runs(
         return []
     dates = list(logical_dates) if logical_dates is not None else [None] * len(dag_ids)
     flows = list(flow) if flow is not None else [None] * len(dag_ids)
+    starts = list(running) if running is not None else [False] * len(dag_ids)
     rows = [
         {
             "run_id": new_run_id(run_type, tick or now),
             "dag_id": dag_id,
-            "state": RunState.QUEUED,
+            "state": RunState.RUNNING if start else RunState.QUEUED,
+            "started_at": now if start else None,
             "run_type": run_type,
             "conf": conf or {},
             "queued_at": now,
@@ -70,7 +77,7 @@ def create_runs(
             "held_by": f.held_by if f is not None else None,
             "held_until": f.held_until if f is not None else None,
         }
-        for dag_id, tick, f in zip(dag_ids, dates, flows, strict=True)
+        for dag_id, tick, f, start in zip(dag_ids, dates, flows, starts, strict=True)
     ]
     # thousands of runs of one pass share `now`: their 32 random bits could meet (5,000 runs: 0.3%
     # a pass), which would fail the whole pass on the unique run_id
@@ -97,6 +104,7 @@ _RUN_COLUMNS = (
     "run_type",
     "conf",
     "queued_at",
+    "started_at",
     "logical_date",
     "data_interval_start",
     "data_interval_end",

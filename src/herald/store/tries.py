@@ -265,7 +265,8 @@ def write_ends(conn: Connection, changes: list[dict[str, Any]]) -> None:
     for change in changes:
         values = {k: _clean(k, v) for k, v in change.items() if k not in ("id", "state", "reason")}
         state = TryState(change["state"])
-        groups[(state, tuple(sorted(values)))].append({"b_id": change["id"], **{f"b_{k}": v for k, v in values.items()}})
+        bound = {f"b_{k}": v for k, v in values.items()}
+        groups[(state, tuple(sorted(values)))].append({"b_id": change["id"], **bound})
     for (state, keys), params in groups.items():
         if conn.dialect.name == "sqlite":
             # the driver's executemany: SQLAlchemy's building of each row's parameters cost more than the UPDATE
