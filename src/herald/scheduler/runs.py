@@ -119,15 +119,14 @@ def create_asset_runs(
     if planned:
         running = _start_at_once(conn, dags, [dag_id for dag_id, _ in planned], budget)
         made.none_queued = any(running)
-        # All the pass's runs in one INSERT (ids back in order), their events in one, one DELETE.
-        run_pks = store_runs.create_runs(
-            conn, [dag_id for dag_id, _ in planned], RunType.ASSET_TRIGGERED, now, running=running
-        )
-        store_runs.link_events(
+        # All the pass's runs, their events and the events leaving the queue in one statement (PostgreSQL).
+        run_pks = store_runs.create_event_runs(
             conn,
-            [(run_pk, p.event_id) for run_pk, (_, evs) in zip(run_pks, planned, strict=True) for p in evs],
+            [dag_id for dag_id, _ in planned],
+            [[(p.queue_id, p.event_id) for p in evs] for _, evs in planned],
+            now,
+            running,
         )
-        store_runs.consume_events(conn, [p.queue_id for _, evs in planned for p in evs])
         started = [(pk, dag_id) for pk, (dag_id, _), now_ in zip(run_pks, planned, running, strict=True) if now_]
         if started:
             made.ready += _make_tries(conn, dags, started, now)
