@@ -315,6 +315,10 @@ def _start_plain(
 ) -> tuple[Ready, bool, int]:
     """Start queued runs of the DAGs without flow rules, oldest first; returns their ready tries,
     whether more may start at once, and how many runs started."""
+    if budget <= 0:
+        # tries wait for workers up to the back-pressure limit: no run starts, so the backlog of
+        # queued runs (up to RUN_SCAN rows) is not read at every pass; a try ending wakes a pass
+        return Ready(), False, 0
     queued = store_runs.queued_runs(conn, RUN_SCAN, exclude)
     if not queued:
         return Ready(), False, 0
