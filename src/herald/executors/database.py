@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
@@ -32,6 +32,9 @@ class DatabaseExecutor:
     Args:
         heartbeat_timeout: seconds of silence after which a running try's worker is presumed dead.
         max_waiting_tries: the back-pressure limit (queued tries are counted up to it).
+        lost_every: seconds between two looks for lost tries (default: a quarter of the
+            timeout, at most 1 s); a busy cluster passes every few milliseconds, and each look
+            reads every running try.
     """
 
     workers_in_process = False
@@ -39,9 +42,12 @@ class DatabaseExecutor:
     #: workers build a try's request in the transaction that claims it
     needs_requests = False
 
-    def __init__(self, heartbeat_timeout: float, max_waiting_tries: int) -> None:
+    def __init__(self, heartbeat_timeout: float, max_waiting_tries: int, lost_every: float | None = None) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         self.max_waiting_tries = max_waiting_tries
+        every = min(1.0, heartbeat_timeout / 4) if lost_every is None else lost_every
+        self._lost_every = timedelta(seconds=every)
+        self._lost_next: datetime | None = None
 
     def start(self, on_started: Callable[[TaskStarted], None], on_result: Callable[[TaskResult], None]) -> None:
         """Nothing to start: the workers are processes of their own."""
@@ -51,6 +57,9 @@ class DatabaseExecutor:
         rows = store_tries.claim_results(conn, RESULT_SCAN)
         results = [TaskResult.from_wire(r) for r in rows]
         timeout = self.heartbeat_timeout
+        if self._lost_next is not None and now < self._lost_next:
+            return results, len(rows) == RESULT_SCAN
+        self._lost_next = now + self._lost_every
         results += [
             TaskResult(
                 ti_id=int(r.id),

@@ -8,6 +8,7 @@ as tries finish (each result wakes the scheduler).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,31 @@ RUN_SCAN = 2000
 CATCHUP_QUEUE = 100
 
 
+@dataclass
+class Ready:
+    """Tries of started runs: `ready` to queue (`store.tries.queue`), and `queued` already."""
+
+    ready: list[int] = field(default_factory=list)
+    queued: list[int] = field(default_factory=list)
+
+    def __iadd__(self, other: Ready) -> Ready:
+        self.ready += other.ready
+        self.queued += other.queued
+        return self
+
+
+@dataclass
+class AssetRuns:
+    """What `create_asset_runs` did: when to look again, whether more events wait, the runs it started."""
+
+    deadline: datetime | None
+    more: bool
+    ready: Ready = field(default_factory=Ready)
+    begun: int = 0
+    #: no run of a DAG without flow rules waited queued when the runs were made
+    none_queued: bool = False
+
+
 def flow_dags(dags: dict[str, DAG], paused: set[str]) -> set[str]:
     """The DAGs with flow rules (`key=`, `priority=`, ...) that may run now."""
     return {d for d, dag in dags.items() if dag.flow is not None and d not in paused}
@@ -44,14 +70,19 @@ def create_asset_runs(
     now: datetime,
     flow_locked: set[str] | None = None,
     stop: list[int] | None = None,
-) -> tuple[datetime | None, bool]:
+    budget: int = 0,
+) -> AssetRuns:
     """Runs for the queued events, by each DAG's asset condition and batch policy.
+
+    Up to `budget` runs start at once, as `start_runs` would start them in this pass, when
+    their DAG has no `max_active_runs` and no run waits queued before them (one row version
+    and one statement less per run): their tries are returned.
 
     A DAG with flow rules makes runs only when this transaction holds its row
     (`flow_locked`, from `store.flow.lock_dags`): its keys, bursts and order are decided
     by one scheduler at a time; its `cancel_on=` events cancel runs, whose tries to stop
     after the commit are added to `stop`. Returns when a batch that is not full yet is
-    due, and whether more events wait.
+    due, whether more events wait, and the runs started.
     """
     locked = flow_locked or set()
     # Only DAGs that can run now: a paused DAG's backlog must not hide the others'.
@@ -66,7 +97,7 @@ def create_asset_runs(
         and (dag.flow is None or d in locked)
     ]
     if not runnable:
-        return None, False
+        return AssetRuns(None, False)
     rows = store_runs.pending_events(conn, runnable, EVENT_SCAN)
     pending = _pending(conn, dags, rows, asset_ids)
     deadline: datetime | None = None
@@ -84,15 +115,38 @@ def create_asset_runs(
         if wake_at is not None:
             deadline = wake_at if deadline is None else min(deadline, wake_at)
         planned += [(dag_id, run_events) for run_events in planned_runs]
+    made = AssetRuns(deadline, len(rows) == EVENT_SCAN)
     if planned:
-        # All the pass's runs in one INSERT (ids back in order), their events in one, one DELETE.
-        run_pks = store_runs.create_runs(conn, [dag_id for dag_id, _ in planned], RunType.ASSET_TRIGGERED, now)
-        store_runs.link_events(
+        running = _start_at_once(conn, dags, [dag_id for dag_id, _ in planned], budget)
+        made.none_queued = any(running)
+        # All the pass's runs, their events and the events leaving the queue in one statement (PostgreSQL).
+        run_pks = store_runs.create_event_runs(
             conn,
-            [(run_pk, p.event_id) for run_pk, (_, evs) in zip(run_pks, planned, strict=True) for p in evs],
+            [dag_id for dag_id, _ in planned],
+            [[(p.queue_id, p.event_id) for p in evs] for _, evs in planned],
+            now,
+            running,
         )
-        store_runs.consume_events(conn, [p.queue_id for _, evs in planned for p in evs])
-    return deadline, len(rows) == EVENT_SCAN
+        started = [(pk, dag_id) for pk, (dag_id, _), now_ in zip(run_pks, planned, running, strict=True) if now_]
+        if started:
+            made.ready += _make_tries(conn, dags, started, now)
+            made.begun = len(started)
+    return made
+
+
+def _start_at_once(conn: Connection, dags: dict[str, DAG], dag_ids: list[str], budget: int) -> list[bool]:
+    """Which of these new runs (DAGs without flow rules) start at once: as `start_runs` would in this
+    pass when no run waits queued before them, within `budget`, their DAG without `max_active_runs`."""
+    running = [False] * len(dag_ids)
+    eligible = [i for i, d in enumerate(dag_ids) if dags[d].max_active_runs is None][:budget]
+    if not eligible:
+        return running
+    with_flow = {d for d, dag in dags.items() if dag.flow is not None}
+    if store_runs.queued_runs(conn, 1, with_flow):
+        return running  # older runs first: they start in this pass's `start_runs`, these after them
+    for i in eligible:
+        running[i] = True
+    return running
 
 
 def _pending(
@@ -227,13 +281,18 @@ def start_runs(
     now: datetime,
     budget: int,
     flow_locked: set[str] | None = None,
-) -> tuple[list[int], bool, flow.Admitted]:
-    """Start queued runs within `max_active_runs` and `budget`; returns their ready tries,
-    whether more runs may start at once, and what flow control decided for the DAGs with
-    flow rules whose rows this transaction holds (`flow_locked`): tries to stop, when to
-    look again."""
+    none_queued: bool = False,
+) -> tuple[Ready, bool, flow.Admitted]:
+    """Start queued runs within `max_active_runs` and `budget`; returns their tries ready to queue
+    (and queued already), whether more runs may start at once, and what flow control decided
+    for the DAGs with flow rules whose rows this transaction holds (`flow_locked`): tries to
+    stop, when to look again. `none_queued`: this pass found no run of a DAG without flow
+    rules queued and made none since (the queued runs are not read again)."""
     with_flow = {d for d, dag in dags.items() if dag.flow is not None}
-    ready, more, begun = _start_plain(conn, dags, paused, now, budget, with_flow)
+    if none_queued:
+        ready, more, begun = Ready(), False, 0
+    else:
+        ready, more, begun = _start_plain(conn, dags, paused, now, budget, with_flow)
     decided = flow.Admitted(more=more)
     budget -= begun
     for dag_id in sorted((flow_locked or set()) - paused):
@@ -253,12 +312,16 @@ def start_runs(
 
 def _start_plain(
     conn: Connection, dags: dict[str, DAG], paused: set[str], now: datetime, budget: int, exclude: set[str]
-) -> tuple[list[int], bool, int]:
+) -> tuple[Ready, bool, int]:
     """Start queued runs of the DAGs without flow rules, oldest first; returns their ready tries,
     whether more may start at once, and how many runs started."""
+    if budget <= 0:
+        # tries wait for workers up to the back-pressure limit: no run starts, so the backlog of
+        # queued runs (up to RUN_SCAN rows) is not read at every pass; a try ending wakes a pass
+        return Ready(), False, 0
     queued = store_runs.queued_runs(conn, RUN_SCAN, exclude)
     if not queued:
-        return [], False, 0
+        return Ready(), False, 0
     limited = {r.dag_id for r in queued if (d := dags.get(r.dag_id)) is not None and d.max_active_runs}
     active = store_runs.active_counts(conn, limited)
     started: list[tuple[int, str]] = []
@@ -279,38 +342,50 @@ def _start_plain(
         started.append((int(row.id), row.dag_id))
     store_runs.finish(conn, RunState.FAILED, missing, now, queued=True)
     if not started:
-        return [], False, 0
+        return Ready(), False, 0
     ready = _begin(conn, dags, started, now)
     return ready, len(queued) == RUN_SCAN and len(started) < budget, len(started)
 
 
-def _begin(conn: Connection, dags: dict[str, DAG], started: list[tuple[int, str]], now: datetime) -> list[int]:
-    """These queued runs (run_pk, dag_id) start: their tries are created; returns those ready to queue.
+def _begin(conn: Connection, dags: dict[str, DAG], started: list[tuple[int, str]], now: datetime) -> Ready:
+    """These queued runs (run_pk, dag_id) start: their tries are created; returns those ready to queue
+    and those queued already.
 
-    A run another scheduler is starting meanwhile is left to it (`store.runs.start`).
+    A task without upstream tasks is ready at once; unless it is mapped (expanded first) or its
+    DAG bounds its active tasks (`within_max_active_tasks` decides), its first try is
+    inserted `queued`, as queueing it in this pass would leave it. A run another scheduler is
+    starting meanwhile is left to it (`store.runs.start`).
     """
     begun = set(store_runs.start(conn, [pk for pk, _ in started], now))
-    started = [(pk, dag_id) for pk, dag_id in started if pk in begun]
+    return _make_tries(conn, dags, [(pk, dag_id) for pk, dag_id in started if pk in begun], now)
+
+
+def _make_tries(conn: Connection, dags: dict[str, DAG], started: list[tuple[int, str]], now: datetime) -> Ready:
+    """The tries of these runs, which started in this transaction (a run without tasks ends at once)."""
     rows: list[dict[str, Any]] = []
     for run_pk, dag_id in started:
-        for task in dags[dag_id].tasks.values():
+        dag = dags[dag_id]
+        for task in dag.tasks.values():
+            # Without upstream tasks every trigger rule lets a task run at once.
+            state = TryState.NONE if task.upstream else TryState.SCHEDULED
+            direct = state == TryState.SCHEDULED and task.mapped is None and dag.max_active_tasks is None
             rows.append(
                 {
                     "run_pk": run_pk,
                     "dag_id": dag_id,
-                    # Without upstream tasks every trigger rule lets a task run at once.
-                    "state": TryState.NONE if task.upstream else TryState.SCHEDULED,
+                    "state": TryState.QUEUED if direct else state,
+                    "try_number": 1 if direct else 0,
                     "max_tries": task.retries + 1,
                     "queue": task.queue,
                     "task_id": task.task_id,
                 }
             )
     pks = [pk for pk, _ in started]
-    # a run that starts has no tries yet: those inserted `scheduled` are all it has ready
-    ready = store_tries.insert_tries(conn, rows)
+    # a run that starts has no tries yet: those inserted `scheduled` or `queued` are all it has ready
+    inserted = store_tries.insert_tries(conn, rows)
     with_tasks = {r["run_pk"] for r in rows}
     ends.end_runs(conn, dags, RunState.SUCCESS, [pk for pk in pks if pk not in with_tasks], now, ends.SUCCESS)
-    return ready
+    return Ready(inserted.ready, inserted.queued)
 
 
 def within_max_active_tasks(conn: Connection, dags: dict[str, DAG], ti_ids: list[int]) -> list[int]:

@@ -23,6 +23,7 @@ from herald.scheduler.mapping import MAX_MAP_LENGTH
 from herald.scheduler.requests import INLET_EVENTS_LIMIT, build_requests_or_fail
 from herald.scheduler.tries import MAX_LOST_REQUEUES, TryMachine
 from herald.sdk.airflow_triggers import TRIGGER_FAIL, encode_value
+from herald.sdk.asset_windows import timed
 from herald.sdk.dag import DAG
 from herald.store import flow as store_flow
 from herald.store import runs as store_runs
@@ -96,6 +97,7 @@ class Scheduler:
         self._stopping = False
         self._any_mapped = False
         self._any_timed = False
+        self._any_windowed = False
         #: called after a pass that asked for DAG callbacks (wakes the callback runner)
         self.on_callbacks: Callable[[], None] | None = None
         # PostgreSQL makes ids visible out of order (a transaction may commit after a later
@@ -116,6 +118,8 @@ class Scheduler:
         self._any_mapped = any(t.mapped is not None for dag in dags.values() for t in dag.tasks.values())
         # nor do most run on a clock: their passes then skip looking for cron ticks
         self._any_timed = any(dag.ticks is not None for dag in dags.values())
+        # windows and absences make runs after the asset runs: the queued runs are read again then
+        self._any_windowed = any(timed(dag.asset_condition) for dag in dags.values())
         self.wake()
 
     def wake(self) -> None:
@@ -235,10 +239,13 @@ class Scheduler:
             with_flow = runs.flow_dags(dags, paused)
             flow_locked, flow_busy = store_flow.lock_dags(conn, with_flow)
             busy_at = now + flow.RETRY_SOON if flow_busy else None
-            deadline, more = runs.create_asset_runs(
-                conn, dags, self.machine.asset_ids, paused, now, flow_locked, outcome.cancel
+            budget = max(0, self.max_waiting_tries - self.executor.queued(conn))
+            made = runs.create_asset_runs(
+                conn, dags, self.machine.asset_ids, paused, now, flow_locked, outcome.cancel, budget
             )
-            outcome.more |= more
+            deadline = made.deadline
+            budget -= made.begun
+            outcome.more |= made.more
             window_at, more = windows.plan(conn, dags, paused, now, self.machine.asset_ids)
             outcome.more |= more
             if self._any_timed:
@@ -246,21 +253,27 @@ class Scheduler:
                 outcome.more |= more
             else:
                 cron_at = None
-            budget = max(0, self.max_waiting_tries - self.executor.queued(conn))
-            started_runs, more, decided = runs.start_runs(conn, dags, paused, now, budget, flow_locked)
+            # the queued runs were read by `create_asset_runs`, unless cron or window runs came since
+            none_queued = made.none_queued and not self._any_timed and not self._any_windowed
+            started_runs, more, decided = runs.start_runs(conn, dags, paused, now, budget, flow_locked, none_queued)
+            started_runs += made.ready
             outcome.more |= more
             outcome.cancel += decided.cancel
-            to_queue += started_runs
+            to_queue += started_runs.ready
             retry_ids, retry_at = store_tries.due_retries(conn, now)
             to_queue += retry_ids
             to_queue = self._expand(conn, sorted(set(to_queue)), now)
             to_queue = runs.within_max_active_tasks(conn, dags, to_queue)
-            if to_queue or requeued:
+            if to_queue or requeued or started_runs.queued:
                 store_tries.queue(conn, to_queue)
                 if self.executor.needs_requests:
-                    # a requeued try (its worker was lost) is queued already, under its own number
+                    # a requeued try (its worker was lost) is queued already, under its own number;
+                    # so is the first try of a task its run's start inserted `queued`
                     outcome.requests, outcome.failed = build_requests_or_fail(
-                        conn, dags, [*to_queue, *requeued], inlet_events_limit=self.inlet_events_limit
+                        conn,
+                        dags,
+                        [*sorted([*to_queue, *started_runs.queued]), *requeued],
+                        inlet_events_limit=self.inlet_events_limit,
                     )
                     outcome.more |= bool(outcome.failed)
                 channel = self.executor.wake_channel

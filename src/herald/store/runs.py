@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import BigInteger, Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from herald.store import tables as t
 from herald.store.flow import RunFlow, mark_dirty
@@ -42,8 +43,13 @@ def create_runs(
     logical_dates: Sequence[datetime] | None = None,
     interval: timedelta = timedelta(),
     flow: Sequence[RunFlow] | None = None,
+    running: Sequence[bool] | None = None,
 ) -> list[int]:
     """Queue one run per entry of `dag_ids` (one INSERT); returns their ids in the order given.
+
+    `running` marks the runs that start at once (`running`, started at `now`: one row
+    version where queueing then starting it makes two); the scheduler inserts them so
+    only when nothing queued waits before them (`queued_runs`).
 
     `logical_dates` (scheduled runs) gives each run its tick: its logical date, the end
     of its data interval, which starts `interval` earlier (Airflow 3's trigger timetables
@@ -52,13 +58,88 @@ def create_runs(
     """
     if not dag_ids:
         return []
+    rows = _run_rows(conn, dag_ids, run_type, now, conf, logical_dates, interval, flow, running)
+    if len(rows) == 1:
+        return [int(conn.execute(insert(dr).values(rows[0]).returning(dr.c.id)).scalar_one())]
+    if conn.dialect.name == "postgresql":
+        # The ids come from the sequence in the order of the rows (ORDER BY their position), as
+        # SQLAlchemy's own insertmanyvalues relies on for PostgreSQL: sorted, they are in order.
+        return sorted(int(i) for i in conn.execute(_create_runs_pg(conn), arrays(dr, rows, _RUN_COLUMNS)).scalars())
+    return [int(r[0]) for r in conn.execute(insert(dr).returning(dr.c.id, sort_by_parameter_order=True), rows)]
+
+
+def create_event_runs(
+    conn: Connection,
+    dag_ids: Sequence[str],
+    events: Sequence[Sequence[tuple[int, int]]],
+    now: datetime,
+    running: Sequence[bool],
+) -> list[int]:
+    """Asset-triggered runs, each consuming its events: `create_runs`, `link_events` and
+    `consume_events` in one (one statement on PostgreSQL). `events` gives each run its
+    (queue id, event id) pairs. Returns the runs' ids in the order given.
+    """
+    if not dag_ids:
+        return []
+    if conn.dialect.name != "postgresql":
+        run_pks = create_runs(conn, dag_ids, RunType.ASSET_TRIGGERED, now, running=running)
+        link_events(conn, [(pk, e) for pk, evs in zip(run_pks, events, strict=True) for _, e in evs])
+        consume_events(conn, [q for evs in events for q, _ in evs])
+        return run_pks
+    rows = _run_rows(conn, dag_ids, RunType.ASSET_TRIGGERED, now, None, None, timedelta(), None, running)
+    params: dict[str, Any] = {
+        **arrays(dr, rows, _RUN_COLUMNS),
+        "link_run": [n for n, evs in enumerate(events, start=1) for _ in evs],
+        "link_event": [e for evs in events for _, e in evs],
+        "consumed": [q for evs in events for q, _ in evs],
+    }
+    return sorted(int(i) for i in conn.execute(_create_event_runs_pg(conn), params).scalars())
+
+
+@per_dialect
+def _create_event_runs_pg(dialect: str) -> Any:
+    # WITH runs AS (INSERT ... RETURNING id), numbered AS (the ids in order: 1, 2, ...),
+    # linked AS (INSERT INTO dag_run_event: each event with the id of its run's position),
+    # consumed AS (DELETE FROM event_queue) SELECT id FROM runs
+    dre, eq = t.dag_run_event, t.event_queue
+    made = _insert_runs_pg().cte("runs")
+    numbered = select(made.c.id, func.row_number().over(order_by=made.c.id).label("n")).cte("numbered")
+    pairs = (
+        func.unnest(
+            bindparam("link_run", type_=ARRAY(BigInteger())), bindparam("link_event", type_=ARRAY(dre.c.event_id.type))
+        )
+        .table_valued("run", "event_id")
+        .render_derived()
+    )
+    linked = insert(dre).from_select(
+        ["run_pk", "event_id"],
+        select(numbered.c.id, pairs.c.event_id).select_from(pairs.join(numbered, numbered.c.n == pairs.c.run)),
+    )
+    consumed = delete(eq).where(member(dialect, eq.c.id, "consumed"))
+    return select(made.c.id).add_cte(linked.cte("linked"), consumed.cte("consumed"))
+
+
+def _run_rows(
+    conn: Connection,
+    dag_ids: Sequence[str],
+    run_type: RunType,
+    now: datetime,
+    conf: dict[str, Any] | None,
+    logical_dates: Sequence[datetime] | None,
+    interval: timedelta,
+    flow: Sequence[RunFlow] | None,
+    running: Sequence[bool] | None,
+) -> list[dict[str, Any]]:
+    """The rows of `create_runs` (and the flow marks of keyed runs, written here)."""
     dates = list(logical_dates) if logical_dates is not None else [None] * len(dag_ids)
     flows = list(flow) if flow is not None else [None] * len(dag_ids)
+    starts = list(running) if running is not None else [False] * len(dag_ids)
     rows = [
         {
             "run_id": new_run_id(run_type, tick or now),
             "dag_id": dag_id,
-            "state": RunState.QUEUED,
+            "state": RunState.RUNNING if start else RunState.QUEUED,
+            "started_at": now if start else None,
             "run_type": run_type,
             "conf": conf or {},
             "queued_at": now,
@@ -70,7 +151,7 @@ def create_runs(
             "held_by": f.held_by if f is not None else None,
             "held_until": f.held_until if f is not None else None,
         }
-        for dag_id, tick, f in zip(dag_ids, dates, flows, strict=True)
+        for dag_id, tick, f, start in zip(dag_ids, dates, flows, starts, strict=True)
     ]
     # thousands of runs of one pass share `now`: their 32 random bits could meet (5,000 runs: 0.3%
     # a pass), which would fail the whole pass on the unique run_id
@@ -81,13 +162,7 @@ def create_runs(
         seen.add(str(row["run_id"]))
     # a new keyed run is its key's news for admission (`store.flow.take_dirty`)
     mark_dirty(conn, [(d, f.key) for d, f in zip(dag_ids, flows, strict=True) if f is not None])
-    if len(rows) == 1:
-        return [int(conn.execute(insert(dr).values(rows[0]).returning(dr.c.id)).scalar_one())]
-    if conn.dialect.name == "postgresql":
-        # The ids come from the sequence in the order of the rows (ORDER BY their position), as
-        # SQLAlchemy's own insertmanyvalues relies on for PostgreSQL: sorted, they are in order.
-        return sorted(int(i) for i in conn.execute(_create_runs_pg(conn), arrays(dr, rows, _RUN_COLUMNS)).scalars())
-    return [int(r[0]) for r in conn.execute(insert(dr).returning(dr.c.id, sort_by_parameter_order=True), rows)]
+    return rows
 
 
 _RUN_COLUMNS = (
@@ -97,6 +172,7 @@ _RUN_COLUMNS = (
     "run_type",
     "conf",
     "queued_at",
+    "started_at",
     "logical_date",
     "data_interval_start",
     "data_interval_end",
@@ -109,6 +185,11 @@ _RUN_COLUMNS = (
 
 @per_dialect
 def _create_runs_pg(dialect: str) -> Any:
+    return _insert_runs_pg()
+
+
+def _insert_runs_pg() -> Any:
+    """INSERT INTO dag_run ... SELECT ... FROM unnest(...) ORDER BY the rows' position RETURNING id."""
     u = unnested(dr, _RUN_COLUMNS)
     rows = select(*(u.c[k] for k in _RUN_COLUMNS)).select_from(u.source).order_by(u.c[ORDINAL])
     return insert(dr).from_select(list(_RUN_COLUMNS), rows).returning(dr.c.id)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 from herald.store.states import WatcherState
@@ -186,17 +187,41 @@ dag_run = Table(
     Column("held_until", UtcDateTime()),
     # the asset event that cancelled the run (`cancel_on=`, migration 0019)
     Column("cancelled_by_event", Id),
-    Index("ix_dag_run_state_dag_id", "state", "dag_id"),
-    # a pass starts the oldest queued runs: `state = 'queued' ORDER BY id` (migration 0028)
+    # Every state change is a new row version with an entry in each index below (`state`
+    # is indexed: no update is HOT), so dag_run keeps few, and flow control's hold only
+    # the runs with a key or a hold (migration 0029).
+    # a pass starts the oldest queued runs: `state = 'queued' ORDER BY id` (migration 0028);
+    # also a state's runs (timeouts, the running runs of some DAGs)
     Index("ix_dag_run_state_id", "state", "id"),
     Index("ix_dag_run_dag_id_id", "dag_id", "id"),
     # a DAG's runs over time (the DAG page's chart, migration 0017)
     Index("ix_dag_run_dag_id_queued_at", "dag_id", "queued_at"),
     # a key's runs by state (admission); a key's latest starts (throttle); see also below
-    Index("ix_dag_run_dag_id_run_key_state_id", "dag_id", "run_key", "state", "id"),
-    Index("ix_dag_run_dag_id_run_key_started_at", "dag_id", "run_key", "started_at"),
+    Index(
+        "ix_dag_run_dag_id_run_key_state_id",
+        "dag_id",
+        "run_key",
+        "state",
+        "id",
+        postgresql_where=text("run_key IS NOT NULL"),
+        sqlite_where=text("run_key IS NOT NULL"),
+    ),
+    Index(
+        "ix_dag_run_dag_id_run_key_started_at",
+        "dag_id",
+        "run_key",
+        "started_at",
+        postgresql_where=text("run_key IS NOT NULL"),
+        sqlite_where=text("run_key IS NOT NULL"),
+    ),
     # the debounce and throttle holds that end (admission's release, migration 0019)
-    Index("ix_dag_run_dag_id_held_until", "dag_id", "held_until"),
+    Index(
+        "ix_dag_run_dag_id_held_until",
+        "dag_id",
+        "held_until",
+        postgresql_where=text("held_until IS NOT NULL"),
+        sqlite_where=text("held_until IS NOT NULL"),
+    ),
     sqlite_autoincrement=True,
 )
 

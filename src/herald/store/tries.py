@@ -11,7 +11,7 @@ import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, bindparam, cast, delete, func, insert, null, or_, select, tuple_, update
 
@@ -31,20 +31,32 @@ def _from(new: TryState) -> list[str]:
     return sorted(s.value for s in sources(TRY_TRANSITIONS, new))
 
 
-def insert_tries(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+class Inserted(NamedTuple):
+    """The tries `insert_tries` made that need the scheduler: ready to queue, and queued already."""
+
+    ready: list[int]
+    queued: list[int]
+
+
+def insert_tries(conn: Connection, rows: list[dict[str, Any]]) -> Inserted:
     """The tries of started runs (`run_pk`, `dag_id`, `task_id`, `state`, `max_tries`, `queue`).
 
     Each task starts as one try with map index -1; a mapped task is expanded later (`expand`).
-    Returns the ids of those inserted `scheduled` (ready to queue), in id order.
+    A row may be inserted `queued` with `try_number` 1, as `queue` would leave it: its first
+    try handed to the executor in the transaction that makes it (one row version, not two).
+    Returns the ids of those inserted `scheduled` (ready to queue) and `queued`, in id order.
     """
     if not rows:
-        return []
+        return Inserted([], [])
     full = [{"try_number": 0, "map_index": -1, **r} for r in rows]
     if conn.dialect.name == "postgresql":
         inserted = conn.execute(_insert_tries_pg(conn), arrays(ti, full, _TRY_COLUMNS)).all()
     else:
         inserted = conn.execute(_INSERT_TRY, full).all()
-    return sorted(int(r.id) for r in inserted if r.state == TryState.SCHEDULED)
+    return Inserted(
+        sorted(int(r.id) for r in inserted if r.state == TryState.SCHEDULED),
+        sorted(int(r.id) for r in inserted if r.state == TryState.QUEUED),
+    )
 
 
 _TRY_COLUMNS = ("run_pk", "dag_id", "task_id", "map_index", "state", "try_number", "max_tries", "queue")
@@ -243,24 +255,19 @@ def write_ends(conn: Connection, changes: list[dict[str, Any]]) -> None:
 
     One guarded UPDATE per shape of change (executemany); the guard is the set
     of states the new state may be reached from. A change with a `reason` (a
-    `TryEnd`: the try is over) is kept in the try history, one statement for the batch.
+    `TryEnd`: the try is over) is kept in the try history: on PostgreSQL in the
+    UPDATE's own statement (the rows it returns), elsewhere one statement for the batch.
     """
+    if conn.dialect.name == "postgresql":
+        _write_ends_postgres(conn, changes)
+        return
     groups: dict[tuple[TryState, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
-    postgres = conn.dialect.name == "postgresql"
     for change in changes:
         values = {k: _clean(k, v) for k, v in change.items() if k not in ("id", "state", "reason")}
         state = TryState(change["state"])
-        if postgres:
-            groups[(state, tuple(sorted(values)))].append({"id": change["id"], **values})
-        else:
-            groups[(state, tuple(sorted(values)))].append(
-                {"b_id": change["id"], **{f"b_{k}": v for k, v in values.items()}}
-            )
+        bound = {f"b_{k}": v for k, v in values.items()}
+        groups[(state, tuple(sorted(values)))].append({"b_id": change["id"], **bound})
     for (state, keys), params in groups.items():
-        if postgres:
-            # one UPDATE ... FROM unnest(...) for the group: executemany runs one statement per row
-            conn.execute(_write_ends_pg(state, keys), arrays(ti, params, ("id", *keys)))
-            continue
         if conn.dialect.name == "sqlite":
             # the driver's executemany: SQLAlchemy's building of each row's parameters cost more than the UPDATE
             guard = _from(state)
@@ -283,11 +290,34 @@ def write_ends(conn: Connection, changes: list[dict[str, Any]]) -> None:
     )
 
 
+def _write_ends_postgres(conn: Connection, changes: list[dict[str, Any]]) -> None:
+    """`write_ends` on PostgreSQL: one statement per shape of change and end, history included."""
+    groups: dict[tuple[TryState, tuple[str, ...], TryEnd | None], list[dict[str, Any]]] = defaultdict(list)
+    for change in changes:
+        values = {k: _clean(k, v) for k, v in change.items() if k not in ("id", "state", "reason")}
+        reason = change.get("reason")
+        key = (TryState(change["state"]), tuple(sorted(values)), TryEnd(reason) if reason is not None else None)
+        groups[key].append({"id": change["id"], **values})
+    for (state, keys, reason), params in groups.items():
+        # one UPDATE ... FROM unnest(...) for the group: executemany runs one statement per row
+        found = arrays(ti, params, ("id", *keys))
+        if reason is None:
+            conn.execute(_write_ends_pg(state, keys), found)
+        else:
+            conn.execute(_write_ends_kept_pg(state, keys), {**found, "reason": reason.value})
+
+
 @functools.lru_cache(maxsize=64)
 def _write_ends_sqlite(keys: tuple[str, ...], guards: int) -> str:
     """The UPDATE of one shape of change (SQLite, qmark): state, `keys`, then the id and the guard's states."""
     sets = "".join(f', "{k}" = ?' for k in keys)
     return f"UPDATE task_instance SET state = ?{sets} WHERE id = ? AND state IN ({', '.join(['?'] * guards)})"
+
+
+@functools.lru_cache(maxsize=64)
+def _write_ends_kept_pg(state: TryState, keys: tuple[str, ...]) -> Any:
+    """`_write_ends_pg` whose rows written go to the try history in the same statement (`reason`)."""
+    return try_history.keep_returned(_write_ends_pg(state, keys))
 
 
 @functools.lru_cache(maxsize=64)

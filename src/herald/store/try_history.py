@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, bindparam, insert, select
+from sqlalchemy import Connection, String, Update, bindparam, insert, select
 
 from herald.store import tables as t
 from herald.store.sql import member, per_dialect
@@ -68,6 +68,19 @@ def _copying(dialect: str, in_state: bool) -> Any:
 
 _copy_in_state = per_dialect(lambda d: _copying(d, in_state=True))
 _copy_any = per_dialect(lambda d: _copying(d, in_state=False))
+
+
+def keep_returned(update: Update) -> Any:
+    """`update` of task_instance (PostgreSQL) with each row it wrote kept as an ended try, one statement:
+    `WITH moved AS (UPDATE ... RETURNING ...) INSERT INTO task_try SELECT ... FROM moved`.
+
+    Only the rows the UPDATE moved are kept (a result its guard turned away leaves none);
+    the statement takes the end as the parameter `reason`.
+    """
+    moved = update.returning(*(ti.c[c] for c in _COPIED)).cte("moved")
+    return insert(tt).from_select(
+        [*_COPIED, "reason"], select(*(moved.c[c] for c in _COPIED), bindparam("reason", type_=String(20)))
+    )
 
 
 def record_decided(conn: Connection, ti_ids: Sequence[int], reason: TryEnd) -> None:

@@ -166,3 +166,33 @@ def test_inlet_events_are_the_latest_events_oldest_first_capped(engine: Engine) 
     assert set(found["assets"]) == {"orders"}
     assert [e["extra"]["i"] for e in found["assets"]["orders"]["events"]] == [1, 2]
     assert found["assets"]["orders"]["asset"]["uri"] == "orders"
+
+
+def test_new_runs_start_at_once_unless_older_runs_wait_queued(engine: Engine) -> None:
+    from herald.store import runs as store_runs
+    from herald.store.states import RunState, RunType, TryState
+
+    per_event = _dag("per_event", AssetTriggeredTimetable(ORDERS))
+    dags, ids, consumers = _sync(engine, per_event)
+    _emit(engine, ids["orders"], consumers, 2)
+    with engine.begin() as conn:
+        made = runs.create_asset_runs(conn, dags, ids, set(), utcnow(), budget=10)
+    # nothing waited: both runs start as they are made, their first tries queued
+    assert made.begun == 2 and len(made.ready.queued) == 2 and made.ready.ready == []
+    with engine.connect() as conn:
+        states = conn.execute(select(t.dag_run.c.state, t.dag_run.c.started_at)).all()
+        tries = conn.execute(select(t.task_instance.c.state, t.task_instance.c.try_number)).all()
+    assert {s for s, _ in states} == {RunState.RUNNING} and all(at is not None for _, at in states)
+    assert sorted(tries) == [(TryState.QUEUED, 1), (TryState.QUEUED, 1)]
+
+    with engine.begin() as conn:
+        store_runs.create_runs(conn, ["per_event"], RunType.MANUAL, utcnow())  # an older run waits
+        row = {"asset_id": ids["orders"], "source": "api", "dedupe_key": "later", "extra": {}, "timestamp": utcnow()}
+        events.insert_events(conn, [row], consumers, utcnow())
+    with engine.begin() as conn:
+        made = runs.create_asset_runs(conn, dags, ids, set(), utcnow(), budget=10)
+    # the new run queues behind it: `start_runs` starts them oldest first
+    assert made.begun == 0
+    with engine.connect() as conn:
+        queued = conn.execute(select(t.dag_run.c.id).where(t.dag_run.c.state == RunState.QUEUED)).all()
+    assert len(queued) == 2

@@ -135,7 +135,8 @@ def test_a_task_that_raises_still_uses_its_retries(db: Database) -> None:
 
 
 def test_a_silent_herald_worker_past_the_heartbeat_timeout_is_lost_and_its_try_queued_again(db: Database) -> None:
-    executor = DatabaseExecutor(heartbeat_timeout=7, max_waiting_tries=100)
+    # every pass looks for lost tries (by default at most once a second)
+    executor = DatabaseExecutor(heartbeat_timeout=7, max_waiting_tries=100, lost_every=0)
     scheduler = _scheduler(db, executor, requeues=1)
     scheduler._pass([], [])
     assert _try(db)[:2] == (TryState.QUEUED, 1)

@@ -99,3 +99,30 @@ def test_runs_made_at_one_time_get_distinct_ids_even_when_their_random_parts_mee
     with db.engine.connect() as conn:
         ids = conn.execute(select(dr.c.run_id).where(dr.c.id.in_(pks)).order_by(dr.c.id)).scalars().all()
     assert [i.rsplit("_", 1)[1] for i in ids] == ["aaaaaaaa", "bbbbbbbb", "cccccccc"]
+
+
+def test_runs_made_for_events_each_hold_their_own_events_and_take_them_off_the_queue(db: Db) -> None:
+    from herald.store.events import NewEvent, insert_events
+
+    now = utcnow()
+    with db.engine.begin() as conn:
+        asset_id = int(conn.execute(select(t.asset.c.id).limit(1)).scalar_one())
+        events = [NewEvent(asset_id, "api", f"k{i}", {}, now) for i in range(5)]
+        insert_events(conn, events, {asset_id: ["d"]}, now)
+        eq = t.event_queue
+        pairs = [(int(q), int(e)) for q, e in conn.execute(select(eq.c.id, eq.c.event_id).order_by(eq.c.id))]
+    assert len(pairs) == 5
+    # three runs: two events, one, two; the first and the last start at once
+    per_run = [pairs[0:2], pairs[2:3], pairs[3:5]]
+    with db.engine.begin() as conn:
+        pks = runs.create_event_runs(conn, ["d", "d", "d"], per_run, now, [True, False, True])
+    assert pks == sorted(pks) and len(set(pks)) == 3
+    with db.engine.connect() as conn:
+        held = conn.execute(select(t.dag_run_event.c.run_pk, t.dag_run_event.c.event_id)).all()
+        states = dict(conn.execute(select(dr.c.id, dr.c.state).where(dr.c.id.in_(pks))).all())
+        left = conn.execute(select(t.event_queue.c.id)).scalars().all()
+    assert sorted((int(r), int(e)) for r, e in held) == sorted(
+        (pk, e) for pk, evs in zip(pks, per_run, strict=True) for _, e in evs
+    )
+    assert [states[pk] for pk in pks] == [RunState.RUNNING, RunState.QUEUED, RunState.RUNNING]
+    assert left == []
