@@ -118,7 +118,9 @@ def create_asset_runs(
     made = AssetRuns(deadline, len(rows) == EVENT_SCAN)
     if planned:
         running = _start_at_once(conn, dags, [dag_id for dag_id, _ in planned], budget)
-        made.none_queued = any(running)
+        # only when every new run started: one left queued (its DAG's max_active_runs, the budget)
+        # is for `start_runs` to consider in this same pass
+        made.none_queued = all(running)
         # All the pass's runs, their events and the events leaving the queue in one statement (PostgreSQL).
         run_pks = store_runs.create_event_runs(
             conn,

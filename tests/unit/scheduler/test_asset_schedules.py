@@ -196,3 +196,25 @@ def test_new_runs_start_at_once_unless_older_runs_wait_queued(engine: Engine) ->
     with engine.connect() as conn:
         queued = conn.execute(select(t.dag_run.c.id).where(t.dag_run.c.state == RunState.QUEUED)).all()
     assert len(queued) == 2
+
+
+def test_a_run_left_queued_beside_runs_started_at_once_is_started_in_the_same_pass(engine: Engine) -> None:
+    from herald.store.states import RunState
+
+    free = _dag("free", AssetTriggeredTimetable(ORDERS))
+    with DAG("limited", schedule=AssetTriggeredTimetable(ORDERS), max_active_runs=1) as limited:
+        EmptyOperator(task_id="t")
+    dags, ids, consumers = _sync(engine, free, limited)
+    _emit(engine, ids["orders"], consumers, 1)
+    with engine.begin() as conn:
+        now = utcnow()
+        made = runs.create_asset_runs(conn, dags, ids, set(), now, budget=10)
+        # `free`'s run starts as it is made; `limited`'s (max_active_runs) is left to start_runs,
+        # which must read the queue in this pass rather than take it as empty
+        assert made.begun == 1 and not made.none_queued
+        budget = 10 - made.begun
+        started, _more, _decided = runs.start_runs(conn, dags, set(), now, budget, none_queued=made.none_queued)
+        assert len(started.ready) + len(started.queued) == 1
+    with engine.connect() as conn:
+        states = dict(conn.execute(select(t.dag_run.c.dag_id, t.dag_run.c.state)).all())
+    assert states == {"free": RunState.RUNNING, "limited": RunState.RUNNING}
