@@ -158,7 +158,7 @@ class Service:
                 return
 
         task = asyncio.create_task(serve(), name="api")
-        for _ in range(250):
+        for _ in range(1500):  # up to 30 s: a loaded machine starts it slowly; a taken port ends it at once
             if server.started or task.done():
                 break
             await asyncio.sleep(0.02)
