@@ -61,6 +61,8 @@ REPLAY_INTERVAL = 2.0
 LOCAL_CLAIMS = 3
 # How long a stop waits for a batch being stored to commit and be acknowledged.
 DRAIN_TIMEOUT = 10.0
+#: how long a stop waits for its consumers and loops to end (a batch in flight has DRAIN_TIMEOUT)
+STOP_TIMEOUT = DRAIN_TIMEOUT + 5.0
 #: each triggerer renews its heartbeat and its leases this often (LEASE_TTL, in
 #: store.triggerers, is how long they last): a joining, leaving or dead triggerer
 #: changes the shares within one LEASE_TTL
@@ -389,7 +391,21 @@ class Triggerer:
         # Consumers being handed over are stopping already: a second cancel would cut
         # short the wait for their batch in flight.
         handing_over = [task for task, _ in self._releasing.values() if task is not None]
-        await asyncio.gather(*tasks, *handing_over, return_exceptions=True)
+        waited = {*tasks, *handing_over}
+        if waited:
+            # Bounded: a client that swallows its cancellation must not hold a stop for ever.
+            # What a consumer left behind was not acknowledged: its broker delivers it again.
+            ended, stuck = await asyncio.wait(waited, timeout=STOP_TIMEOUT)
+            for task in ended:
+                if not task.cancelled():
+                    task.exception()  # seen: a consumer's last error was logged where it happened
+            if stuck:
+                log.warning(
+                    "%d task(s) did not stop within %.0fs and are left behind: %s",
+                    len(stuck),
+                    STOP_TIMEOUT,
+                    sorted(t.get_name() for t in stuck),
+                )
         alone = self.live == [self.owner]
         # A shared consumer others still run keeps their state; one only this triggerer read is stopped.
         stopped = [w.id for c in self.consumers.values() if alone or not self.shareable(c.key) for w in c.watchers]
