@@ -186,7 +186,7 @@ def insert_rows(
     """
     dialect = conn.dialect
     assert dialect.name == "sqlite", "insert_rows is SQLite's (PostgreSQL takes `unnested` batches)"
-    processors = [table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+    processors = [p for _, p in _bind_processors(conn, table, tuple(names))]
     converted: list[Any] = []
     last: list[tuple[Any, Any]] = [(_NOTHING, None)] * len(names)
     count = 0

@@ -181,7 +181,8 @@ def resume(
             values["next_method"] = method
         added = (logs or {}).get(ti_id)
         if added:
-            values["log"] = func.coalesce(ti.c.log, "") + added
+            # a trigger's lines are whatever it logged: NUL is refused by PostgreSQL's text
+            values["log"] = func.coalesce(ti.c.log, "") + clean_text(added)
         moved = conn.execute(update(ti).where(*guard).values(values)).rowcount
         if moved:
             done.append(ti_id)

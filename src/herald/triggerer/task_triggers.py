@@ -56,7 +56,7 @@ from herald.sdk.dag import DAG
 from herald.sdk.masking import mask_text
 from herald.store import trigger_waits
 from herald.store.db import Database
-from herald.store.storable import DEPTH_CEILING, SizeLimits, json_problem, size_problem
+from herald.store.storable import DEPTH_CEILING, SizeLimits, clean_text, json_problem, size_problem
 from herald.store.trigger_waits import Claimed, Fired
 from herald.store.triggerers import LEASE_TTL
 from herald.store.types import utcnow
@@ -284,7 +284,7 @@ class TaskTriggers:
         with trigger_logs.capturing(self.limits.log) as captured:
 
             def told(fired: Fired) -> None:  # the outcome, with what the trigger logged (secrets in URLs masked)
-                report(replace(fired, log=mask_text(captured.getvalue())))
+                report(replace(fired, log=clean_text(mask_text(captured.getvalue()))))
 
             try:
                 trigger = await self._build(claim)

@@ -194,3 +194,18 @@ def test_a_worker_s_results_are_stored_only_for_the_tries_it_still_holds_and_rea
     with db.engine.begin() as conn:
         (stored,) = tries.claim_results(conn, 10)
     assert {k: stored[k] for k in sent} == sent
+
+
+def test_a_resumed_try_s_log_gets_its_trigger_s_lines_with_what_no_database_stores_replaced(db: Db) -> None:
+    from sqlalchemy import update
+
+    run = db.add_run(RunState.RUNNING, {"wait": TryState.DEFERRED})
+    task = ids(db, run)["wait"]
+    with db.engine.begin() as conn:
+        conn.execute(update(ti).where(ti.c.id == task).values(log="before\n", next_method="execute_complete"))
+    with db.engine.begin() as conn:
+        # a trigger logged a NUL: PostgreSQL's text refuses it, and the whole pass would fail with it
+        moved = tries.resume(conn, {task: {"event": 1}}, logs={task: "trigger \x00 said\n"})
+    assert moved == [task]
+    stored = db.one(select(ti.c.state, ti.c.log).where(ti.c.id == task))
+    assert tuple(stored) == (TryState.QUEUED, "before\ntrigger \ufffd said\n")
